@@ -1,0 +1,17 @@
+"""The symbolic derivation: activations → Gaussian integrals and flows → KernelSpec → module.
+
+SymPy only (no JAX). The stages, each a module:
+
+- :mod:`.activations`: the registry of named activations g(x);
+- :mod:`.gaussian`: closed-form Gaussian expectations (tilting, Stein, Price's theorem);
+- :mod:`.integrals`: I2, J2, I3, I4 on symbolic covariance blocks;
+- :mod:`.verify`: Price's identity, boundary values and Monte Carlo, before emission;
+- :mod:`.flows`: the R/Q/v flows and ε_g as terms over those integrals;
+- :mod:`.printing`, :mod:`.spec`: the JAX printer, CSE and the KernelSpec;
+- :mod:`.render`: Jinja2 rendering and atomic writing; :mod:`.__main__`: the command line.
+"""
+
+from .activations import BUILTINS, Activation
+from .generate import GENERATED_DIR, check, generate, write
+
+__all__ = ["BUILTINS", "GENERATED_DIR", "Activation", "check", "generate", "write"]

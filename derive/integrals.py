@@ -1,0 +1,88 @@
+"""The four Gaussian integrals of the flows, derived in closed form on symbolic covariance blocks.
+
+With u ~ N(0, C) for an r×r block C (DESIGN.md):
+
+- I2(C) = ⟨g(u_0) g(u_1)⟩,            r = 2
+- J2(C) = ⟨g'(u_0) g'(u_1)⟩,          r = 2
+- I3(C) = ⟨g'(u_0) u_1 g(u_2)⟩,       r = 3
+- I4(C) = ⟨g'(u_0) g'(u_1) g(u_2) g(u_3)⟩, r = 4
+
+A repeated index (I3(a, a, c), I4(a, b, a, b), …) is the same expression on a block with
+repeated rows; the closed forms hold on such singular blocks too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+
+from .activations import Activation
+from .gaussian import expectation
+
+Integrand = Callable[[Activation, tuple[sp.Symbol, ...]], sp.Expr]
+
+#: name -> (block size, integrand in the block's variables)
+DEFINITIONS: dict[str, tuple[int, Integrand]] = {
+    "I2": (2, lambda act, u: act.g(u[0]) * act.g(u[1])),
+    "J2": (2, lambda act, u: act.g_prime(u[0]) * act.g_prime(u[1])),
+    "I3": (3, lambda act, u: act.g_prime(u[0]) * u[1] * act.g(u[2])),
+    "I4": (4, lambda act, u: act.g_prime(u[0]) * act.g_prime(u[1]) * act.g(u[2]) * act.g(u[3])),
+}
+
+
+def block_entries(size: int) -> list[tuple[int, int]]:
+    """The (p, q) positions, p ≤ q, of a symmetric block's free entries, row-major."""
+    return [(p, q) for p in range(size) for q in range(p, size)]
+
+
+def block_symbol(p: int, q: int) -> sp.Symbol:
+    """The symbol of entry (p, q), p ≤ q; diagonal entries are variances, hence non-negative."""
+    return sp.Symbol(f"c{p}{q}", real=True, nonnegative=(p == q) or None)
+
+
+def symbolic_block(size: int) -> sp.Matrix:
+    """A symmetric size×size matrix of entry symbols c{p}{q}."""
+    block = sp.zeros(size, size)
+    for p, q in block_entries(size):
+        block[p, q] = block[q, p] = block_symbol(p, q)
+    return block
+
+
+def variables(size: int) -> tuple[sp.Symbol, ...]:
+    """The block's Gaussian variables u0, …"""
+    return sp.symbols(f"u0:{size}", real=True)
+
+
+@dataclass(frozen=True)
+class DerivedIntegral:
+    """One integral's closed form on a symbolic block.
+
+    **Arguments:**
+
+    - `name`: "I2", "J2", "I3" or "I4".
+    - `size`: the block size r.
+    - `integrand`: f(u0, …, u_{r-1}).
+    - `expression`: ⟨f⟩ in the entry symbols c{p}{q}, p ≤ q.
+    - `provenance`: how the expression was obtained ("derived").
+    """
+
+    name: str
+    size: int
+    integrand: sp.Expr
+    expression: sp.Expr
+    provenance: str
+
+    @property
+    def arguments(self) -> list[sp.Symbol]:
+        return [block_symbol(p, q) for p, q in block_entries(self.size)]
+
+
+def derive_integral(activation: Activation, name: str) -> DerivedIntegral:
+    """Derive integral `name` for `activation` with the rules of :mod:`.gaussian`."""
+    size, integrand_of = DEFINITIONS[name]
+    u = variables(size)
+    integrand = integrand_of(activation, u)
+    expression = expectation(integrand, u, symbolic_block(size))
+    return DerivedIntegral(name, size, integrand, expression, "derived")

@@ -1,0 +1,55 @@
+"""Printing SymPy expressions as JAX code: a printer subclass and deterministic CSE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.printing.numpy import JaxPrinter
+
+
+class KernelPrinter(JaxPrinter):
+    """SymPy's JAX printer, printing ``jnp.``/``jsp.`` names that work under ``jax.jit``.
+
+    SymPy's own printer sends ``erf`` to ``math.erf``, which fails on tracers; ``asin`` is printed
+    as ``_safe_arcsin``, which the generated module defines with its argument clipped to [-1, 1]
+    so that round-off at |C_ab| → √(C_aa C_bb) cannot produce NaN.
+    """
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        return fqn.replace("jax.numpy.", "jnp.")
+
+    def _print_erf(self, expr: sp.erf) -> str:
+        return f"jsp.erf({self._print(expr.args[0])})"
+
+    def _print_asin(self, expr: sp.asin) -> str:
+        return f"_safe_arcsin({self._print(expr.args[0])})"
+
+
+@dataclass(frozen=True)
+class PrintedExpression:
+    """An expression as straight-line code.
+
+    **Arguments:**
+
+    - `assignments`: (name, code) pairs of common subexpressions, in evaluation order.
+    - `result`: code for the final value, in terms of the arguments and the assignments.
+    """
+
+    assignments: tuple[tuple[str, str], ...]
+    result: str
+
+
+def print_cse(expression: sp.Expr, prefix: str = "x") -> PrintedExpression:
+    """Common-subexpression-eliminate `expression` (numbered symbols) and print it."""
+    printer = KernelPrinter({"fully_qualified_modules": True})
+    replacements, (reduced,) = sp.cse(expression, symbols=sp.numbered_symbols(prefix), order="canonical")
+    return PrintedExpression(
+        assignments=tuple((str(name), printer.doprint(value)) for name, value in replacements),
+        result=printer.doprint(reduced),
+    )
+
+
+def print_scalar(expression: sp.Expr) -> str:
+    """A scalar coefficient (in lr, lr_v, sigma, batch) as code."""
+    return KernelPrinter({"fully_qualified_modules": True}).doprint(expression)
