@@ -1,0 +1,108 @@
+"""The assembled erf vector field against a direct Monte-Carlo estimate of the flows, and its
+behaviour under jit and grad."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gaussian_reference import g, g_prime, psd_root
+from nndyn.generated import erf
+
+K, M, SIGMA, LR, LR_V = 3, 2, 0.3, 0.7, 0.4
+SAMPLES = 1_000_000
+STANDARD_ERRORS = 5
+
+
+def random_state(seed):
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(K + M, K + M + 2)) / np.sqrt(K + M + 2)
+    Omega = weights @ weights.T * 1.5
+    state = {"Q": Omega[:K, :K], "R": Omega[:K, K:], "v": rng.normal(size=K)}
+    args = {"T": Omega[K:, K:], "v_star": rng.normal(size=M), "lr": LR, "lr_v": LR_V,
+            "sigma": SIGMA, "train_v": 1.0}
+    return Omega, state, args
+
+
+def flow_samples(Omega, state, args, batch, seed):
+    """Per-minibatch Monte-Carlo samples of each flow (first axis: minibatches)."""
+    rng = np.random.default_rng(seed)
+    n = SAMPLES // batch
+    u = rng.standard_normal((n, batch, K + M)) @ psd_root(Omega).T
+    noise = rng.standard_normal((n, batch))
+    a = np.concatenate([-state["v"], args["v_star"]])
+    delta = g(u) @ a + SIGMA * noise  # (n, batch)
+    v = state["v"]
+    gp = g_prime(u[..., :K])  # (n, batch, K)
+    dR = LR * v[:, None] * np.einsum("sb,sbi,sbn->sin", delta, gp, u[..., K:]) / batch
+    first = LR * v[:, None] * np.einsum("sb,sbi,sbk->sik", delta, gp, u[..., :K]) / batch
+    first = first + np.swapaxes(first, 1, 2)
+    # the square of the minibatch step: only same-sample pairs survive (x_s·x_s'/N -> δ_ss')
+    second = LR**2 * np.einsum("sb,sbi,sbk->sik", delta**2, gp, gp) * np.outer(v, v) / batch**2
+    dv = LR_V * np.einsum("sb,sbi->si", delta, g(u[..., :K])) / batch
+    return {"R": dR, "Q": first + second, "Q2": second, "v": dv}
+
+
+def assert_within_standard_errors(name, analytic, samples):
+    mean = samples.mean(axis=0)
+    error = samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
+    z = np.abs(np.asarray(analytic) - mean) / (error + 1e-15)
+    assert np.all(z <= STANDARD_ERRORS), f"{name}: |analytic - MC| / SE = {z}"
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_vector_field_agrees_with_monte_carlo(batch):
+    Omega, state, args = random_state(seed=batch)
+    args = {**args, "batch": float(batch)}
+    flows = erf.rhs(0.0, {k: jnp.asarray(v) for k, v in state.items()}, args)
+    no_second_order = erf.rhs(0.0, state, {**args, "batch": jnp.inf})
+    samples = flow_samples(Omega, state, args, batch, seed=10 + batch)
+    assert_within_standard_errors("dR/dt", flows["R"], samples["R"])
+    assert_within_standard_errors("dQ/dt", flows["Q"], samples["Q"])
+    assert_within_standard_errors("dQ/dt (η² term)", flows["Q"] - no_second_order["Q"], samples["Q2"])
+    assert_within_standard_errors("dv/dt", flows["v"], samples["v"])
+
+
+def test_generalisation_error_agrees_with_monte_carlo():
+    Omega, state, args = random_state(seed=3)
+    rng = np.random.default_rng(4)
+    u = rng.standard_normal((SAMPLES, K + M)) @ psd_root(Omega).T
+    a = np.concatenate([-state["v"], args["v_star"]])
+    samples = 0.5 * (g(u) @ a) ** 2
+    assert_within_standard_errors("eg", erf.eg(state, args), samples[:, None])
+
+
+def boundary_state(K_units):
+    """Two identical student units (a singular Omega) and a random rest."""
+    rng = np.random.default_rng(K_units)
+    weights = rng.normal(size=(K_units + 2, 40)) / np.sqrt(40)
+    weights[1] = weights[0]
+    Omega = weights @ weights.T
+    y = {"Q": jnp.asarray(Omega[:K_units, :K_units]), "R": jnp.asarray(Omega[:K_units, K_units:]),
+         "v": jnp.ones(K_units)}
+    args = {"T": jnp.asarray(Omega[K_units:, K_units:]), "v_star": jnp.ones(2), "lr": 0.5,
+            "lr_v": 0.5, "sigma": 0.1, "batch": 1.0, "train_v": 1.0}
+    return y, args
+
+
+def test_jit_and_grad_are_finite_on_a_boundary_state():
+    y, args = boundary_state(3)
+
+    def loss(y):
+        flows = erf.rhs(0.0, y, args)
+        return sum(jnp.sum(value**2) for value in flows.values()) + erf.eg(y, args)
+
+    flows = jax.jit(erf.rhs)(0.0, y, args)
+    gradient = jax.jit(jax.grad(loss))(y)
+    for tree in (flows, gradient):
+        for name, value in tree.items():
+            assert np.all(np.isfinite(value)), name
+    assert np.allclose(flows["Q"][0], flows["Q"][1]) and np.allclose(flows["R"][0], flows["R"][1])
+
+
+def test_traced_program_does_not_grow_with_width():
+    sizes = []
+    for width in (2, 50):
+        y, args = boundary_state(width)
+        sizes.append(len(jax.make_jaxpr(erf.rhs)(0.0, y, args).jaxpr.eqns))
+    assert sizes[0] == sizes[1]

@@ -1,0 +1,111 @@
+"""The generated erf block integrals against Monte Carlo, quadrature and known closed forms."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from gaussian_reference import INTEGRANDS, gauss_hermite, monte_carlo, seed_of
+from nndyn.generated import erf
+
+SIZES = {"I2": 2, "J2": 2, "I3": 3, "I4": 4}
+MC_SAMPLES = 1_000_000
+STANDARD_ERRORS = 5
+
+
+@st.composite
+def covariance_blocks(draw, size):
+    """Valid covariance blocks: random PSD with diagonal in [0.05, 4], including near-singular
+    ones (low rank plus a tiny ridge) and ones with repeated rows (repeated indices)."""
+    kind = draw(st.sampled_from(["full", "near-singular", "repeated"]))
+    rank = size if kind == "full" else draw(st.integers(1, size - 1))
+    factor = draw(arrays(np.float64, (size, rank), elements=st.floats(-1, 1, width=32)))
+    C = factor @ factor.T + (1e-9 if kind == "near-singular" else 0.05) * np.eye(size)
+    if kind == "repeated":
+        source, target = draw(st.permutations(range(size)))[:2]
+        C[target, :] = C[source, :]
+        C[:, target] = C[:, source]
+    scale = draw(st.floats(0.05, 4.0)) / np.max(np.diag(C))
+    C = C * scale
+    if np.min(np.diag(C)) < 0.05:
+        C = C + (0.05 - np.min(np.diag(C))) * np.eye(size)
+    return C
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_integral_agrees_with_monte_carlo(name):
+    @settings(max_examples=12, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(covariance_blocks(SIZES[name]))
+    def check(C):
+        mean, error = monte_carlo(INTEGRANDS[name], C, MC_SAMPLES, seed_of(C))
+        value = float(getattr(erf, name)(jnp.asarray(C)))
+        assert abs(value - mean) <= STANDARD_ERRORS * error + 1e-12, (
+            f"{name}{C.tolist()}: closed form {value}, Monte Carlo {mean} ± {error}"
+        )
+
+    check()
+
+
+def test_known_values_from_the_issue():
+    C = jnp.array([[1.0, 0.5], [0.5, 1.0]])
+    assert float(erf.I2(C)) == pytest.approx(2 / np.pi * np.arcsin(0.25), rel=1e-14)
+    assert float(erf.I2(C)) == pytest.approx(0.1608612465, abs=1e-10)
+    assert float(erf.J2(C)) == pytest.approx(0.3287490368, abs=1e-10)
+
+
+REFERENCE_BLOCKS = {
+    3: [np.array([[1.0, 0.3, -0.2], [0.3, 0.8, 0.4], [-0.2, 0.4, 1.5]]),
+        np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1], [0.1, 0.1, 2.0]])],
+    4: [np.array([[1.0, 0.3, -0.2, 0.1], [0.3, 0.8, 0.4, 0.0], [-0.2, 0.4, 1.5, 0.6], [0.1, 0.0, 0.6, 0.9]]),
+        np.array([[0.7, 0.7, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2], [0.2, 0.2, 1.1, 1.1], [0.2, 0.2, 1.1, 1.1]])],
+}
+
+
+@pytest.mark.parametrize("name", ["I3", "I4"])
+def test_exact_values_by_gauss_hermite_quadrature(name):
+    """Gauss–Hermite (48 points per dimension for I3, 40 for I4) is exact to ~1e-12 here;
+    the second block of each size has repeated indices (I3(a, a, c), I4(a, a, c, c))."""
+    for C in REFERENCE_BLOCKS[SIZES[name]]:
+        reference = gauss_hermite(INTEGRANDS[name], C, order=48 if name == "I3" else 40)
+        assert float(getattr(erf, name)(jnp.asarray(C))) == pytest.approx(reference, abs=1e-11)
+
+
+def saad_solla_I3(C):
+    """Saad & Solla (1995), eq. for I3 with their Λ3, typed from the paper."""
+    lam3 = (1 + C[0, 0]) * (1 + C[2, 2]) - C[0, 2] ** 2
+    return 2 / np.pi / np.sqrt(lam3) * (C[1, 2] * (1 + C[0, 0]) - C[0, 1] * C[0, 2]) / (1 + C[0, 0])
+
+
+def saad_solla_I4(C):
+    """Saad & Solla (1995), eq. for I4 with their Λ4, Λ0, Λ1, Λ2, typed from the paper."""
+    c = lambda a, b: C[a - 1, b - 1]  # the paper's 1-based indices
+    lam4 = (1 + c(1, 1)) * (1 + c(2, 2)) - c(1, 2) ** 2
+    lam0 = (lam4 * c(3, 4) - c(2, 3) * c(2, 4) * (1 + c(1, 1)) - c(1, 3) * c(1, 4) * (1 + c(2, 2))
+            + c(1, 2) * c(1, 3) * c(2, 4) + c(1, 2) * c(1, 4) * c(2, 3))
+    lam1 = lam4 * (1 + c(3, 3)) - c(2, 3) ** 2 * (1 + c(1, 1)) - c(1, 3) ** 2 * (1 + c(2, 2)) + 2 * c(1, 2) * c(1, 3) * c(2, 3)
+    lam2 = lam4 * (1 + c(4, 4)) - c(2, 4) ** 2 * (1 + c(1, 1)) - c(1, 4) ** 2 * (1 + c(2, 2)) + 2 * c(1, 2) * c(1, 4) * c(2, 4)
+    return 4 / np.pi**2 / np.sqrt(lam4) * np.arcsin(lam0 / np.sqrt(lam1 * lam2))
+
+
+@pytest.mark.parametrize("name, literature", [("I3", saad_solla_I3), ("I4", saad_solla_I4)])
+def test_derived_forms_equal_the_literature(name, literature):
+    rng = np.random.default_rng(7)
+    size = SIZES[name]
+    for _ in range(20):
+        factor = rng.normal(size=(size, size))
+        C = factor @ factor.T / size + 0.05 * np.eye(size)
+        assert float(getattr(erf, name)(jnp.asarray(C))) == pytest.approx(literature(C), rel=1e-12, abs=1e-14)
+
+
+def test_block_functions_broadcast_over_batch_dimensions():
+    rng = np.random.default_rng(1)
+    factor = rng.normal(size=(5, 3, 4, 4))
+    C = jnp.asarray(factor @ np.swapaxes(factor, -1, -2) / 4)
+    batched = erf.I4(C)
+    assert batched.shape == (5, 3)
+    assert float(batched[2, 1]) == pytest.approx(float(erf.I4(C[2, 1])), rel=1e-14)
+    assert jax.jit(erf.I3)(C[..., :3, :3]).shape == (5, 3)
