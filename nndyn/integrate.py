@@ -1,0 +1,157 @@
+"""Integrating the generated flows with Diffrax: adaptive (default) or fixed-step Euler."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nndyn.kernels import load
+from nndyn.setting import Setting
+from nndyn.state import OrderParameters
+from nndyn.trajectory import Trajectory
+
+ORDER_PARAMETERS = ("Q", "R", "v")
+EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt below this
+
+
+class DivergenceError(FloatingPointError):
+    """The integration blew up or went non-finite.
+
+    **Attributes:** `time`, the time it happened (the last accepted step), and `parameter`,
+    the order parameter ("Q", "R" or "v") that went bad.
+    """
+
+    def __init__(self, time: float, parameter: str, reason: str):
+        self.time, self.parameter = time, parameter
+        super().__init__(f"the ODE diverged at t = {time:.6g}: {parameter} {reason}")
+
+
+@dataclass(frozen=True)
+class ODEOptions:
+    """How to integrate.
+
+    **Arguments:**
+
+    - `method`: "adaptive" (Tsit5 with a PID step-size controller) or "euler" (a fixed step dt,
+      passed to :func:`solve` separately; with dt = 1/N it mirrors discrete SGD step by step).
+    - `rtol`, `atol`: the adaptive controller's tolerances.
+    - `max_steps`: the most solver steps (`integrate` gives Euler at least EULER_MAX_STEPS, or
+      the next power of two above the span's steps, so that runs share compiled programs).
+    - `divergence_threshold`: |order parameter| above which the solve stops as diverged.
+    """
+
+    method: str = "adaptive"
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_steps: int = 1_000_000
+    divergence_threshold: float = 1e6
+
+    def __post_init__(self) -> None:
+        if self.method not in ("adaptive", "euler"):
+            raise ValueError(f"method must be 'adaptive' or 'euler', got {self.method!r}")
+
+
+def _bad(y: dict, threshold: float) -> jax.Array:
+    """Per order parameter (Q, R, v): non-finite or above the threshold in magnitude."""
+    return jnp.stack([
+        jnp.logical_not(jnp.all(jnp.isfinite(y[name]))) | (jnp.max(jnp.abs(y[name])) > threshold)
+        for name in ORDER_PARAMETERS
+    ])
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "options"))
+def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None):
+    """The flows of `activation` from y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
+
+    **Arguments:** `y0` = {"Q": (K, K), "R": (K, M), "v": (K,)}; `args` as for the generated
+    `rhs` (arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
+    changing it does not recompile; ignored by the adaptive method).
+
+    **Returns:** `(ys, eg, failed, failed_at, bad)`: the states at `ts` (like y0, with a leading
+    axis n), ε_g (n,), whether the solve failed, the time of the last accepted step when it did,
+    and which of Q, R, v went bad (3,).
+    """
+    kernels = load(activation)
+    adaptive = options.method == "adaptive"
+    solution = diffrax.diffeqsolve(
+        diffrax.ODETerm(kernels.rhs),
+        diffrax.Tsit5() if adaptive else diffrax.Euler(),
+        t0=ts[0], t1=ts[-1], dt0=None if adaptive else dt, y0=y0, args=args,
+        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)]),
+        stepsize_controller=(
+            diffrax.PIDController(rtol=options.rtol, atol=options.atol)
+            if adaptive else diffrax.ConstantStepSize()
+        ),
+        event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(y, options.divergence_threshold))),
+        max_steps=options.max_steps,
+        throw=False,
+    )
+    ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
+    failed = solution.result != diffrax.RESULTS.successful
+    eg = jax.vmap(lambda y: kernels.eg(y, args))(ys)
+    return ys, eg, failed, solution.ts[1][-1], _bad(last, options.divergence_threshold)
+
+
+def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = None, **options) -> Trajectory:
+    """Integrate the flows of `setting` from `init` and return the trajectory at times `t`.
+
+    **Arguments:**
+
+    - `setting`: the :class:`~nndyn.Setting`.
+    - `init`: the :class:`~nndyn.OrderParameters` at t[0]; leading batch dimensions (e.g. one
+      state per seed, from `Trajectory.initial_state()`) are integrated in one vmapped call.
+    - `t` (n,): increasing save times, t[0] the start.
+    - `dt`: the step of method="euler" (e.g. 1/N for parity with SGD).
+    - `options`: fields of :class:`ODEOptions` (method, rtol, atol, max_steps,
+      divergence_threshold).
+
+    **Returns:** a :class:`~nndyn.Trajectory`. Raises :class:`DivergenceError` with the time and
+    the order parameter when the solution blows up or goes non-finite, never returning NaNs.
+    """
+    init.validate()
+    if (init.K, init.M) != (setting.K, setting.M):
+        raise ValueError(
+            f"init has K={init.K}, M={init.M} but the setting has K={setting.K}, M={setting.M}"
+        )
+    ts = np.asarray(t, dtype=np.float64)
+    if ts.ndim != 1 or ts.size < 2 or np.any(np.diff(ts) <= 0):
+        raise ValueError("t must be a 1-d increasing array of at least two times")
+    options_given = set(options)
+    options = ODEOptions(**options)
+    if options.method == "euler":
+        if not (dt is not None and dt > 0):
+            raise ValueError(f"method 'euler' needs a step dt > 0, got dt={dt!r}")
+        if "max_steps" not in options_given:
+            span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
+            options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
+    args = setting.ode_args(init.T, init.v_star)
+    solve_one = functools.partial(solve, setting.activation, ts=jnp.asarray(ts), options=options, dt=dt)
+    batch_ndim = init.Q.ndim - 2
+    solver = solve_one
+    for _ in range(batch_ndim):
+        solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
+    ys, eg, failed, failed_at, bad = solver(init.as_ode_state(), args)
+    _raise_if_failed(np.asarray(failed), np.asarray(failed_at), np.asarray(bad), options)
+    return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star)
+
+
+def _raise_if_failed(failed, failed_at, bad, options: ODEOptions) -> None:
+    if not np.any(failed):
+        return
+    index = np.unravel_index(np.argmax(failed), failed.shape)
+    flags = bad[index]
+    where = f" (batch element {tuple(int(i) for i in index)})" if failed.ndim else ""
+    if np.any(flags):
+        parameter = ORDER_PARAMETERS[int(np.argmax(flags))]
+        reason = f"went non-finite or exceeded {options.divergence_threshold:g} in magnitude{where}"
+    else:
+        parameter = "Q"
+        reason = f"could not be integrated within {options.max_steps} steps{where}"
+    raise DivergenceError(float(failed_at[index]), parameter, reason)

@@ -1,0 +1,152 @@
+"""Online SGD of a student network on a teacher, at finite input dimension N.
+
+Conventions of DESIGN.md: inputs x ~ N(0, I_N), local fields λ = W x/√N, ρ = W* x/√N, labels
+y = v*·g(ρ) + σ ξ, prediction ŷ = v·g(λ), error Δ = y − ŷ; per minibatch of B fresh samples
+
+    W ← W + (η/√N) v ⊙ ⟨Δ g'(λ) xᵀ⟩_B,    v ← v + (η_v/N) ⟨Δ g(λ)⟩_B   (v only if trained),
+
+and each step advances time by 1/N. The whole run is one jitted `lax.scan` (inputs drawn in
+blocks of steps), vmapped over seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nndyn.setting import Setting
+from nndyn.state import OrderParameters
+from nndyn.trajectory import Trajectory
+
+MAX_BLOCK = 256  # steps whose inputs are drawn at once
+
+
+def _block_size(save_every: int) -> int:
+    return max(d for d in range(1, min(save_every, MAX_BLOCK) + 1) if save_every % d == 0)
+
+
+def teacher_weights(setting: Setting, N: int, seed: int = 0):
+    """A teacher: W* (M, N) with i.i.d. N(0, 1) entries (so T ≈ I) and v* = 1 (M,)."""
+    W_teacher = jax.random.normal(jax.random.PRNGKey(seed), (setting.M, N))
+    return W_teacher, jnp.ones(setting.M)
+
+
+def student_weights(setting: Setting, N: int, seeds, init_scale: float, init_scale_v=None):
+    """Students, one per seed: W (S, K, N) with i.i.d. N(0, init_scale²) entries, and v (S, K)
+    equal to 1 for the soft committee machine, else N(0, init_scale_v²) (default init_scale)."""
+    scale_v = init_scale if init_scale_v is None else init_scale_v
+    W, v = [], []
+    for seed in seeds:
+        key_W, key_v = jax.random.split(jax.random.PRNGKey(seed), 2)
+        W.append(init_scale * jax.random.normal(key_W, (setting.K, N)))
+        v.append(scale_v * jax.random.normal(key_v, (setting.K,)) if setting.train_second_layer
+                 else jnp.ones(setting.K))
+    return jnp.stack(W), jnp.stack(v)
+
+
+@functools.partial(jax.jit, static_argnames=("setting", "n_saves", "save_every"))
+def _run(setting: Setting, keys, W, v, W_teacher, v_teacher, X_test, n_saves: int, save_every: int):
+    kernels = setting.kernels
+    N = W.shape[-1]
+    sqrt_N = jnp.sqrt(N)
+    block = _block_size(save_every)
+    lr_v = setting.lr_v if setting.train_second_layer else 0.0
+    args = setting.ode_args(W_teacher @ W_teacher.T / N, v_teacher)
+    y_test = kernels.g(X_test @ W_teacher.T / sqrt_N) @ v_teacher
+
+    def measure(W, v):
+        state = {"Q": W @ W.T / N, "R": W @ W_teacher.T / N, "v": v}
+        eg_test = 0.5 * jnp.mean((kernels.g(X_test @ W.T / sqrt_N) @ v - y_test) ** 2)
+        return state, kernels.eg(state, args), eg_test
+
+    def step(carry, sample):
+        W, v = carry
+        x, noise = sample  # (B, N), (B,)
+        lam = x @ W.T / sqrt_N
+        delta = kernels.g(x @ W_teacher.T / sqrt_N) @ v_teacher + setting.sigma * noise
+        delta = delta - kernels.g(lam) @ v
+        W = W + (setting.lr / sqrt_N) * v[:, None] * ((delta[:, None] * kernels.g_prime(lam)).T @ x) / setting.batch
+        v = v + (lr_v / N) * (kernels.g(lam).T @ delta) / setting.batch
+        return (W, v), None
+
+    def one_block(carry, key):
+        key_x, key_noise = jax.random.split(key)
+        # float32 draws are 2.5x cheaper than float64 on CPU, where drawing dominates a step;
+        # promoted to float64, they leave the weights' arithmetic in float64.
+        x = jax.random.normal(key_x, (block, setting.batch, N), dtype=jnp.float32).astype(W.dtype)
+        noise = jax.random.normal(key_noise, (block, setting.batch), dtype=jnp.float32).astype(W.dtype)
+        return jax.lax.scan(step, carry, (x, noise))[0], None
+
+    def one_save(carry, key):
+        carry = jax.lax.scan(one_block, carry, jax.random.split(key, save_every // block))[0]
+        return carry, measure(*carry)
+
+    def one_seed(key, W, v):
+        first = measure(W, v)
+        _, saved = jax.lax.scan(one_save, (W, v), jax.random.split(key, n_saves))
+        return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, saved)
+
+    return jax.vmap(one_seed)(keys, W, v)
+
+
+def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int | None = None,
+             init_scale: float = 1.0, init_scale_v: float | None = None, teacher_seed: int = 0,
+             held_out: int = 2000, W0=None, v0=None, W_teacher=None, v_teacher=None) -> Trajectory:
+    """Train students by online SGD and record their order parameters.
+
+    **Arguments:**
+
+    - `setting`: the :class:`~nndyn.Setting` (η, η_v, σ, B, trained second layer, activation).
+    - `N`: the input dimension.
+    - `t_max`: the training time; round(t_max·N) steps are taken (rounded down to whole saves).
+    - `seeds`: a count S (seeds 0..S-1) or a sequence of seeds; each seed draws its own
+      student and its own data stream; all run in one vmapped program.
+    - `save_every`: steps between records (default N, i.e. once per unit of time).
+    - `init_scale`, `init_scale_v`: the students' initial weight scales (see
+      :func:`student_weights`); or pass `W0` (S, K, N) and `v0` (S, K) directly.
+    - `teacher_seed`, `W_teacher` (M, N), `v_teacher` (M,): the teacher, shared by all seeds.
+    - `held_out`: noise-free test examples on which `eg_test` is measured.
+
+    **Returns:** a :class:`~nndyn.Trajectory` with a leading seed axis; start the ODE from its
+    `initial_state()` to compare with exactly the same initial order parameters.
+    """
+    if not isinstance(N, int) or N < 1:
+        raise ValueError(f"N must be an integer >= 1, got {N!r}")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    save_every = N if save_every is None else save_every
+    if not isinstance(save_every, int) or save_every < 1:
+        raise ValueError(f"save_every must be an integer >= 1, got {save_every!r}")
+    n_saves = int(round(t_max * N)) // save_every
+    if n_saves < 1:
+        raise ValueError(f"t_max={t_max} is shorter than one save interval ({save_every} steps)")
+    if W_teacher is None:
+        W_teacher, default_v_teacher = teacher_weights(setting, N, teacher_seed)
+        v_teacher = default_v_teacher if v_teacher is None else v_teacher
+    W_teacher = jnp.asarray(W_teacher, dtype=jnp.float64)
+    v_teacher = jnp.ones(setting.M) if v_teacher is None else jnp.asarray(v_teacher, dtype=jnp.float64)
+    if W0 is None:
+        W0, default_v0 = student_weights(setting, N, seeds, init_scale, init_scale_v)
+        v0 = default_v0 if v0 is None else v0
+    W0 = jnp.asarray(W0, dtype=jnp.float64)
+    v0 = jnp.broadcast_to(jnp.ones(setting.K) if v0 is None else jnp.asarray(v0, jnp.float64),
+                          (len(seeds), setting.K))
+    expected = {"W0": (len(seeds), setting.K, N), "W_teacher": (setting.M, N), "v_teacher": (setting.M,)}
+    for name, value in (("W0", W0), ("W_teacher", W_teacher), ("v_teacher", v_teacher)):
+        if value.shape != expected[name]:
+            raise ValueError(f"{name} has shape {value.shape}; expected {expected[name]}")
+    OrderParameters.from_weights(W0[0], W_teacher, v0[0], v_teacher)  # validates shapes
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
+    X_test = jax.random.normal(jax.random.PRNGKey(2**31 - 1 - teacher_seed), (held_out, N))
+    states, eg, eg_test = _run(setting, keys, W0, v0, W_teacher, v_teacher, X_test,
+                               n_saves=n_saves, save_every=save_every)
+    S = len(seeds)
+    T = jnp.broadcast_to(W_teacher @ W_teacher.T / N, (S, setting.M, setting.M))
+    t = jnp.arange(n_saves + 1) * (save_every / N)
+    return Trajectory(t, eg, states["Q"], states["R"], states["v"], T,
+                      jnp.broadcast_to(v_teacher, (S, setting.M)), eg_test)

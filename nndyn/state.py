@@ -1,0 +1,89 @@
+"""Order parameters: the macroscopic state shared by the ODE and the measured simulation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class OrderParameters:
+    """Order parameters of a teacher–student pair (DESIGN.md), as one pytree.
+
+    **Fields:** `Q` (K, K) = W Wᵀ/N, `R` (K, M) = W W*ᵀ/N, `T` (M, M) = W* W*ᵀ/N, `v` (K,) the
+    student's second layer, `v_star` (M,) the teacher's. Leading batch dimensions are allowed
+    (e.g. one state per seed) and are shared by all fields.
+    """
+
+    Q: jax.Array
+    R: jax.Array
+    T: jax.Array
+    v: jax.Array
+    v_star: jax.Array
+
+    @classmethod
+    def from_weights(cls, W, W_teacher, v=None, v_teacher=None) -> "OrderParameters":
+        """Measure the order parameters of weights W (K, N), W* (M, N), v (K,), v* (M,).
+
+        v and v* default to ones (the soft committee machine).
+        """
+        W, W_teacher = jnp.asarray(W), jnp.asarray(W_teacher)
+        if W.ndim != 2 or W_teacher.ndim != 2 or W.shape[1] != W_teacher.shape[1]:
+            raise ValueError(
+                f"W (K, N) and W_teacher (M, N) must share N; got shapes {W.shape} and {W_teacher.shape}"
+            )
+        N = W.shape[1]
+        v = jnp.ones(W.shape[0]) if v is None else jnp.asarray(v)
+        v_teacher = jnp.ones(W_teacher.shape[0]) if v_teacher is None else jnp.asarray(v_teacher)
+        state = cls(W @ W.T / N, W @ W_teacher.T / N, W_teacher @ W_teacher.T / N, v, v_teacher)
+        state.validate()
+        return state
+
+    @property
+    def K(self) -> int:
+        return self.Q.shape[-1]
+
+    @property
+    def M(self) -> int:
+        return self.T.shape[-1]
+
+    @property
+    def omega(self) -> jax.Array:
+        """The joint covariance of the local fields, [[Q, R], [Rᵀ, T]], shape (..., K+M, K+M)."""
+        top = jnp.concatenate([self.Q, self.R], axis=-1)
+        bottom = jnp.concatenate([jnp.swapaxes(self.R, -1, -2), self.T], axis=-1)
+        return jnp.concatenate([top, bottom], axis=-2)
+
+    def as_ode_state(self) -> dict:
+        """The `y` of the generated `rhs(t, y, args)`."""
+        return {"Q": self.Q, "R": self.R, "v": self.v}
+
+    def validate(self, tolerance: float = 1e-10) -> None:
+        """Raise ValueError naming the problem: inconsistent shapes, non-finite or asymmetric
+        entries, or a joint covariance Ω that is not positive semi-definite."""
+        K, M = self.Q.shape[-1], self.T.shape[-1]
+        batch = self.Q.shape[:-2]
+        expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
+        for name, shape in expected.items():
+            actual = getattr(self, name).shape
+            if actual != batch + shape:
+                raise ValueError(f"{name} has shape {actual}; expected {batch + shape} for K={K}, M={M}")
+        if K < 1 or M < 1:
+            raise ValueError(f"K and M must be >= 1, got K={K}, M={M}")
+        for name in expected:
+            if not np.all(np.isfinite(np.asarray(getattr(self, name)))):
+                raise ValueError(f"{name} has non-finite entries")
+        omega = np.asarray(self.omega)
+        scale = max(1.0, float(np.max(np.abs(omega))))
+        if not np.allclose(omega, np.swapaxes(omega, -1, -2), atol=tolerance * scale, rtol=0):
+            raise ValueError("Q and T must be symmetric")
+        smallest = float(np.min(np.linalg.eigvalsh(omega)))
+        if smallest < -tolerance * scale:
+            raise ValueError(
+                f"the joint covariance Omega = [[Q, R], [R^T, T]] is not positive semi-definite "
+                f"(smallest eigenvalue {smallest:.3g}); no weights have these order parameters"
+            )

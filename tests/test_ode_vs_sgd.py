@@ -1,0 +1,84 @@
+"""The ODEs against online SGD at finite N, each seed's ODE started from its own initial
+order parameters.
+
+Statistics: for every recorded time and every entry X of (ε_g, Q, R, v), the per-seed deviation
+d_s = X_sim,s − X_ode,s fluctuates like 1/√N; its mean over S seeds must lie within
+z · SE, SE = std_s(d) / √S estimated from the seeds. z is the two-sided Student-t quantile
+(S − 1 degrees of freedom) at a family-wise level α = 1e-3 with a Bonferroni correction over
+all the comparisons made, so a correct ODE fails with probability < 1e-3 while a wrong one
+(deviations of order one rather than 1/√N) fails by far.
+"""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import nndyn
+
+N = 1000
+SEEDS = 8
+FAMILY_LEVEL = 1e-3
+
+
+def deviation_scores(sim, ode):
+    """|mean deviation| / SE for each quantity, and the number of comparisons."""
+    scores, count = {}, 0
+    for name in ("eg", "Q", "R", "v"):
+        deviation = np.asarray(getattr(sim, name) - getattr(ode, name))[:, 1:]  # t = 0 is exact
+        deviation = deviation.reshape(SEEDS, -1)
+        varying = deviation.std(axis=0, ddof=1) > 0  # a frozen v has no fluctuation to test
+        error = deviation[:, varying].std(axis=0, ddof=1) / np.sqrt(SEEDS)
+        scores[name] = np.abs(deviation[:, varying].mean(axis=0)) / error
+        count += int(varying.sum())
+    return scores, count
+
+
+def assert_agrees(sim, ode):
+    scores, count = deviation_scores(sim, ode)
+    threshold = stats.t.ppf(1 - FAMILY_LEVEL / (2 * count), df=SEEDS - 1)
+    worst = {name: float(np.max(score, initial=0.0)) for name, score in scores.items()}
+    assert max(worst.values()) <= threshold, f"largest |mean deviation|/SE {worst} > {threshold:.2f}"
+    return worst, threshold
+
+
+def run(setting, t_max, init_scale, **ode_options):
+    sim = nndyn.simulate(setting, N=N, t_max=t_max, seeds=SEEDS, init_scale=init_scale)
+    return sim, nndyn.integrate(setting, sim.initial_state(), sim.t, **ode_options)
+
+
+def test_soft_committee_through_plateau_and_escape():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    sim, ode = run(setting, t_max=250, init_scale=1.0)
+    eg = np.asarray(ode.eg).mean(axis=0)
+    plateau, end = eg[(sim.t > 20) & (sim.t < 60)], eg[-1]
+    assert np.all(plateau > 0.01) and end < 0.2 * plateau.min(), "the run must cover plateau and escape"
+    assert_agrees(sim, ode)
+
+
+def test_two_layer_with_trained_second_layer():
+    setting = nndyn.Setting(K=4, M=2, lr=0.5, lr_v=0.5, sigma=0.1, train_second_layer=True)
+    sim, ode = run(setting, t_max=50, init_scale=1.0)
+    assert float(np.abs(np.asarray(sim.v[:, -1] - sim.v[:, 0])).max()) > 0.1, "v must move"
+    assert_agrees(sim, ode)
+
+
+def test_unrealizable_student():
+    setting = nndyn.Setting(K=1, M=2, lr=0.5)
+    assert_agrees(*run(setting, t_max=50, init_scale=0.5))
+
+
+def test_minibatch_and_that_the_test_rejects_a_wrong_batch_term():
+    """With σ = 0.5 the η²σ²/B term sets the error floor, so the 1/B matters."""
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, sigma=0.5, batch=4)
+    sim, ode = run(setting, t_max=40, init_scale=0.5)
+    assert_agrees(sim, ode)
+    wrong = nndyn.integrate(setting.replace(batch=1), sim.initial_state(), sim.t)
+    with pytest.raises(AssertionError, match="largest"):
+        assert_agrees(sim, wrong)
+
+
+def test_held_out_error_tracks_the_analytical_error():
+    """eg_test is a sample mean over 2000 held-out inputs, so within a few 1/√2000 relative."""
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    sim = nndyn.simulate(setting, N=500, t_max=5, seeds=2, init_scale=1.0)
+    np.testing.assert_allclose(sim.eg_test, sim.eg, rtol=5 * np.sqrt(2 / 2000))
