@@ -15,7 +15,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from nndyn.compare import Comparison, compare  # noqa: E402
+from nndyn.compare import Agreement, Comparison, agreement, compare  # noqa: E402
 from nndyn.integrate import DivergenceError, ODEOptions, integrate, solve  # noqa: E402
 from nndyn.setting import Setting  # noqa: E402
 from nndyn.simulate import simulate  # noqa: E402
@@ -23,6 +23,6 @@ from nndyn.state import OrderParameters  # noqa: E402
 from nndyn.trajectory import Trajectory  # noqa: E402
 
 __all__ = [
-    "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Trajectory",
-    "compare", "integrate", "simulate", "solve",
+    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Trajectory",
+    "agreement", "compare", "integrate", "simulate", "solve",
 ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+from scipy import stats
 
 from nndyn.trajectory import Trajectory
 
@@ -53,3 +54,44 @@ def compare(a: Trajectory, b: Trajectory) -> Comparison:
         fields[f"{name}_error"] = jnp.max(jnp.abs(A - B), axis=-1)
         fields[f"{name}_alignment"] = _cosine(A, B)
     return Comparison(t=a.t, eg_error=jnp.abs(a.eg - b.eg), **fields)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The statistical verdict of :func:`agreement`.
+
+    **Fields:** `scores`, per quantity ("eg", "Q", "R", "v"), the largest |mean deviation| / SE
+    over times and entries; `threshold`, the Bonferroni-corrected Student-t quantile; `passed`.
+    """
+
+    scores: dict[str, float]
+    threshold: float
+    comparisons: int
+
+    @property
+    def passed(self) -> bool:
+        return max(self.scores.values()) <= self.threshold
+
+
+def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3) -> Agreement:
+    """Do simulations (S seeds) agree with their ODEs, each started from its seed's state?
+
+    For every time t > t[0] and every entry X of ε_g, Q, R, v, the seeds' deviations
+    d_s = X_sim,s − X_ode,s (fluctuations of order 1/√N) must have a mean within z · SE,
+    SE = std_s(d)/√S, where z is the two-sided Student-t quantile with S − 1 degrees of freedom at
+    the family-wise level `family_level`, Bonferroni-corrected over all comparisons. Entries that
+    do not fluctuate (a frozen v) are skipped.
+    """
+    seeds = sim.eg.shape[0]
+    if seeds < 2:
+        raise ValueError("agreement needs at least two seeds to estimate the fluctuations")
+    scores, comparisons = {}, 0
+    for name in ("eg", "Q", "R", "v"):
+        deviation = jnp.asarray(getattr(sim, name) - getattr(ode, name))[:, 1:].reshape(seeds, -1)
+        spread = jnp.std(deviation, axis=0, ddof=1)
+        varying = spread > 0
+        score = jnp.abs(jnp.mean(deviation, axis=0)) / jnp.where(varying, spread / jnp.sqrt(seeds), 1.0)
+        scores[name] = float(jnp.max(jnp.where(varying, score, 0.0), initial=0.0))
+        comparisons += int(jnp.sum(varying))
+    threshold = float(stats.t.ppf(1 - family_level / (2 * max(comparisons, 1)), df=seeds - 1))
+    return Agreement(scores, threshold, comparisons)

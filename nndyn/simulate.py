@@ -6,7 +6,7 @@ y = v*·g(ρ) + σ ξ, prediction ŷ = v·g(λ), error Δ = y − ŷ; per miniba
     W ← W + (η/√N) v ⊙ ⟨Δ g'(λ) xᵀ⟩_B,    v ← v + (η_v/N) ⟨Δ g(λ)⟩_B   (v only if trained),
 
 and each step advances time by 1/N. The whole run is one jitted `lax.scan` (inputs drawn in
-blocks of steps), vmapped over seeds.
+blocks of steps), vmapped over seeds; with a progress callback, a few such calls in a row.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from nndyn.state import OrderParameters
 from nndyn.trajectory import Trajectory
 
 MAX_BLOCK = 256  # steps whose inputs are drawn at once
+PROGRESS_CHUNKS = 20  # a run with a progress callback is split into this many jitted calls
 
 
 def _block_size(save_every: int) -> int:
@@ -48,20 +49,34 @@ def student_weights(setting: Setting, N: int, seeds, init_scale: float, init_sca
     return jnp.stack(W), jnp.stack(v)
 
 
-@functools.partial(jax.jit, static_argnames=("setting", "n_saves", "save_every"))
-def _run(setting: Setting, keys, W, v, W_teacher, v_teacher, X_test, n_saves: int, save_every: int):
+def _records(setting: Setting, W, v, W_teacher, v_teacher, X_test):
+    """What is recorded of one student W (K, N), v (K,): its order parameters, their ε_g, and
+    the held-out error on the noise-free inputs X_test (P, N)."""
+    kernels = setting.kernels
+    N = W.shape[-1]
+    state = {"Q": W @ W.T / N, "R": W @ W_teacher.T / N, "v": v}
+    args = setting.ode_args(W_teacher @ W_teacher.T / N, v_teacher)
+    prediction = kernels.g(X_test @ W.T / jnp.sqrt(N)) @ v
+    label = kernels.g(X_test @ W_teacher.T / jnp.sqrt(N)) @ v_teacher
+    return state, kernels.eg(state, args), 0.5 * jnp.mean((prediction - label) ** 2)
+
+
+@functools.partial(jax.jit, static_argnames=("setting",))
+def _initial_records(setting: Setting, W, v, W_teacher, v_teacher, X_test):
+    """`_records` of students (S, K, N), (S, K) before training."""
+    return jax.vmap(lambda W, v: _records(setting, W, v, W_teacher, v_teacher, X_test))(W, v)
+
+
+@functools.partial(jax.jit, static_argnames=("setting", "save_every"))
+def _train(setting: Setting, keys, W, v, W_teacher, v_teacher, X_test, saves, save_every: int):
+    """Advance students (S, K, N), (S, K) through the save intervals `saves` (indices; the
+    inputs of interval i are drawn from fold_in(key, i), so chunking a run does not change it);
+    returns the final (W, v) and the records at the end of each interval."""
     kernels = setting.kernels
     N = W.shape[-1]
     sqrt_N = jnp.sqrt(N)
     block = _block_size(save_every)
     lr_v = setting.lr_v if setting.train_second_layer else 0.0
-    args = setting.ode_args(W_teacher @ W_teacher.T / N, v_teacher)
-    y_test = kernels.g(X_test @ W_teacher.T / sqrt_N) @ v_teacher
-
-    def measure(W, v):
-        state = {"Q": W @ W.T / N, "R": W @ W_teacher.T / N, "v": v}
-        eg_test = 0.5 * jnp.mean((kernels.g(X_test @ W.T / sqrt_N) @ v - y_test) ** 2)
-        return state, kernels.eg(state, args), eg_test
 
     def step(carry, sample):
         W, v = carry
@@ -83,19 +98,19 @@ def _run(setting: Setting, keys, W, v, W_teacher, v_teacher, X_test, n_saves: in
 
     def one_save(carry, key):
         carry = jax.lax.scan(one_block, carry, jax.random.split(key, save_every // block))[0]
-        return carry, measure(*carry)
+        return carry, _records(setting, *carry, W_teacher, v_teacher, X_test)
 
     def one_seed(key, W, v):
-        first = measure(W, v)
-        _, saved = jax.lax.scan(one_save, (W, v), jax.random.split(key, n_saves))
-        return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, saved)
+        save_keys = jax.vmap(lambda index: jax.random.fold_in(key, index))(saves)
+        return jax.lax.scan(one_save, (W, v), save_keys)
 
     return jax.vmap(one_seed)(keys, W, v)
 
 
 def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int | None = None,
              init_scale: float = 1.0, init_scale_v: float | None = None, teacher_seed: int = 0,
-             held_out: int = 2000, W0=None, v0=None, W_teacher=None, v_teacher=None) -> Trajectory:
+             held_out: int = 2000, W0=None, v0=None, W_teacher=None, v_teacher=None,
+             progress=None) -> Trajectory:
     """Train students by online SGD and record their order parameters.
 
     **Arguments:**
@@ -110,6 +125,8 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
       :func:`student_weights`); or pass `W0` (S, K, N) and `v0` (S, K) directly.
     - `teacher_seed`, `W_teacher` (M, N), `v_teacher` (M,): the teacher, shared by all seeds.
     - `held_out`: noise-free test examples on which `eg_test` is measured.
+    - `progress`: None, or a callable given the fraction done after each of up to
+      PROGRESS_CHUNKS chunks of the run (the results do not depend on the chunking).
 
     **Returns:** a :class:`~nndyn.Trajectory` with a leading seed axis; start the ODE from its
     `initial_state()` to compare with exactly the same initial order parameters.
@@ -143,8 +160,19 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
     OrderParameters.from_weights(W0[0], W_teacher, v0[0], v_teacher)  # validates shapes
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
     X_test = jax.random.normal(jax.random.PRNGKey(2**31 - 1 - teacher_seed), (held_out, N))
-    states, eg, eg_test = _run(setting, keys, W0, v0, W_teacher, v_teacher, X_test,
-                               n_saves=n_saves, save_every=save_every)
+    records = [_initial_records(setting, W0, v0, W_teacher, v_teacher, X_test)]
+    weights = (W0, v0)
+    chunks = np.array_split(np.arange(n_saves), min(n_saves, PROGRESS_CHUNKS) if progress else 1)
+    for done, saves in enumerate(chunks, start=1):
+        weights, saved = _train(setting, keys, *weights, W_teacher, v_teacher, X_test,
+                                jnp.asarray(saves), save_every=save_every)
+        records.append(saved)
+        if progress:
+            jax.block_until_ready(weights)
+            progress(done / len(chunks))
+    (states, eg, eg_test) = jax.tree_util.tree_map(
+        lambda first, *rest: jnp.concatenate([first[:, None], *rest], axis=1), *records
+    )
     S = len(seeds)
     T = jnp.broadcast_to(W_teacher @ W_teacher.T / N, (S, setting.M, setting.M))
     t = jnp.arange(n_saves + 1) * (save_every / N)

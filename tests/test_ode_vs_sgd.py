@@ -1,9 +1,9 @@
 """The ODEs against online SGD at finite N, each seed's ODE started from its own initial
 order parameters.
 
-Statistics: for every recorded time and every entry X of (ε_g, Q, R, v), the per-seed deviation
-d_s = X_sim,s − X_ode,s fluctuates like 1/√N; its mean over S seeds must lie within
-z · SE, SE = std_s(d) / √S estimated from the seeds. z is the two-sided Student-t quantile
+Statistics (nndyn.agreement): for every recorded time and every entry X of (ε_g, Q, R, v), the
+per-seed deviation d_s = X_sim,s − X_ode,s fluctuates like 1/√N; its mean over S seeds must lie
+within z · SE, SE = std_s(d) / √S estimated from the seeds. z is the two-sided Student-t quantile
 (S − 1 degrees of freedom) at a family-wise level α = 1e-3 with a Bonferroni correction over
 all the comparisons made, so a correct ODE fails with probability < 1e-3 while a wrong one
 (deviations of order one rather than 1/√N) fails by far.
@@ -11,7 +11,6 @@ all the comparisons made, so a correct ODE fails with probability < 1e-3 while a
 
 import numpy as np
 import pytest
-from scipy import stats
 
 import nndyn
 
@@ -20,25 +19,9 @@ SEEDS = 8
 FAMILY_LEVEL = 1e-3
 
 
-def deviation_scores(sim, ode):
-    """|mean deviation| / SE for each quantity, and the number of comparisons."""
-    scores, count = {}, 0
-    for name in ("eg", "Q", "R", "v"):
-        deviation = np.asarray(getattr(sim, name) - getattr(ode, name))[:, 1:]  # t = 0 is exact
-        deviation = deviation.reshape(SEEDS, -1)
-        varying = deviation.std(axis=0, ddof=1) > 0  # a frozen v has no fluctuation to test
-        error = deviation[:, varying].std(axis=0, ddof=1) / np.sqrt(SEEDS)
-        scores[name] = np.abs(deviation[:, varying].mean(axis=0)) / error
-        count += int(varying.sum())
-    return scores, count
-
-
 def assert_agrees(sim, ode):
-    scores, count = deviation_scores(sim, ode)
-    threshold = stats.t.ppf(1 - FAMILY_LEVEL / (2 * count), df=SEEDS - 1)
-    worst = {name: float(np.max(score, initial=0.0)) for name, score in scores.items()}
-    assert max(worst.values()) <= threshold, f"largest |mean deviation|/SE {worst} > {threshold:.2f}"
-    return worst, threshold
+    verdict = nndyn.agreement(sim, ode, family_level=FAMILY_LEVEL)
+    assert verdict.passed, f"largest |mean deviation|/SE {verdict.scores} > {verdict.threshold:.2f}"
 
 
 def run(setting, t_max, init_scale, **ode_options):

@@ -1,0 +1,112 @@
+"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|all` and `nndyn run CONFIG.toml`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from nndyn.config import ConfigError, experiment_from_config, read_config
+from nndyn.experiments import FIGURES, figure, run_panel
+from nndyn.runs import check_writable, default_folder, environment, save_experiment, staged, write_json
+
+
+def _bar(label: str):
+    """A progress callback drawing a bar on stderr (redrawn in place on a terminal, else only
+    the finished line)."""
+    start = time.perf_counter()
+    redraw = sys.stderr.isatty()
+
+    def show(fraction: float) -> None:
+        if fraction < 1 and not redraw:
+            return
+        filled = int(30 * fraction)
+        elapsed = time.perf_counter() - start
+        print(f"\r  {label:<24} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {elapsed:5.1f}s",
+              end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _table(summaries: dict) -> str:
+    lines = [f"{'figure':<8}{'panel':<28}{'max|Δε_g|':>11}{'rel':>8}{'min align R/Q/v':>22}{'max z':>8}{'z crit':>8}  agrees"]
+    for name, summary in summaries.items():
+        for panel in summary["panels"]:
+            z = max(panel["max_deviation_over_se"].values())
+            align = f"{panel['min_alignment_R']:.3f}/{panel['min_alignment_Q']:.3f}/{panel['min_alignment_v']:.3f}"
+            lines.append(
+                f"{name:<8}{panel['label']:<28}{panel['max_abs_eg_gap_mean']:>11.2e}"
+                f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>8.1f}{panel['t_threshold']:>8.1f}  "
+                f"{'yes' if panel['agrees'] else 'NO'}"
+            )
+    return "\n".join(lines)
+
+
+def _override(experiment, N=None, t_max=None, seeds=None):
+    changes = {key: value for key, value in (("N", N), ("t_max", t_max), ("seeds", seeds)) if value is not None}
+    if not changes:
+        return experiment
+    panels = tuple(dataclasses.replace(panel, **changes) for panel in experiment.panels)
+    return dataclasses.replace(experiment, panels=panels)
+
+
+def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict) -> int:
+    summaries = {}
+    with staged(folder, force) as stage:
+        for experiment in experiments:
+            print(f"{experiment.name}: {experiment.title}", file=sys.stderr)
+            results = [run_panel(panel, progress=_bar(panel.label)) for panel in experiment.panels]
+            summaries[experiment.name] = save_experiment(stage, experiment, results)
+        write_json(stage / "config.json", {
+            **environment(), **extra_config,
+            "experiments": {name: summary["config"] for name, summary in summaries.items()},
+        })
+        write_json(stage / "summary.json", {
+            name: {"title": summary["title"], "panels": summary["panels"]} for name, summary in summaries.items()
+        })
+    print(_table(summaries))
+    print(f"wrote {folder}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nndyn", description="Analytical learning dynamics of teacher-student networks, against SGD.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    reproduce = commands.add_parser("reproduce", help="reproduce the blog's figures (quick by default)")
+    reproduce.add_argument("figure", choices=[*FIGURES, "all"])
+    reproduce.add_argument("--full", action="store_true", help="blog scale: 10 seeds, t = 1000 (slow)")
+    reproduce.add_argument("--N", type=int, help="override the input dimension (784)")
+    reproduce.add_argument("--t-max", type=float, help="override the training time")
+    reproduce.add_argument("--seeds", type=int, help="override the number of seeds")
+    run = commands.add_parser("run", help="simulate and integrate the setting of a TOML config")
+    run.add_argument("config", type=Path)
+    for command in (reproduce, run):
+        command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>)")
+        command.add_argument("--force", action="store_true", help="replace an existing run folder")
+    options = parser.parse_args(argv)
+
+    if options.command == "reproduce":
+        names = FIGURES if options.figure == "all" else (options.figure,)
+        experiments = [_override(figure(name, options.full), options.N, options.t_max, options.seeds) for name in names]
+        name, extra = options.figure, {"full": options.full}
+    else:
+        try:
+            values = read_config(options.config)
+        except ConfigError as error:
+            for problem in error.problems:
+                print(f"nndyn: error: {problem}", file=sys.stderr)
+            return 2
+        experiments, name, extra = [experiment_from_config(values)], values["name"], {"config_file": values}
+    folder = options.out or default_folder(name)
+    try:
+        check_writable(folder, options.force)
+    except FileExistsError as error:
+        print(f"nndyn: error: {error}", file=sys.stderr)
+        return 2
+    return _run_experiments(experiments, folder, options.force, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

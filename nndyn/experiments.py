@@ -1,0 +1,118 @@
+"""The blog's figures and user runs as experiments: panels of simulation against ODE."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from nndyn.compare import Agreement, Comparison, agreement, compare
+from nndyn.integrate import integrate
+from nndyn.setting import Setting
+from nndyn.simulate import simulate
+from nndyn.trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One column of a figure: `setting` simulated by SGD at input dimension `N` for `seeds`
+    seeds from students of scale `init_scale`, and integrated from each seed's initial state.
+    `save_every` is in SGD steps (default N); `rtol`, `atol` are the ODE solver's tolerances."""
+
+    label: str
+    setting: Setting
+    N: int
+    t_max: float
+    seeds: int
+    init_scale: float
+    save_every: int | None = None
+    rtol: float = 1e-8
+    atol: float = 1e-10
+
+    def config(self) -> dict:
+        """The panel as plain data (for config.json)."""
+        return {**asdict(self), "setting": asdict(self.setting)}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A figure: its panels and the rows to plot ("eg", "eg_seeds", "R", "Q", "v", "alignment")."""
+
+    name: str
+    title: str
+    panels: tuple[Panel, ...]
+    rows: tuple[str, ...] = ("eg", "R", "Q")
+
+
+@dataclass(frozen=True)
+class PanelResult:
+    """A panel's simulation (seed axis first), its ODEs, and how well they agree."""
+
+    panel: Panel
+    sim: Trajectory
+    ode: Trajectory
+    comparison: Comparison = field(repr=False)
+    agreement: Agreement
+
+    def summary(self) -> dict:
+        """Agreement metrics, all finite numbers: the largest gap in ε_g over time (of the seed
+        mean, and of single seeds), relative to ε_g; the smallest alignments; the t-test."""
+        gap = np.asarray(self.sim.eg - self.ode.eg)
+        mean_ode = np.asarray(self.ode.eg).mean(axis=0)
+        comparison = self.comparison
+        return {
+            "label": self.panel.label,
+            "max_abs_eg_gap_mean": float(np.max(np.abs(gap.mean(axis=0)))),
+            "max_abs_eg_gap_single_seed": float(np.max(np.abs(gap))),
+            "max_relative_eg_gap_mean": float(np.max(np.abs(gap.mean(axis=0)) / np.maximum(mean_ode, 1e-12))),
+            "final_eg_sim": float(np.asarray(self.sim.eg)[:, -1].mean()),
+            "final_eg_ode": float(mean_ode[-1]),
+            "min_alignment_Q": float(np.min(comparison.Q_alignment)),
+            "min_alignment_R": float(np.min(comparison.R_alignment)),
+            "min_alignment_v": float(np.min(comparison.v_alignment)),
+            "max_deviation_over_se": self.agreement.scores,
+            "t_threshold": self.agreement.threshold,
+            "agrees": self.agreement.passed,
+        }
+
+
+def run_panel(panel: Panel, progress=None) -> PanelResult:
+    """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare."""
+    sim = simulate(panel.setting, panel.N, panel.t_max, seeds=panel.seeds, init_scale=panel.init_scale,
+                   save_every=panel.save_every, progress=progress)
+    ode = integrate(panel.setting, sim.initial_state(), sim.t, rtol=panel.rtol, atol=panel.atol)
+    return PanelResult(panel, sim, ode, compare(sim, ode), agreement(sim, ode))
+
+
+N_BLOG, M_BLOG = 784, 4
+
+
+def figure(name: str, full: bool = False) -> Experiment:
+    """The blog's figure `name` ("fig1", "fig2", "fig3"): the quick variant (3 seeds, short t,
+    the same N = 784) unless `full`, which runs at blog scale (10 seeds, t = 1000)."""
+    seeds, t_max = (10, 1000.0) if full else (3, 300.0)
+    if name == "fig1":
+        panels = tuple(
+            Panel(f"K = {K}", Setting(K=K, M=M_BLOG, lr=0.5), N_BLOG, t_max, seeds, 0.5)
+            for K in (2, 4, 6)
+        )
+        return Experiment("fig1", "Soft committee machine, N = 784, M = 4", panels)
+    if name == "fig2":
+        panels = tuple(
+            Panel(f"K = {K}", Setting(K=K, M=M_BLOG, lr=0.5, train_second_layer=True), N_BLOG, t_max, seeds, 0.5)
+            for K in (2, 4, 6)
+        )
+        return Experiment("fig2", "Two-layer network with trained second layer, N = 784, M = 4",
+                          panels, rows=("eg", "R", "Q", "v", "alignment"))
+    if name == "fig3":
+        panels = tuple(
+            Panel(f"init scale {scale:g}", Setting(K=4, M=M_BLOG, lr=0.5, train_second_layer=True),
+                  N_BLOG, t_max, seeds, scale)
+            for scale in (0.1, 0.5, 1.0, 2.0)
+        )
+        return Experiment("fig3", "Large initial weights: each seed and its own ODE, N = 784, K = M = 4",
+                          panels, rows=("eg_seeds", "R", "Q"))
+    raise ValueError(f"unknown figure {name!r}; choose fig1, fig2 or fig3")
+
+
+FIGURES = ("fig1", "fig2", "fig3")

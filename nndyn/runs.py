@@ -1,0 +1,88 @@
+"""Run folders: staged in a hidden sibling and renamed into place, so that a crash never leaves
+a half-written run and an existing run is replaced only when asked."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import platform
+import shutil
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from nndyn.plots import plot_experiment
+
+
+def default_folder(name: str) -> Path:
+    """runs/<name>-<UTC timestamp>."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-{stamp}"
+
+
+def check_writable(folder: Path, force: bool) -> None:
+    """Refuse to replace an existing `folder` unless `force`."""
+    if folder.exists() and not force:
+        raise FileExistsError(f"{folder} exists; pass --force to replace it")
+
+
+@contextlib.contextmanager
+def staged(folder: Path, force: bool):
+    """Yield a fresh hidden folder beside `folder`; on success it replaces `folder` by renames,
+    on failure it is removed and `folder` is left as it was."""
+    check_writable(folder, force)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        yield stage
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            folder.rename(old / folder.name)
+            stage.rename(folder)
+            shutil.rmtree(old)
+        else:
+            stage.rename(folder)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def environment() -> dict:
+    """Versions and machine, for config.json."""
+    versions = {}
+    for package in ("nndyn", "jax", "jaxlib", "diffrax", "sympy", "numpy", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": {**versions, "python": sys.version.split()[0]},
+        "platform": platform.platform(),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+    }
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def save_experiment(folder: Path, experiment, results) -> dict:
+    """Write <name>.png, <name>.npz (every trajectory: p<i>_sim_<field>, p<i>_ode_<field>) and
+    return the experiment's summary (one entry per panel)."""
+    arrays = {}
+    for index, result in enumerate(results):
+        for kind, trajectory in (("sim", result.sim), ("ode", result.ode)):
+            for name, value in trajectory.to_numpy().items():
+                arrays[f"p{index}_{kind}_{name}"] = value
+    np.savez_compressed(folder / f"{experiment.name}.npz", **arrays)
+    plot_experiment(experiment, results, folder / f"{experiment.name}.png")
+    return {
+        "title": experiment.title,
+        "panels": [result.summary() for result in results],
+        "config": [result.panel.config() for result in results],
+    }

@@ -1,0 +1,89 @@
+"""The `nndyn` command end to end, at a tiny scale, in subprocesses."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+TINY = ["--N", "200", "--t-max", "4", "--seeds", "3"]
+
+
+def nndyn(*arguments, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nndyn", *map(str, arguments)],
+                          capture_output=True, text=True, cwd=cwd, check=False)
+
+
+@pytest.fixture(scope="module")
+def fig2_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "fig2"
+    result = nndyn("reproduce", "fig2", *TINY, "--out", folder)
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def test_reproduce_writes_plots_data_config_and_summary(fig2_run):
+    folder, result = fig2_run
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "fig2.npz", "fig2.png", "summary.json"]
+    assert (folder / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = np.load(folder / "fig2.npz")
+    assert data["p0_sim_Q"].shape == (3, 5, 2, 2) and data["p2_ode_R"].shape == (3, 5, 6, 4)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["versions"]["jax"] and config["experiments"]["fig2"][0]["N"] == 200
+    assert "K = 2" in result.stdout and "agrees" in result.stdout
+
+
+def test_summary_metrics_are_finite_and_within_tolerance(fig2_run):
+    folder, _ = fig2_run
+    panels = json.loads((folder / "summary.json").read_text())["fig2"]["panels"]
+    assert len(panels) == 3
+    for panel in panels:
+        numbers = [value for value in panel.values() if isinstance(value, float)]
+        numbers += list(panel["max_deviation_over_se"].values())
+        assert np.all(np.isfinite(numbers)), panel
+        assert panel["agrees"], panel  # nndyn.agreement's t-test, as in test_ode_vs_sgd
+
+
+def test_existing_run_folder_is_kept_unless_forced(fig2_run):
+    folder, _ = fig2_run
+    before = (folder / "summary.json").read_text()
+    refused = nndyn("reproduce", "fig2", *TINY, "--out", folder)
+    assert refused.returncode == 2 and "exists; pass --force" in refused.stderr
+    assert (folder / "summary.json").read_text() == before
+
+
+CONFIG = """
+name = "mine"
+N = 150
+K = 2
+M = 2
+lr = 0.5
+t_max = 3
+seeds = 2
+"""
+
+
+def test_run_a_config(tmp_path):
+    (tmp_path / "mine.toml").write_text(CONFIG)
+    result = nndyn("run", tmp_path / "mine.toml", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "mine.png").exists()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["mine"]["panels"][0]["agrees"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("colour = 3", "unknown field 'colour'"),
+    ('K = "two"', "field 'K' must be int, got 'two'"),
+    ("sigma = -1.0", "field 'sigma' = -1.0 is out of range: must be >= 0"),
+    ('activation = "tanh"', "field 'activation': unknown activation 'tanh'"),
+])
+def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, message):
+    text = "\n".join(l for l in CONFIG.splitlines() if not l.startswith(line.split()[0] + " ")) + "\n" + line + "\n"
+    (tmp_path / "bad.toml").write_text(text)
+    result = nndyn("run", tmp_path / "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
