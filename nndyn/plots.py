@@ -62,7 +62,7 @@ def plot_experiment(experiment, results, path) -> None:
     for r, row in enumerate(rows):
         if row in ("eg", "eg_seeds", "alignment"):
             axes[r, -1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{experiment.title}: simulation (blue, solid) vs ODE (red, dashed)", fontsize=10)
+    fig.suptitle(f"{experiment.title}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

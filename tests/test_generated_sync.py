@@ -49,3 +49,10 @@ def test_cli_check_fails_on_a_stale_folder(repo, tmp_path):
     )
     assert result.returncode == 1
     assert "missing file" in result.stderr
+
+
+def test_ci_runs_the_readme_test_command(repo):
+    command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    assert command in (repo / "README.md").read_text()
+    ci = (repo / ".ci" / "run").read_text()
+    assert command.replace("pip install -e", "pip install -q -e") in ci
