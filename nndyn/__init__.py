@@ -9,20 +9,42 @@ The public API:
 - :func:`compare`: ε_g and order-parameter errors and alignments between two trajectories.
 
 float64 is switched on at import (``jax_enable_x64``): the ODE path is float64 throughout.
+
+Compiled programs are kept in JAX's persistent compilation cache, by default in
+``~/.cache/nndyn/jax`` (``$XDG_CACHE_HOME/nndyn/jax`` when set), so a fresh process skips most
+compilation; set ``NNDYN_COMPILATION_CACHE`` to another folder, or to ``off`` to opt out. A cache
+folder already configured for JAX is left alone.
 """
+
+import os
+from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
+
+def _enable_compilation_cache() -> None:
+    setting = os.environ.get("NNDYN_COMPILATION_CACHE")
+    if setting is not None and setting.strip().lower() in ("", "0", "off", "no", "false"):
+        return
+    if jax.config.jax_compilation_cache_dir:
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    jax.config.update("jax_compilation_cache_dir", setting or str(base / "nndyn" / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_enable_compilation_cache()
+
 from nndyn.compare import Agreement, Comparison, agreement, compare  # noqa: E402
-from nndyn.integrate import DivergenceError, ODEOptions, integrate, solve  # noqa: E402
+from nndyn.integrate import DivergenceError, ODEOptions, Solution, integrate, solve  # noqa: E402
 from nndyn.setting import Setting  # noqa: E402
 from nndyn.simulate import simulate  # noqa: E402
 from nndyn.state import OrderParameters  # noqa: E402
 from nndyn.trajectory import Trajectory  # noqa: E402
 
 __all__ = [
-    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Trajectory",
+    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Solution", "Trajectory",
     "agreement", "compare", "integrate", "simulate", "solve",
 ]

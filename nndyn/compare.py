@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-from scipy import stats
 
 from nndyn.trajectory import Trajectory
 
@@ -82,6 +81,8 @@ def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3) -> A
     the family-wise level `family_level`, Bonferroni-corrected over all comparisons. Entries that
     do not fluctuate (a frozen v) are skipped.
     """
+    from scipy import stats  # imported here: it costs a second at `import nndyn`
+
     seeds = sim.eg.shape[0]
     if seeds < 2:
         raise ValueError("agreement needs at least two seeds to estimate the fluctuations")

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import diffrax
 import jax
@@ -58,6 +59,23 @@ class ODEOptions:
             raise ValueError(f"method must be 'adaptive' or 'euler', got {self.method!r}")
 
 
+class Solution(NamedTuple):
+    """What :func:`solve` returns.
+
+    **Fields:** `ys`, the states at the save times (like y0, with a leading axis n); `eg` (n,);
+    `failed`, whether the solve failed; `failed_at`, the time of the last accepted step (the
+    end time when it succeeded); `bad` (3,), which of Q, R, v went non-finite or too large;
+    `steps`, the solver steps taken, accepted and rejected.
+    """
+
+    ys: dict
+    eg: jax.Array
+    failed: jax.Array
+    failed_at: jax.Array
+    bad: jax.Array
+    steps: jax.Array
+
+
 def _bad(y: dict, threshold: float) -> jax.Array:
     """Per order parameter (Q, R, v): non-finite or above the threshold in magnitude."""
     return jnp.stack([
@@ -74,9 +92,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     `rhs` (arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
     changing it does not recompile; ignored by the adaptive method).
 
-    **Returns:** `(ys, eg, failed, failed_at, bad)`: the states at `ts` (like y0, with a leading
-    axis n), ε_g (n,), whether the solve failed, the time of the last accepted step when it did,
-    and which of Q, R, v went bad (3,).
+    **Returns:** a :class:`Solution`.
     """
     kernels = load(activation)
     adaptive = options.method == "adaptive"
@@ -96,7 +112,8 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
     failed = solution.result != diffrax.RESULTS.successful
     eg = jax.vmap(lambda y: kernels.eg(y, args))(ys)
-    return ys, eg, failed, solution.ts[1][-1], _bad(last, options.divergence_threshold)
+    steps = solution.stats["num_accepted_steps"] + solution.stats["num_rejected_steps"]
+    return Solution(ys, eg, failed, solution.ts[1][-1], _bad(last, options.divergence_threshold), steps)
 
 
 def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = None, **options) -> Trajectory:
@@ -137,9 +154,10 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
     solver = solve_one
     for _ in range(batch_ndim):
         solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
-    ys, eg, failed, failed_at, bad = solver(init.as_ode_state(), args)
-    _raise_if_failed(np.asarray(failed), np.asarray(failed_at), np.asarray(bad), options)
-    return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star)
+    solution = solver(init.as_ode_state(), args)
+    _raise_if_failed(np.asarray(solution.failed), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
+    ys = solution.ys
+    return Trajectory(jnp.asarray(ts), solution.eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star)
 
 
 def _raise_if_failed(failed, failed_at, bad, options: ODEOptions) -> None:

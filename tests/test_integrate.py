@@ -107,7 +107,7 @@ def test_solve_vmaps_over_learning_rate_and_noise():
 
     def run(lr, sigma):
         state = init.as_ode_state()
-        return nndyn.solve("erf", state, {**args, "lr": lr, "lr_v": lr, "sigma": sigma}, times, options)[1]
+        return nndyn.solve("erf", state, {**args, "lr": lr, "lr_v": lr, "sigma": sigma}, times, options).eg
 
     batched = jax.vmap(run)(lrs, sigmas)
     for j in range(3):
