@@ -40,6 +40,9 @@ INDEX_RANGES = {"i": "S", "k": "S", "n": "T", "c": "J", "d": "J"}
 #: Free indices of each target, in the order of its array axes.
 TARGETS = {"R": "in", "Q": "ik", "v": "i", "eg": ""}
 
+#: Targets that are symmetric matrices.
+SYMMETRIC_TARGETS = ("Q",)
+
 #: Factor kinds of each integral, in the order of its block (DESIGN.md).
 INTEGRALS = {
     ("g", "g"): "I2",

@@ -32,6 +32,15 @@ DEFINITIONS: dict[str, tuple[int, Integrand]] = {
 }
 
 
+#: Slot pairs whose exchange leaves each integral unchanged, whatever g is.
+SYMMETRIC_SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "I2": ((0, 1),),
+    "J2": ((0, 1),),
+    "I3": (),
+    "I4": ((0, 1), (2, 3)),
+}
+
+
 def block_entries(size: int) -> list[tuple[int, int]]:
     """The (p, q) positions, p ≤ q, of a symmetric block's free entries, row-major."""
     return [(p, q) for p in range(size) for q in range(p, size)]

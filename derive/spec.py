@@ -10,7 +10,7 @@ import sympy as sp
 
 from . import flows
 from .activations import Activation, x
-from .integrals import DEFINITIONS, block_entries, derive_integral
+from .integrals import DEFINITIONS, SYMMETRIC_SLOTS, block_entries, derive_integral
 from .printing import PrintedExpression, print_cse, print_scalar
 from .verify import verify
 
@@ -43,13 +43,30 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class FoldedSpec:
+    """A term symmetric under exchanging each pair of its slots, evaluated on pairs x ≤ y only.
+
+    `ranges` and `weights` give, per pair of slots, the range ("S", "T", "J") of both indices and
+    the weight vector whose product w[x] w[y] weights the pair; `free` says whether the first
+    pair is the target's (a symmetric matrix) rather than summed.
+    """
+
+    integral: str
+    ranges: tuple[str, ...]
+    weights: tuple[str, ...]
+    free: bool
+
+
+@dataclass(frozen=True)
 class TermSpec:
-    """A flow term as ``scalar * einsum(subscripts, tensor, *weights)``."""
+    """A flow term: ``scalar * einsum(subscripts, tensor, *weights)``, or, when `folded` is set,
+    ``scalar * folded_contraction(...)``."""
 
     target: str
     scalar: str
     subscripts: str
     operands: tuple[str, ...]
+    folded: FoldedSpec | None
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,31 @@ def _tensor(term: flows.FlowTerm) -> TensorSpec:
     return TensorSpec(f"{term.integral}_{''.join(slots)}", term.integral, slots)
 
 
+def _folding(term: flows.FlowTerm) -> FoldedSpec | None:
+    """How `term` folds onto pairs x ≤ y of its slots, or None when it does not: every slot must
+    be in a symmetric pair of the integral whose two indices share a range, carry one weight
+    each of the same name, and are both summed or both free (free ones only in the symmetric Q)."""
+    pairs = SYMMETRIC_SLOTS[term.integral]
+    if sorted(slot for pair in pairs for slot in pair) != list(range(len(term.indices))):
+        return None
+    weights = dict((index, name) for name, index in term.weights)
+    if len(weights) != len(term.weights):
+        return None
+    free = flows.TARGETS[term.target]
+    ranges, names, frees = [], [], []
+    for p, q in pairs:
+        x, y = term.indices[p], term.indices[q]
+        if (flows.INDEX_RANGES[x] != flows.INDEX_RANGES[y] or weights.get(x) != weights.get(y)
+                or weights.get(x) is None or (x in free) != (y in free)):
+            return None
+        ranges.append(flows.INDEX_RANGES[x])
+        names.append(weights[x])
+        frees.append(x in free)
+    if any(frees[1:]) or (frees[0] and term.target not in flows.SYMMETRIC_TARGETS):
+        return None
+    return FoldedSpec(term.integral, tuple(ranges), tuple(names), frees[0])
+
+
 def _term(term: flows.FlowTerm) -> TermSpec:
     subscripts = ",".join(["".join(term.indices)] + [index for _, index in term.weights])
     return TermSpec(
@@ -93,6 +135,7 @@ def _term(term: flows.FlowTerm) -> TermSpec:
         scalar=print_scalar(term.scalar),
         subscripts=f"{subscripts}->{flows.TARGETS[term.target]}",
         operands=(_tensor(term).name,) + tuple(name for name, _ in term.weights),
+        folded=_folding(term),
     )
 
 
@@ -112,7 +155,7 @@ def _integral(activation: Activation, name: str) -> IntegralSpec:
 def build_spec(activation: Activation, command: str) -> KernelSpec:
     """Derive, verify and print every kernel of `activation`."""
     terms = flows.derive_flows()
-    tensors = {spec.name: spec for spec in map(_tensor, terms)}
+    tensors = {_tensor(term).name: _tensor(term) for term in terms if _folding(term) is None}
     return KernelSpec(
         name=activation.name,
         description=activation.description,

@@ -106,3 +106,20 @@ def test_traced_program_does_not_grow_with_width():
         y, args = boundary_state(width)
         sizes.append(len(jax.make_jaxpr(erf.rhs)(0.0, y, args).jaxpr.eqns))
     assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 5, 1])
+def test_folded_contractions_equal_the_full_tensors(monkeypatch, chunk):
+    """The symmetric terms are evaluated on slot pairs x <= y, in chunks; they must equal the
+    contraction of the full block tensors."""
+    monkeypatch.setattr(erf, "CHUNK_ELEMENTS", chunk)
+    Omega, state, args = random_state(seed=5)
+    v, a = state["v"], np.concatenate([-state["v"], args["v_star"]])
+    units = erf.units(K, M)
+    S, J = units["S"], units["J"]
+    full_I4 = np.einsum("ikcd,c,d,i,k->ik", erf.block_tensor("I4", Omega, (S, S, J, J)), a, a, v, v)
+    folded_I4 = erf.folded_contraction("I4", jnp.asarray(Omega), (S, J), (v, a), free=True)
+    np.testing.assert_allclose(folded_I4, full_I4, rtol=1e-13, atol=1e-15)
+    full_I2 = np.einsum("cd,c,d->", erf.block_tensor("I2", Omega, (J, J)), a, a)
+    folded_I2 = erf.folded_contraction("I2", jnp.asarray(Omega), (J,), (a,), free=False)
+    assert float(folded_I2) == pytest.approx(float(full_I2), rel=1e-13)

@@ -1,0 +1,63 @@
+"""``python -m benchmarks [--toy] [--out FILE]``: run every benchmark, print the tables and write
+them as Markdown (default benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks import ode, sgd, startup, sweep, vector_field
+
+BENCHMARKS = (ode, startup, vector_field, sgd, sweep)
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("jax", "jaxlib", "diffrax", "numpy"))
+    return [f"- machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}",
+            f"- versions: Python {platform.python_version()}, {versions}",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"]
+
+
+def markdown(sections: list[dict], toy: bool) -> str:
+    lines = ["# nndyn benchmarks", "", "Written by `python -m benchmarks`"
+             + (" --toy (toy sizes: not representative)" if toy else "")
+             + ". Times are the median of the repeats [min–max]; speed-ups are ratios to a baseline"
+             " timed in the same run.", "", *machine(), ""]
+    for section in sections:
+        lines += [f"## {section['title']}", "", "| measurement | value |", "| --- | --- |"]
+        lines += [f"| {label} | {value} |" for label, value in section["rows"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--toy", action="store_true", help="tiny sizes: checks the harness in seconds")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    options = parser.parse_args()
+    sections = []
+    for benchmark in BENCHMARKS:
+        section = benchmark.run(options.toy)
+        print(f"\n{section['title']}")
+        for label, value in section["rows"]:
+            print(f"  {label:<72} {value}")
+        sections.append(section)
+    text = markdown(sections, options.toy)
+    temporary = options.out.with_name(f".{options.out.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(options.out)
+    print(f"\nwrote {options.out}")
+
+
+if __name__ == "__main__":
+    main()

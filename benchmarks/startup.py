@@ -1,0 +1,50 @@
+"""Benchmark 2: a fresh process from `import nndyn` to its first finished `integrate` (the run of
+benchmark 1), with JAX's persistent compilation cache off and warm."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from benchmarks.timing import Timing, ratio
+
+SCRIPT = """
+import time
+start = time.perf_counter()
+import numpy as np
+import nndyn
+from benchmarks.ode import problem
+setting, init, times = problem({t_end})
+nndyn.integrate(setting, init, times).eg.block_until_ready()
+print(time.perf_counter() - start)
+"""
+
+
+def _fresh_process(t_end: float, cache: str) -> float:
+    environment = {**os.environ, "NNDYN_COMPILATION_CACHE": cache}
+    result = subprocess.run([sys.executable, "-c", SCRIPT.format(t_end=t_end)], env=environment,
+                            capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def _repeat(t_end: float, cache: str, repeats: int) -> Timing:
+    samples = sorted(_fresh_process(t_end, cache) for _ in range(repeats))
+    return Timing(samples[len(samples) // 2], samples[0], samples[-1])
+
+
+def run(toy: bool) -> dict:
+    t_end, repeats = (5.0, 1) if toy else (1000.0, 5)
+    cold = _repeat(t_end, "off", repeats)
+    with tempfile.TemporaryDirectory() as cache:
+        _fresh_process(t_end, cache)  # fills the cache
+        warm = _repeat(t_end, cache, repeats)
+    return {
+        "title": "2. Start-up: fresh process, `import nndyn` to the first finished `integrate`",
+        "rows": [
+            ("persistent compilation cache off", str(cold)),
+            ("persistent compilation cache warm", str(warm)),
+            ("speed-up", ratio(cold, warm)),
+        ],
+    }

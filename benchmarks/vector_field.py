@@ -1,0 +1,57 @@
+"""Benchmark 3: one evaluation of the erf vector field (two-layer, K = M) by width, with its
+FLOP count (XLA's cost analysis), the achieved fraction of the machine's matmul peak, and the
+compiled program's temporary memory."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+import nndyn
+from benchmarks.timing import peak_flops, repeat
+from nndyn.generated import erf
+
+
+def _state(K: int):
+    rng = np.random.default_rng(K)
+    init = nndyn.OrderParameters.from_weights(rng.normal(size=(K, 4 * K + 50)), rng.normal(size=(K, 4 * K + 50)),
+                                              v=rng.normal(size=K))
+    args = nndyn.Setting(K=K, M=K, lr=0.5, train_second_layer=True).ode_args(init.T, init.v_star)
+    return init.as_ode_state(), args
+
+
+def per_evaluation(K: int, evaluations: int, repeats: int):
+    """Seconds per evaluation inside one jitted loop (each evaluation depends on the last)."""
+    y, args = _state(K)
+
+    @jax.jit
+    def loop(y):
+        def body(_, y):
+            flow = erf.rhs(0.0, y, args)
+            return {name: y[name] + 1e-9 * flow[name] for name in y}
+        return jax.lax.fori_loop(0, evaluations, body, y)
+
+    jax.block_until_ready(loop(y))
+    timing = repeat(lambda: jax.block_until_ready(loop(y)), repeats)
+    compiled = jax.jit(erf.rhs).lower(0.0, y, args).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return timing.scaled(1 / evaluations), float(cost.get("flops", float("nan"))), compiled.memory_analysis().temp_size_in_bytes
+
+
+def run(toy: bool) -> dict:
+    widths, repeats = ((2, 4), 2) if toy else ((2, 4, 8, 16, 32), 5)
+    peak = peak_flops(256 if toy else 1024, repeats)
+    rows = [("float64 matmul peak of this machine", f"{peak / 1e9:.1f} GFLOP/s")]
+    for K in widths:
+        evaluations = max(2, int(2e5 / K**4))
+        timing, flops, memory = per_evaluation(K, evaluations, repeats)
+        achieved = flops / timing.median
+        rows.append((f"K = M = {K}: time per evaluation", str(timing)))
+        rows.append((f"K = M = {K}: FLOPs, achieved, fraction of peak, temp memory",
+                     f"{flops:.3g}, {achieved / 1e9:.2f} GFLOP/s, {achieved / peak:.1%}, {memory / 2**20:.2f} MiB"))
+    if not toy:  # the widest: chunked contractions keep it within memory; one evaluation
+        timing, flops, memory = per_evaluation(100, 1, 1)
+        rows.append(("K = M = 100: time of one evaluation, FLOPs, temp memory",
+                     f"{timing}, {flops:.3g}, {memory / 2**20:.0f} MiB"))
+    return {"title": "3. Vector field: one evaluation by width (two-layer erf)", "rows": rows}

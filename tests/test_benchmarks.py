@@ -1,0 +1,17 @@
+"""The benchmark harness runs end to end at toy sizes (no assertion on any time)."""
+
+import os
+import subprocess
+import sys
+
+
+def test_benchmarks_run_at_toy_size(repo, tmp_path):
+    out = tmp_path / "RESULTS.md"
+    environment = {**os.environ, "PYTHONPATH": str(repo)}
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--toy", "--out", str(out)],
+                            cwd=repo, env=environment, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    for title in ("## 1. ODE", "## 2. Start-up", "## 3. Vector field", "## 4. SGD", "## 5. Sweep"):
+        assert title in text
+    assert "speed-up" in text and "nan" not in text.lower()
