@@ -52,7 +52,7 @@ def run(toy: bool) -> dict:
             ("blog-style loop: samples/s", f"{1 / baseline.median:.3g}")]
     per_sample = {}
     for seeds in (1, 16):
-        run_once = lambda: nndyn.simulate(setting, N, steps / N, seeds=seeds, held_out=100).eg.block_until_ready()  # noqa: E731
+        run_once = lambda seeds=seeds: nndyn.simulate(setting, N, steps / N, seeds=seeds, held_out=100).eg.block_until_ready()  # noqa: E731
         run_once()
         timing = repeat(run_once, repeats).scaled(1 / (steps * seeds))
         per_sample[seeds] = timing

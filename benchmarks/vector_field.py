@@ -1,6 +1,6 @@
 """Benchmark 3: one evaluation of the erf vector field (two-layer, K = M) by width, with its
-FLOP count (XLA's cost analysis), the achieved fraction of the machine's matmul peak, and the
-compiled program's temporary memory."""
+FLOP count (XLA's cost analysis of the unchunked program), the achieved fraction of the
+machine's matmul peak, and the compiled (chunked) program's temporary memory."""
 
 from __future__ import annotations
 
@@ -33,10 +33,15 @@ def per_evaluation(K: int, evaluations: int, repeats: int):
 
     jax.block_until_ready(loop(y))
     timing = repeat(lambda: jax.block_until_ready(loop(y)), repeats)
-    compiled = jax.jit(erf.rhs).lower(0.0, y, args).compile()
-    cost = compiled.cost_analysis()
+    memory = jax.jit(erf.rhs).lower(0.0, y, args).compile().memory_analysis().temp_size_in_bytes
+    # XLA's cost analysis counts a loop body once: count the FLOPs of the unchunked program
+    chunk, erf.CHUNK_ELEMENTS = erf.CHUNK_ELEMENTS, 1 << 62
+    try:
+        cost = jax.jit(erf.rhs).lower(0.0, y, args).cost_analysis()
+    finally:
+        erf.CHUNK_ELEMENTS = chunk
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return timing.scaled(1 / evaluations), float(cost.get("flops", float("nan"))), compiled.memory_analysis().temp_size_in_bytes
+    return timing.scaled(1 / evaluations), float(cost.get("flops", float("nan"))), memory
 
 
 def run(toy: bool) -> dict:

@@ -26,12 +26,16 @@ class DivergenceError(FloatingPointError):
     """The integration blew up or went non-finite.
 
     **Attributes:** `time`, the time it happened (the last accepted step), and `parameter`,
-    the order parameter ("Q", "R" or "v") that went bad.
+    the order parameter ("Q", "R" or "v") that went bad, or None when the solver gave up
+    without any of them doing so (too many steps).
     """
 
-    def __init__(self, time: float, parameter: str, reason: str):
+    def __init__(self, time: float, parameter: str | None, reason: str):
         self.time, self.parameter = time, parameter
-        super().__init__(f"the ODE diverged at t = {time:.6g}: {parameter} {reason}")
+        if parameter is None:
+            super().__init__(f"the ODE could not be integrated past t = {time:.6g}: {reason}")
+        else:
+            super().__init__(f"the ODE diverged at t = {time:.6g}: {parameter} {reason}")
 
 
 @dataclass(frozen=True)
@@ -149,10 +153,8 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
     args = setting.ode_args(init.T, init.v_star)
-    solve_one = functools.partial(solve, setting.activation, ts=jnp.asarray(ts), options=options, dt=dt)
-    batch_ndim = init.Q.ndim - 2
-    solver = solve_one
-    for _ in range(batch_ndim):
+    solver = functools.partial(solve, setting.activation, ts=jnp.asarray(ts), options=options, dt=dt)
+    for _ in range(init.Q.ndim - 2):  # batch dimensions of the initial states
         solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
     solution = solver(init.as_ode_state(), args)
     _raise_if_failed(np.asarray(solution.failed), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
@@ -170,6 +172,6 @@ def _raise_if_failed(failed, failed_at, bad, options: ODEOptions) -> None:
         parameter = ORDER_PARAMETERS[int(np.argmax(flags))]
         reason = f"went non-finite or exceeded {options.divergence_threshold:g} in magnitude{where}"
     else:
-        parameter = "Q"
-        reason = f"could not be integrated within {options.max_steps} steps{where}"
+        parameter = None
+        reason = f"the solver used up its {options.max_steps} steps{where} (raise max_steps, or loosen rtol/atol)"
     raise DivergenceError(float(failed_at[index]), parameter, reason)

@@ -48,7 +48,7 @@ class Setting:
             raise ValueError(f"lr_v must be >= 0, got {self.lr_v!r}")
         if not self.sigma >= 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma!r}")
-        self.kernels  # an unknown activation fails here, naming the known ones
+        load(self.activation)  # an unknown activation fails here, naming the known ones
 
     @property
     def kernels(self) -> ModuleType:

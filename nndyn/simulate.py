@@ -12,7 +12,6 @@ blocks of steps), vmapped over seeds; with a progress callback, a few such calls
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp

@@ -31,15 +31,17 @@ class OrderParameters:
 
         v and v* default to ones (the soft committee machine).
         """
-        W, W_teacher = jnp.asarray(W), jnp.asarray(W_teacher)
+        # NumPy, not eager JAX: a fresh process would compile every eager operation.
+        W, W_teacher = np.asarray(W, dtype=np.float64), np.asarray(W_teacher, dtype=np.float64)
         if W.ndim != 2 or W_teacher.ndim != 2 or W.shape[1] != W_teacher.shape[1]:
             raise ValueError(
                 f"W (K, N) and W_teacher (M, N) must share N; got shapes {W.shape} and {W_teacher.shape}"
             )
         N = W.shape[1]
-        v = jnp.ones(W.shape[0]) if v is None else jnp.asarray(v)
-        v_teacher = jnp.ones(W_teacher.shape[0]) if v_teacher is None else jnp.asarray(v_teacher)
-        state = cls(W @ W.T / N, W @ W_teacher.T / N, W_teacher @ W_teacher.T / N, v, v_teacher)
+        v = np.ones(W.shape[0]) if v is None else np.asarray(v, dtype=np.float64)
+        v_teacher = np.ones(W_teacher.shape[0]) if v_teacher is None else np.asarray(v_teacher, dtype=np.float64)
+        fields = (W @ W.T / N, W @ W_teacher.T / N, W_teacher @ W_teacher.T / N, v, v_teacher)
+        state = cls(*map(jnp.asarray, fields))
         state.validate()
         return state
 
@@ -77,7 +79,8 @@ class OrderParameters:
         for name in expected:
             if not np.all(np.isfinite(np.asarray(getattr(self, name)))):
                 raise ValueError(f"{name} has non-finite entries")
-        omega = np.asarray(self.omega)
+        Q, R, T = (np.asarray(getattr(self, name)) for name in ("Q", "R", "T"))
+        omega = np.block([[Q, R], [np.swapaxes(R, -1, -2), T]])
         scale = max(1.0, float(np.max(np.abs(omega))))
         if not np.allclose(omega, np.swapaxes(omega, -1, -2), atol=tolerance * scale, rtol=0):
             raise ValueError("Q and T must be symmetric")
