@@ -52,6 +52,7 @@ BUILTINS: dict[str, Activation] = {
     for activation in (
         Activation("erf", sp.erf(x / sp.sqrt(2)), "g(x) = erf(x/√2), the Saad & Solla choice"),
         Activation("linear", x, "g(x) = x, a linear network"),
+        Activation("quadratic", x**2, "g(x) = x², a polynomial activation"),
     )
 }
 
@@ -63,3 +64,12 @@ def get(name: str) -> Activation:
     except KeyError:
         known = ", ".join(sorted(BUILTINS))
         raise KeyError(f"unknown activation {name!r}; built-in activations are: {known}") from None
+
+
+def from_expression(name: str, text: str) -> Activation:
+    """A user's activation `name` from SymPy text in x, e.g. ``"erf(2*x)"``."""
+    try:
+        expression = sp.sympify(text, locals={"x": x})
+    except (sp.SympifyError, SyntaxError, TypeError) as error:
+        raise ValueError(f"cannot parse the activation expression {text!r}: {error}") from None
+    return Activation(name, expression, f"a user activation, g(x) = {text}")

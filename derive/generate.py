@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
-from .activations import BUILTINS, get
+from .activations import BUILTINS, Activation, get
 from .render import differences, render_module, render_package_init, write_atomically
 from .spec import PACKAGE_ROOT, build_spec
 
@@ -23,6 +24,12 @@ def generate(names: list[str] | None = None) -> dict[str, str]:
     return sources
 
 
+def generate_user(activation: Activation, expression: str) -> dict[str, str]:
+    """Render the module of a user's activation (no package __init__); file name -> source."""
+    command = f"{COMMAND} --name {activation.name} --expr {shlex.quote(expression)}"
+    return {f"{activation.name}.py": render_module(build_spec(activation, command))}
+
+
 def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
     """Write `sources` into `folder`, each file atomically; returns the paths written."""
     paths = [folder / name for name in sources]
@@ -31,7 +38,8 @@ def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
     return paths
 
 
-def check(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[str]:
-    """Differences between `sources` and `folder` (empty when in sync), orphans included."""
-    known = {f"{name}.py" for name in BUILTINS} | {"__init__.py"}
+def check(sources: dict[str, str], folder: Path = GENERATED_DIR, known: set[str] | None = None) -> list[str]:
+    """Differences between `sources` and `folder` (empty when in sync), and orphans: files not
+    in `known` (default: the built-in modules and __init__.py)."""
+    known = {f"{name}.py" for name in BUILTINS} | {"__init__.py"} if known is None else known
     return differences(sources, folder, known)

@@ -22,13 +22,23 @@ def g_prime(x):
     return np.sqrt(2.0 / np.pi) * np.exp(-(x**2) / 2)
 
 
-#: name -> integrand on u of shape (..., r)
-INTEGRANDS = {
-    "I2": lambda u: g(u[..., 0]) * g(u[..., 1]),
-    "J2": lambda u: g_prime(u[..., 0]) * g_prime(u[..., 1]),
-    "I3": lambda u: g_prime(u[..., 0]) * u[..., 1] * g(u[..., 2]),
-    "I4": lambda u: g_prime(u[..., 0]) * g_prime(u[..., 1]) * g(u[..., 2]) * g(u[..., 3]),
+def integrands(g, g_prime):
+    """name -> integrand on u of shape (..., r), for the activation g with derivative g_prime."""
+    return {
+        "I2": lambda u: g(u[..., 0]) * g(u[..., 1]),
+        "J2": lambda u: g_prime(u[..., 0]) * g_prime(u[..., 1]),
+        "I3": lambda u: g_prime(u[..., 0]) * u[..., 1] * g(u[..., 2]),
+        "I4": lambda u: g_prime(u[..., 0]) * g_prime(u[..., 1]) * g(u[..., 2]) * g(u[..., 3]),
+    }
+
+
+#: activation -> name -> integrand, written independently of the generated modules
+INTEGRANDS_OF = {
+    "erf": integrands(g, g_prime),
+    "linear": integrands(lambda x: x, np.ones_like),
+    "quadratic": integrands(lambda x: x**2, lambda x: 2 * x),
 }
+INTEGRANDS = INTEGRANDS_OF["erf"]
 
 
 def psd_root(C: np.ndarray) -> np.ndarray:

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gaussian_reference import INTEGRANDS, gauss_hermite, monte_carlo, seed_of
+from gaussian_reference import INTEGRANDS, INTEGRANDS_OF, gauss_hermite, monte_carlo, seed_of
 from nndyn.generated import erf
+from nndyn.kernels import load
 
 SIZES = {"I2": 2, "J2": 2, "I3": 3, "I4": 4}
 MC_SAMPLES = 1_000_000
@@ -35,19 +36,47 @@ def covariance_blocks(draw, size):
     return C
 
 
+@pytest.mark.parametrize("activation", sorted(INTEGRANDS_OF))
 @pytest.mark.parametrize("name", SIZES)
-def test_integral_agrees_with_monte_carlo(name):
+def test_integral_agrees_with_monte_carlo(activation, name):
+    module = load(activation)
+
     @settings(max_examples=12, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(covariance_blocks(SIZES[name]))
     def check(C):
-        mean, error = monte_carlo(INTEGRANDS[name], C, MC_SAMPLES, seed_of(C))
-        value = float(getattr(erf, name)(jnp.asarray(C)))
+        mean, error = monte_carlo(INTEGRANDS_OF[activation][name], C, MC_SAMPLES, seed_of(C))
+        value = float(getattr(module, name)(jnp.asarray(C)))
         assert abs(value - mean) <= STANDARD_ERRORS * error + 1e-12, (
-            f"{name}{C.tolist()}: closed form {value}, Monte Carlo {mean} ± {error}"
+            f"{activation} {name}{C.tolist()}: closed form {value}, Monte Carlo {mean} ± {error}"
         )
 
     check()
+
+
+def wick(C, pairs_of):
+    """Σ over perfect matchings of the indices `pairs_of` of Π C[a, b] (Isserlis' theorem)."""
+    if not pairs_of:
+        return 1.0
+    first, rest = pairs_of[0], pairs_of[1:]
+    return sum(C[first, partner] * wick(C, rest[:j] + rest[j + 1:]) for j, partner in enumerate(rest))
+
+
+@pytest.mark.parametrize("activation, moments", [
+    # each integral as (constant, the Gaussian variables whose product is averaged)
+    ("linear", {"I2": (1, [0, 1]), "J2": (1, []), "I3": (1, [1, 2]), "I4": (1, [2, 3])}),
+    ("quadratic", {"I2": (1, [0, 0, 1, 1]), "J2": (4, [0, 1]), "I3": (2, [0, 1, 2, 2]),
+                   "I4": (4, [0, 1, 2, 2, 3, 3])}),
+])
+def test_polynomial_activations_equal_wick_values(activation, moments):
+    module = load(activation)
+    rng = np.random.default_rng(3)
+    for name, (constant, variables) in moments.items():
+        for _ in range(5):
+            factor = rng.normal(size=(SIZES[name], SIZES[name]))
+            C = factor @ factor.T
+            expected = constant * wick(C, variables)
+            assert float(getattr(module, name)(jnp.asarray(C))) == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 def test_known_values_from_the_issue():

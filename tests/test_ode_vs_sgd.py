@@ -65,3 +65,8 @@ def test_held_out_error_tracks_the_analytical_error():
     setting = nndyn.Setting(K=2, M=2, lr=0.5)
     sim = nndyn.simulate(setting, N=500, t_max=5, seeds=2, init_scale=1.0)
     np.testing.assert_allclose(sim.eg_test, sim.eg, rtol=5 * np.sqrt(2 / 2000))
+
+
+def test_linear_soft_committee():
+    setting = nndyn.Setting(K=2, M=2, lr=0.3, sigma=0.2, activation="linear")
+    assert_agrees(*run(setting, t_max=10, init_scale=0.5))
