@@ -12,7 +12,7 @@ class KernelPrinter(JaxPrinter):
     """SymPy's JAX printer, printing ``jnp.``/``jsp.`` names that work under ``jax.jit``.
 
     SymPy's own printer sends ``erf`` to ``math.erf``, which fails on tracers; ``asin`` is printed
-    as ``_safe_arcsin``, which the generated module defines with its argument clipped to [-1, 1]
+    as ``safe_arcsin``, which generated/_blocks.py defines with its argument clipped to [-1, 1]
     so that round-off at |C_ab| → √(C_aa C_bb) cannot produce NaN.
     """
 
@@ -23,7 +23,7 @@ class KernelPrinter(JaxPrinter):
         return f"jsp.erf({self._print(expr.args[0])})"
 
     def _print_asin(self, expr: sp.asin) -> str:
-        return f"_safe_arcsin({self._print(expr.args[0])})"
+        return f"safe_arcsin({self._print(expr.args[0])})"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from .spec import TEMPLATES_DIR, KernelSpec
+from .spec import TEMPLATES_DIR, KernelSpec, input_hash
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -29,6 +29,11 @@ def render_module(spec: KernelSpec) -> str:
 def render_package_init(names: list[str], command: str) -> str:
     """The source of generated/__init__.py, listing the modules `names`."""
     return _ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, command=command)
+
+
+def render_blocks(command: str) -> str:
+    """The source of generated/_blocks.py, the helpers every kernel module imports."""
+    return _ENVIRONMENT.get_template("blocks.py.jinja").render(command=command, input_hash=input_hash())
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -85,12 +85,19 @@ class KernelSpec:
     input_hash: str
     command: str
 
+    def uses(self, name: str) -> bool:
+        """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""
+        printed = [self.g, self.g_prime, *(integral.code for integral in self.integrals)]
+        return any(name in code for p in printed for code in (p.result, *(c for _, c in p.assignments)))
 
-def input_hash(activation: Activation) -> str:
-    """SHA-256 of what the generated module depends on: the activation, the derivation's and
-    the templates' sources, and SymPy's version."""
+
+def input_hash(activation: Activation | None = None) -> str:
+    """SHA-256 of what a generated module depends on: the activation (None for the shared
+    helpers), the derivation's and the templates' sources, and SymPy's version."""
     digest = hashlib.sha256()
-    digest.update(f"{activation.name}\n{sp.srepr(activation.expression)}\n{sp.__version__}\n".encode())
+    if activation is not None:
+        digest.update(f"{activation.name}\n{sp.srepr(activation.expression)}\n".encode())
+    digest.update(f"{sp.__version__}\n".encode())
     sources = sorted(DERIVE_DIR.glob("*.py")) + sorted(TEMPLATES_DIR.glob("*.jinja"))
     for path in sources:
         digest.update(f"{path.parent.name}/{path.name}\n".encode())

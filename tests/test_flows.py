@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gaussian_reference import g, g_prime, psd_root
-from nndyn.generated import erf
+from nndyn.generated import _blocks, erf
 
 K, M, SIGMA, LR, LR_V = 3, 2, 0.3, 0.7, 0.4
 SAMPLES = 1_000_000
@@ -112,7 +112,7 @@ def test_traced_program_does_not_grow_with_width():
 def test_folded_contractions_equal_the_full_tensors(monkeypatch, chunk):
     """The symmetric terms are evaluated on slot pairs x <= y, in chunks; they must equal the
     contraction of the full block tensors."""
-    monkeypatch.setattr(erf, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(_blocks, "CHUNK_ELEMENTS", chunk)
     Omega, state, args = random_state(seed=5)
     v, a = state["v"], np.concatenate([-state["v"], args["v_star"]])
     units = erf.units(K, M)
