@@ -8,10 +8,12 @@ SymPy only (no JAX). The stages, each a module:
 - :mod:`.verify`: Price's identity, boundary values and Monte Carlo, before emission;
 - :mod:`.flows`: the R/Q/v flows and ε_g as terms over those integrals;
 - :mod:`.printing`, :mod:`.spec`: the JAX printer, CSE and the KernelSpec;
-- :mod:`.render`: Jinja2 rendering and atomic writing; :mod:`.__main__`: the command line.
+- :mod:`.render`: Jinja2 rendering and atomic writing;
+- :mod:`.generate`: the built-in and user modules, and the check of generated/;
+  :mod:`.__main__`: the command line.
 """
 
 from .activations import BUILTINS, Activation
-from .generate import GENERATED_DIR, check, generate, write
+from .generate import GENERATED_DIR, check, generate, generate_user, write
 
-__all__ = ["BUILTINS", "GENERATED_DIR", "Activation", "check", "generate", "write"]
+__all__ = ["BUILTINS", "GENERATED_DIR", "Activation", "check", "generate", "generate_user", "write"]
