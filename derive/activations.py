@@ -53,6 +53,7 @@ BUILTINS: dict[str, Activation] = {
         Activation("erf", sp.erf(x / sp.sqrt(2)), "g(x) = erf(x/√2), the Saad & Solla choice"),
         Activation("linear", x, "g(x) = x, a linear network"),
         Activation("quadratic", x**2, "g(x) = x², a polynomial activation"),
+        Activation("relu", sp.Max(0, x), "g(x) = max(0, x), with g'(0) = H(0) = ½"),
     )
 }
 

@@ -1,21 +1,27 @@
 """Closed-form Gaussian expectations ⟨f(u)⟩ for u ~ N(0, C), derived symbolically.
 
 The integrand ``f`` is a SymPy expression in the variables ``u`` built (after expansion) from
-monomials of three kinds of factor:
+monomials of these kinds of factor:
 
 * polynomials in ``u``;
 * Gaussian exponentials ``exp(q(u))`` with ``q`` a homogeneous quadratic form, ``q = -½ uᵀ D u``;
-* error functions ``erf(β u_a)`` of a single variable.
+* error functions ``erf(β u_a)`` of a single variable;
+* sign functions ``sign(u_a)`` and Dirac deltas ``δ(u_a)``; Heaviside steps and ``Max(0, ·)``
+  (ReLU) are first rewritten as H(u) = (1 + sign u)/2, so H(0) = ½.
 
-Each monomial is reduced by three exact rules, applied recursively:
+Each monomial is reduced by exact rules, applied recursively:
 
-1. *Tilting* (Gaussian integral of exp(quadratic)): ⟨exp(-½ uᵀDu) h(u)⟩_C
+1. *Conditioning* on a delta: ⟨δ(u_a) F(u)⟩_C = φ(0; C_aa) ⟨F(u)|_{u_a=0}⟩_C', with
+   C' = C - C_{·a} C_{a·}/C_aa the covariance given u_a = 0.
+2. *Tilting* (Gaussian integral of exp(quadratic)): ⟨exp(-½ uᵀDu) h(u)⟩_C
    = det(I + C D)^(-1/2) ⟨h(u)⟩_C' with C' = C (I + D C)⁻¹.
-2. *Stein's lemma* (Gaussian integration by parts, which reduces to Isserlis/Wick for
-   polynomials): ⟨u_b F(u)⟩_C = Σ_j C_bj ⟨∂_j F(u)⟩_C.
-3. *Products of error functions*: zero when the monomial is odd in ``u``; the pair
+3. *Stein's lemma* (Gaussian integration by parts, which reduces to Isserlis/Wick for
+   polynomials): ⟨u_b F(u)⟩_C = Σ_j C_bj ⟨∂_j F(u)⟩_C, with ∂ sign(u) = 2 δ(u).
+4. *Products of odd functions*: zero when the monomial is odd in ``u``; the pair
    ⟨erf(α u_a) erf(β u_b)⟩ comes from Price's theorem, ∂⟨f⟩/∂C_ab = ⟨∂_a ∂_b f⟩, integrated by
-   SymPy along C_ab from 0, where the expectation factorises into ⟨erf⟩⟨erf⟩ = 0.
+   SymPy along C_ab from 0, where the expectation factorises into ⟨erf⟩⟨erf⟩ = 0; the sign
+   pair and quadruple are the special functions of :mod:`.special` (the quadruple, an orthant
+   probability, is not elementary).
 
 Anything else raises :class:`NoClosedForm`, so that callers can fall back to quadrature.
 """
@@ -26,6 +32,8 @@ import functools
 
 import sympy as sp
 from sympy.integrals.manualintegrate import manualintegrate
+
+from .special import SignPair, SignQuadruple, ZeroDensity
 
 
 class NoClosedForm(ValueError):
@@ -41,8 +49,32 @@ def expectation(f: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) -> sp.Expr:
     - `u`: the n Gaussian variables.
     - `C`: their n×n covariance, a symmetric SymPy matrix (entries may be symbols).
     """
+    f = f.rewrite(sp.Heaviside).rewrite(sp.sign) if f.has(sp.Max, sp.Min, sp.Heaviside) else f
     terms = sp.Add.make_args(sp.expand(f, power_base=False, log=False, multinomial=True))
     return sp.Add(*[_monomial(term, tuple(u), C) for term in terms])
+
+
+def _single_variable(factor: sp.Expr, u: tuple[sp.Symbol, ...]) -> tuple[int, sp.Expr]:
+    """(a, β) for a function of β u_a, β free of u."""
+    argument = factor.args[0]
+    used = [i for i, ui in enumerate(u) if argument.has(ui)]
+    if len(used) == 1:
+        beta = sp.cancel(argument / u[used[0]])
+        if not beta.has(*u):
+            return used[0], beta
+    raise NoClosedForm(f"{factor} is not a function of β u_a for a single variable u_a")
+
+
+def _condition(term: sp.Expr, delta: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) -> sp.Expr:
+    """⟨δ(β u_a) rest⟩ by rule 1 (δ(β u) = δ(u)/|β|)."""
+    if len(delta.args) > 1:
+        raise NoClosedForm(f"no closed-form rule for the derivative {delta}")
+    a, beta = _single_variable(delta, u)
+    rest = (term / delta).subs(u[a], 0)
+    if rest.has(sp.DiracDelta(0)) or rest.has(sp.zoo, sp.oo):
+        raise NoClosedForm(f"two deltas of the same variable in {term}")
+    given = (C - C[:, a] * C[a, :] / C[a, a]).applyfunc(sp.cancel)
+    return ZeroDensity(C[a, a]) / sp.Abs(beta) * expectation(rest, u, given)
 
 
 def _monomial(term: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) -> sp.Expr:
@@ -50,40 +82,53 @@ def _monomial(term: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) -> sp.Expr:
     constant, polynomial = sp.Integer(1), sp.Integer(1)
     precision = sp.zeros(n, n)  # D in exp(-½ uᵀ D u)
     erfs: list[tuple[int, sp.Expr]] = []  # (variable index, β) for erf(β u_a)
+    signs: set[int] = set()  # variable indices a of sign(u_a) (sign² = 1 almost surely)
     for factor in sp.Mul.make_args(term):
         base, power = factor.as_base_exp()
         if not factor.has(*u):
             constant *= factor
+        elif isinstance(factor, sp.DiracDelta):
+            return _condition(term, factor, u, C)
         elif isinstance(factor, sp.exp):
             precision += _quadratic_precision(factor.exp, u)
         elif isinstance(base, sp.erf) and power.is_Integer and power > 0:
-            erfs.extend([_erf_argument(base, u)] * int(power))
+            erfs.extend([_single_variable(base, u)] * int(power))
+        elif isinstance(base, sp.sign) and power.is_Integer and power > 0:
+            a, beta = _single_variable(base, u)
+            constant *= sp.sign(beta) ** power
+            signs ^= {a} if power % 2 else set()
         elif factor.is_polynomial(*u):
             polynomial *= factor
         else:
             raise NoClosedForm(f"no closed-form rule for the factor {factor}")
     degree = sp.Poly(polynomial, *u).total_degree()
-    if (degree + len(erfs)) % 2 == 1:
+    if (degree + len(erfs) + len(signs)) % 2 == 1:
         return sp.Integer(0)  # odd in u: the Gaussian is symmetric under u -> -u
+    odd = sp.Mul(*[sp.erf(beta * u[a]) for a, beta in erfs]) * sp.Mul(*[sp.sign(u[a]) for a in sorted(signs)])
     if precision != sp.zeros(n, n):
         tilt = sp.eye(n) + precision * C
         tilted = (C * tilt.inv()).applyfunc(sp.cancel)
-        rest = polynomial * sp.Mul(*[sp.erf(beta * u[a]) for a, beta in erfs])
-        return constant * expectation(rest, u, tilted) / sp.sqrt(sp.factor(tilt.det()))
+        return constant * expectation(polynomial * odd, u, tilted) / sp.sqrt(sp.factor(tilt.det()))
     if degree > 0:
         b = next(i for i, ui in enumerate(u) if polynomial.has(ui))
-        rest = sp.cancel(polynomial / u[b]) * sp.Mul(*[sp.erf(beta * u[a]) for a, beta in erfs])
+        rest = sp.cancel(polynomial / u[b]) * odd
         return constant * sp.Add(
             *[C[b, j] * expectation(sp.diff(rest, u[j]), u, C) for j in range(n) if C[b, j] != 0]
         )
-    if not erfs:
+    if not erfs and not signs:
         return constant
-    if len(erfs) == 2:
+    if len(erfs) == 2 and not signs:
         (a, alpha), (b, beta) = erfs
         return constant * erf_pair(alpha, beta).subs(
             {_CAA: C[a, a], _CBB: C[b, b], _CAB: C[a, b]}, simultaneous=True
         )
-    raise NoClosedForm(f"no closed-form rule for a product of {len(erfs)} error functions")
+    if not erfs and len(signs) == 2:
+        a, b = sorted(signs)
+        return constant * SignPair(C[a, b], C[a, a], C[b, b])
+    if not erfs and len(signs) == 4:
+        indices = sorted(signs)
+        return constant * SignQuadruple(*[C[indices[p], indices[q]] for p in range(4) for q in range(p, 4)])
+    raise NoClosedForm(f"no closed-form rule for the product {odd}")
 
 
 def _quadratic_precision(exponent: sp.Expr, u: tuple[sp.Symbol, ...]) -> sp.Matrix:
@@ -93,16 +138,6 @@ def _quadratic_precision(exponent: sp.Expr, u: tuple[sp.Symbol, ...]) -> sp.Matr
     if precision.has(*u) or sp.expand(exponent - quadratic) != 0:
         raise NoClosedForm(f"exp({exponent}) is not a Gaussian exponential of {u}")
     return precision
-
-
-def _erf_argument(factor: sp.erf, u: tuple[sp.Symbol, ...]) -> tuple[int, sp.Expr]:
-    argument = factor.args[0]
-    used = [i for i, ui in enumerate(u) if argument.has(ui)]
-    if len(used) == 1:
-        beta = sp.cancel(argument / u[used[0]])
-        if not beta.has(*u):
-            return used[0], beta
-    raise NoClosedForm(f"{factor} is not erf(β u_a) of a single variable")
 
 
 _CAA, _CBB = sp.symbols("c_aa c_bb", nonnegative=True)

@@ -8,11 +8,18 @@ With u ~ N(0, C) for an r×r block C (DESIGN.md):
 - I4(C) = ⟨g'(u_0) g'(u_1) g(u_2) g(u_3)⟩, r = 4
 
 A repeated index (I3(a, a, c), I4(a, b, a, b), …) is the same expression on a block with
-repeated rows; the closed forms hold on such singular blocks too.
+repeated rows; for smooth activations the closed forms hold on such singular blocks too. For a
+step-function g' (ReLU) they do not: the generic closed form, derived with distinct variables,
+conditions on δ(u_a) and then meets the other copies of u_a with zero conditional variance, where
+terms like δ(u) H(u)ⁿ⁻¹ are ambiguous (H(0) = ½ makes n = 2 right and n ≥ 3 wrong) and the
+guarded 0/0 limits are noise-sensitive. So non-smooth integrals get *coincidence variants*: for
+every pattern of repeated units, the closed form with those slots' variables identified
+(H(u)² = H(u) exactly), selected at run time where the slots hold one unit (equal block entries).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +27,7 @@ import sympy as sp
 
 from .activations import Activation
 from .gaussian import expectation
+from .special import PLACKETT_ORDER, SignQuadruple
 
 Integrand = Callable[[Activation, tuple[sp.Symbol, ...]], sp.Expr]
 
@@ -74,7 +82,11 @@ class DerivedIntegral:
     - `size`: the block size r.
     - `integrand`: f(u0, …, u_{r-1}).
     - `expression`: ⟨f⟩ in the entry symbols c{p}{q}, p ≤ q.
-    - `provenance`: how the expression was obtained ("derived").
+    - `provenance`: how the expression was obtained ("derived", and how any special function
+      in it is evaluated).
+    - `labels`: for a coincidence variant, each slot's representative slot (slots with one label
+      hold one unit); empty for the generic form.
+    - `variants`: the coincidence variants of a non-smooth integral (see the module docstring).
     """
 
     name: str
@@ -82,16 +94,52 @@ class DerivedIntegral:
     integrand: sp.Expr
     expression: sp.Expr
     provenance: str
+    labels: tuple[int, ...] = ()
+    variants: tuple["DerivedIntegral", ...] = ()
 
     @property
     def arguments(self) -> list[sp.Symbol]:
         return [block_symbol(p, q) for p, q in block_entries(self.size)]
 
 
+#: Functions whose presence makes an integrand non-smooth (after differentiation of g).
+NON_SMOOTH = (sp.Heaviside, sp.sign, sp.DiracDelta, sp.Max, sp.Min, sp.Abs)
+
+
+def coincidences(size: int) -> list[tuple[int, ...]]:
+    """Labellings of the slots (each slot's representative, the smallest slot of its class) of
+    the set partitions with a repeated unit, finest first: a block of the pattern of a labelling
+    also satisfies the equalities of every finer one, so applied in this order the last that
+    holds is its own."""
+    labellings = []
+    for assignment in itertools.product(range(size), repeat=size):
+        labels = tuple(min(s for s in range(size) if assignment[s] == assignment[slot]) for slot in range(size))
+        if labels not in labellings and len(set(labels)) < size:
+            labellings.append(labels)
+    return sorted(labellings, key=lambda labels: (len(set(labels)), labels), reverse=True)
+
+
+def _provenance(expression: sp.Expr) -> str:
+    if expression.has(SignQuadruple):
+        return (
+            "derived (with the sign quadruple, an orthant probability, by Plackett's 1-D "
+            f"reduction on a {PLACKETT_ORDER}-point Gauss-Legendre rule)"
+        )
+    return "derived"
+
+
 def derive_integral(activation: Activation, name: str) -> DerivedIntegral:
-    """Derive integral `name` for `activation` with the rules of :mod:`.gaussian`."""
+    """Derive integral `name` for `activation` with the rules of :mod:`.gaussian`, with its
+    coincidence variants when the integrand is non-smooth."""
     size, integrand_of = DEFINITIONS[name]
     u = variables(size)
+    block = symbolic_block(size)
     integrand = integrand_of(activation, u)
-    expression = expectation(integrand, u, symbolic_block(size))
-    return DerivedIntegral(name, size, integrand, expression, "derived")
+    expression = expectation(integrand, u, block)
+    variants = []
+    if integrand.has(*NON_SMOOTH):
+        for labels in coincidences(size):
+            identified = integrand_of(activation, tuple(u[label] for label in labels))
+            variant = expectation(identified, u, block)
+            variants.append(DerivedIntegral(name, size, identified, variant, _provenance(variant), labels))
+    return DerivedIntegral(name, size, integrand, expression, _provenance(expression), (), tuple(variants))

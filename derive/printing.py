@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter
+
+
+#: The helper of generated/_blocks.py that each special function of derive/special.py prints as.
+HELPERS = {"ZeroDensity": "zero_density", "SignPair": "sign_pair", "SignQuadruple": "sign_quadruple"}
 
 
 class KernelPrinter(JaxPrinter):
@@ -13,7 +18,8 @@ class KernelPrinter(JaxPrinter):
 
     SymPy's own printer sends ``erf`` to ``math.erf``, which fails on tracers; ``asin`` is printed
     as ``safe_arcsin``, which generated/_blocks.py defines with its argument clipped to [-1, 1]
-    so that round-off at |C_ab| → √(C_aa C_bb) cannot produce NaN.
+    so that round-off at |C_ab| → √(C_aa C_bb) cannot produce NaN; the special functions of
+    derive/special.py as the guarded helpers in HELPERS.
     """
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
@@ -24,6 +30,18 @@ class KernelPrinter(JaxPrinter):
 
     def _print_asin(self, expr: sp.asin) -> str:
         return f"safe_arcsin({self._print(expr.args[0])})"
+
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        return f"jnp.heaviside({self._print(expr.args[0])}, 0.5)"  # H(0) = ½, as in SymPy
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return functools.reduce(lambda a, b: f"jnp.maximum({a}, {b})", map(self._print, expr.args))
+
+    def _print_special(self, expr: sp.Function) -> str:
+        """ZeroDensity, SignPair, SignQuadruple: guarded helpers of generated/_blocks.py."""
+        return f"{HELPERS[type(expr).__name__]}({', '.join(map(self._print, expr.args))})"
+
+    _print_ZeroDensity = _print_SignPair = _print_SignQuadruple = _print_special
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,28 @@ import sympy as sp
 
 from . import flows
 from .activations import Activation, x
-from .integrals import DEFINITIONS, SYMMETRIC_SLOTS, block_entries, derive_integral
-from .printing import PrintedExpression, print_cse, print_scalar
+from .integrals import DEFINITIONS, SYMMETRIC_SLOTS, DerivedIntegral, block_entries, derive_integral
+from .printing import HELPERS, PrintedExpression, print_cse, print_scalar
 from .verify import verify
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DERIVE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_ROOT / "templates"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A coincidence variant, printed: its closed form holds where each slot q of `same` (p, q)
+    holds the unit of slot p."""
+
+    suffix: str
+    same: tuple[tuple[int, int], ...]
+    code: PrintedExpression
+
+    @property
+    def condition(self) -> str:
+        """Code for: every pair of `same` holds one unit."""
+        return " & ".join(f"same_unit(c{p}{p}, c{q}{q}, c{min(p, q)}{max(p, q)})" for p, q in self.same)
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class IntegralSpec:
     code: PrintedExpression
     provenance: str
     verification: str
+    variants: tuple[VariantSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -87,8 +103,17 @@ class KernelSpec:
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""
-        printed = [self.g, self.g_prime, *(integral.code for integral in self.integrals)]
+        printed = [self.g, self.g_prime, *(integral.code for integral in self.integrals),
+                   *(variant.code for integral in self.integrals for variant in integral.variants)]
         return any(name in code for p in printed for code in (p.result, *(c for _, c in p.assignments)))
+
+    @property
+    def helper_imports(self) -> list[str]:
+        """The names the module imports from generated/_blocks.py, sorted."""
+        used = [name for name in ("safe_arcsin", *HELPERS.values()) if self.uses(f"{name}(")]
+        if any(integral.variants for integral in self.integrals):
+            used.append("same_unit")
+        return sorted(["broadcast", "joint_covariance", "units", *used])
 
 
 def input_hash(activation: Activation | None = None) -> str:
@@ -146,8 +171,18 @@ def _term(term: flows.FlowTerm) -> TermSpec:
     )
 
 
+def _variant(variant: DerivedIntegral) -> VariantSpec:
+    same = tuple((label, slot) for slot, label in enumerate(variant.labels) if label != slot)
+    return VariantSpec("slots_" + "".join(map(str, variant.labels)), same, print_cse(variant.expression))
+
+
 def _integral(activation: Activation, name: str) -> IntegralSpec:
     derived = derive_integral(activation, name)
+    verification = verify(derived)
+    for variant in derived.variants:
+        verify(variant)
+    if derived.variants:
+        verification += f"; the same for its {len(derived.variants)} coincidence variants"
     return IntegralSpec(
         name=name,
         size=derived.size,
@@ -155,7 +190,8 @@ def _integral(activation: Activation, name: str) -> IntegralSpec:
         entries=tuple(block_entries(derived.size)),
         code=print_cse(derived.expression),
         provenance=derived.provenance,
-        verification=verify(derived),
+        verification=verification,
+        variants=tuple(map(_variant, derived.variants)),
     )
 
 

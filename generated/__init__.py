@@ -6,4 +6,4 @@ generalisation_error, and the Diffrax vector field rhs(t, y, args); see any modu
 Regenerate with `python -m nndyn.derive`.
 """
 
-MODULES = ("erf", "linear", "quadratic", )
+MODULES = ("erf", "linear", "quadratic", "relu", )

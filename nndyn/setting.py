@@ -23,7 +23,7 @@ class Setting:
     - `batch`: minibatch size B ≥ 1.
     - `train_second_layer`: False for the soft committee machine (v = v* = 1, fixed), True for
       the two-layer network of Goldt et al. with v trained.
-    - `activation`: a built-in activation ("erf" is g(x) = erf(x/√2); "linear", "quadratic"),
+    - `activation`: a built-in activation ("erf" is g(x) = erf(x/√2); "linear", "quadratic", "relu"),
       or the path of a module written by `python -m nndyn.derive --name NAME --expr EXPR --out DIR`.
     """
 

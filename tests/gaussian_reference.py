@@ -37,6 +37,7 @@ INTEGRANDS_OF = {
     "erf": integrands(g, g_prime),
     "linear": integrands(lambda x: x, np.ones_like),
     "quadratic": integrands(lambda x: x**2, lambda x: 2 * x),
+    "relu": integrands(lambda x: np.maximum(x, 0.0), lambda x: np.heaviside(x, 0.5)),
 }
 INTEGRANDS = INTEGRANDS_OF["erf"]
 

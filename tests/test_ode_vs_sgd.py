@@ -70,3 +70,12 @@ def test_held_out_error_tracks_the_analytical_error():
 def test_linear_soft_committee():
     setting = nndyn.Setting(K=2, M=2, lr=0.3, sigma=0.2, activation="linear")
     assert_agrees(*run(setting, t_max=10, init_scale=0.5))
+
+
+def test_relu_two_layer():
+    """ReLU (I4 through the sign quadruple and the coincidence variants), trained v, M = 2, K = 3."""
+    setting = nndyn.Setting(K=3, M=2, lr=0.5, lr_v=0.5, sigma=0.1, train_second_layer=True, activation="relu")
+    sim, ode = run(setting, t_max=50, init_scale=1.0)
+    eg = np.asarray(ode.eg).mean(axis=0)
+    assert eg[-1] < 0.1 * eg[0], "the run must cover the learning"
+    assert_agrees(sim, ode)

@@ -1,0 +1,88 @@
+"""The special functions of non-smooth closed forms (derive/special.py, generated/_blocks.py), and
+the verifier's power to reject a wrong closed form."""
+
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from nndyn.derive.activations import get
+from nndyn.derive.integrals import derive_integral
+from nndyn.derive.special import QUADRUPLE_ENTRIES, plackett_value
+from nndyn.derive.verify import VerificationError, check_monte_carlo, check_price, random_blocks
+from nndyn.generated import _blocks
+
+
+def entries(C):
+    return [C[p, q] for p, q in QUADRUPLE_ENTRIES]
+
+
+def reference(C, digits=30):
+    """⟨s0 s1 s2 s3⟩ by tanh-sinh quadrature of Plackett's integrals at `digits` digits."""
+    with mpmath.workdps(digits):
+        return float(mpmath.re(plackett_value([mpmath.mpf(float(c)) for c in entries(C)], "tanh-sinh")))
+
+
+def kernel(C):
+    return float(_blocks.sign_quadruple(*map(jnp.asarray, entries(C))))
+
+
+def sample_blocks():
+    """Well-conditioned, rank-deficient (rank 2, 3) and singular blocks."""
+    rng = np.random.default_rng(11)
+    blocks = []
+    for rank in (4, 4, 4, 3, 3, 2):
+        factor = rng.normal(size=(4, rank))
+        blocks.append(factor @ factor.T + (0.02 if rank == 4 else 0.0) * np.eye(4))
+    return blocks
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_gauss_legendre_kernel_matches_the_high_precision_reference(index):
+    """The 32-point rule: error below 1e-11 on well-conditioned and singular blocks."""
+    C = sample_blocks()[index]
+    assert kernel(C) == pytest.approx(reference(C), abs=1e-11)
+
+
+def test_quadruple_matches_monte_carlo():
+    rng = np.random.default_rng(5)
+    factor = rng.normal(size=(4, 4))
+    C = factor @ factor.T / 4 + 0.1 * np.eye(4)
+    samples = np.sign(rng.standard_normal((2_000_000, 4)) @ np.linalg.cholesky(C).T).prod(axis=1)
+    error = samples.std() / np.sqrt(len(samples))
+    assert abs(kernel(C) - samples.mean()) < 5 * error
+
+
+def test_collinear_units_reduce_to_the_sign_pair():
+    """u_0 = u_1 (one unit in two slots) gives ⟨s2 s3⟩ = (2/π) arcsin ρ23; u_0 = -u_2 gives -⟨s1 s3⟩."""
+    C = np.array([[1.0, 1.0, 0.3, 0.2], [1.0, 1.0, 0.3, 0.2], [0.3, 0.3, 1.0, 0.5], [0.2, 0.2, 0.5, 2.0]])
+    assert kernel(C) == pytest.approx(2 / np.pi * np.arcsin(0.5 / np.sqrt(2.0)), abs=1e-15)
+    assert reference(C) == pytest.approx(2 / np.pi * np.arcsin(0.5 / np.sqrt(2.0)), abs=1e-14)
+    x = np.array([[1.0, 0.3, 0.1], [0.0, 0.9, -0.4], [-1.0, -0.3, -0.1], [0.2, 0.5, 0.7]])
+    C = x @ x.T
+    pair = 2 / np.pi * np.arcsin(C[1, 3] / np.sqrt(C[1, 1] * C[3, 3]))
+    assert kernel(C) == pytest.approx(-pair, abs=1e-15)
+
+
+def test_sign_pair_and_zero_density_are_guarded():
+    assert float(_blocks.sign_pair(0.0, 0.0, 1.0)) == 0.0
+    assert float(_blocks.zero_density(-1e-18)) == 0.0
+    assert float(_blocks.zero_density(2.0)) == pytest.approx(1 / np.sqrt(4 * np.pi), rel=1e-15)
+
+
+def test_verifier_rejects_a_closed_form_off_by_little():
+    """Price's identity (to 1e-20) catches a perturbation of 1e-6 in one coefficient of the relu
+    I2, and Monte Carlo a wrong constant term."""
+    derived = derive_integral(get("relu"), "I2")
+    c01 = sp.Symbol("c01", real=True)
+    blocks = random_blocks(2, 2, seed=1)
+    check_price(derived, blocks)
+    wrong = derived.__class__(derived.name, derived.size, derived.integrand,
+                              derived.expression + sp.Rational(1, 10**6) * c01**2, derived.provenance)
+    with pytest.raises(VerificationError, match="Price's identity"):
+        check_price(wrong, blocks)
+    shifted = derived.__class__(derived.name, derived.size, derived.integrand,
+                                derived.expression + sp.Rational(1, 20), derived.provenance)
+    with pytest.raises(VerificationError, match="Monte Carlo"):
+        check_monte_carlo(shifted, blocks, seed=0)
