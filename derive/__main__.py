@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .activations import BUILTINS, from_expression
-from .gaussian import NoClosedForm
+from .quadrature import QuadratureError
 from .generate import GENERATED_DIR, check, generate, generate_user, write
 
 
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("a user's activation needs --name, --expr and --out, and no built-in names")
         try:
             sources = generate_user(from_expression(options.name, options.expr), options.expr)
-        except NoClosedForm as error:
-            parser.error(f"no closed form: {error} (a numerical-quadrature fallback is not implemented yet)")
+        except QuadratureError as error:
+            parser.error(f"no closed form, and no accurate quadrature: {error}")
         except ValueError as error:
             parser.error(str(error))
         known = {path.name for path in options.out.glob("*.py")} | set(sources)

@@ -26,7 +26,8 @@ from typing import Callable
 import sympy as sp
 
 from .activations import Activation
-from .gaussian import expectation
+from .gaussian import NoClosedForm, expectation
+from .quadrature import QuadratureTerm, lower_dimension
 from .special import PLACKETT_ORDER, SignQuadruple
 
 Integrand = Callable[[Activation, tuple[sp.Symbol, ...]], sp.Expr]
@@ -81,21 +82,24 @@ class DerivedIntegral:
     - `name`: "I2", "J2", "I3" or "I4".
     - `size`: the block size r.
     - `integrand`: f(u0, …, u_{r-1}).
-    - `expression`: ⟨f⟩ in the entry symbols c{p}{q}, p ≤ q.
+    - `expression`: ⟨f⟩ in the entry symbols c{p}{q}, p ≤ q; None when there is no closed form.
     - `provenance`: how the expression was obtained ("derived", and how any special function
       in it is evaluated).
     - `labels`: for a coincidence variant, each slot's representative slot (slots with one label
       hold one unit); empty for the generic form.
     - `variants`: the coincidence variants of a non-smooth integral (see the module docstring).
+    - `quadrature`: without a closed form, the quadrature terms whose sum is ⟨f⟩
+      (:mod:`.quadrature`; their steps are chosen by :func:`.verify.verify_quadrature`).
     """
 
     name: str
     size: int
     integrand: sp.Expr
-    expression: sp.Expr
+    expression: sp.Expr | None
     provenance: str
     labels: tuple[int, ...] = ()
     variants: tuple["DerivedIntegral", ...] = ()
+    quadrature: tuple[QuadratureTerm, ...] = ()
 
     @property
     def arguments(self) -> list[sp.Symbol]:
@@ -130,12 +134,17 @@ def _provenance(expression: sp.Expr) -> str:
 
 def derive_integral(activation: Activation, name: str) -> DerivedIntegral:
     """Derive integral `name` for `activation` with the rules of :mod:`.gaussian`, with its
-    coincidence variants when the integrand is non-smooth."""
+    coincidence variants when the integrand is non-smooth, or, when the rules find no closed
+    form, as quadrature terms (the numerical fallback)."""
     size, integrand_of = DEFINITIONS[name]
     u = variables(size)
     block = symbolic_block(size)
     integrand = integrand_of(activation, u)
-    expression = expectation(integrand, u, block)
+    try:
+        expression = expectation(integrand, u, block)
+    except NoClosedForm as reason:
+        terms = tuple(lower_dimension(integrand, u, block))
+        return DerivedIntegral(name, size, integrand, None, f"quadrature: {reason}", quadrature=terms)
     variants = []
     if integrand.has(*NON_SMOOTH):
         for labels in coincidences(size):

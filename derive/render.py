@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 
 from .spec import TEMPLATES_DIR, KernelSpec, input_hash
+from .quadrature import RADIUS
 from .special import PLACKETT_ORDER
 
 _ENVIRONMENT = jinja2.Environment(
@@ -35,7 +36,7 @@ def render_package_init(names: list[str], command: str) -> str:
 def render_blocks(command: str) -> str:
     """The source of generated/_blocks.py, the helpers every kernel module imports."""
     return _ENVIRONMENT.get_template("blocks.py.jinja").render(
-        command=command, input_hash=input_hash(), plackett_order=PLACKETT_ORDER
+        command=command, input_hash=input_hash(), plackett_order=PLACKETT_ORDER, quadrature_radius=RADIUS
     )
 
 

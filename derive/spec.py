@@ -12,7 +12,8 @@ from . import flows
 from .activations import Activation, x
 from .integrals import DEFINITIONS, SYMMETRIC_SLOTS, DerivedIntegral, block_entries, derive_integral
 from .printing import HELPERS, PrintedExpression, print_cse, print_scalar
-from .verify import verify
+from .quadrature import QuadratureTerm
+from .verify import verify, verify_quadrature
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DERIVE_DIR = Path(__file__).resolve().parent
@@ -35,17 +36,31 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class QuadratureSpec:
+    """A quadrature term, printed: ``coefficient * trapezoid(integrand, entries, step)`` with
+    `entries` the names of its sub-block's entries and `integrand` a function of `variables`."""
+
+    coefficient: str
+    entries: tuple[str, ...]
+    variables: tuple[str, ...]
+    integrand: PrintedExpression
+    step: float
+
+
+@dataclass(frozen=True)
 class IntegralSpec:
-    """One block integral, printed. `entries` are the (p, q), p ≤ q, of its arguments."""
+    """One block integral, printed: a closed form (`code`, with coincidence `variants` for a
+    non-smooth one) or `quadrature` terms. `entries` are the (p, q), p ≤ q, of its arguments."""
 
     name: str
     size: int
     arguments: tuple[str, ...]
     entries: tuple[tuple[int, int], ...]
-    code: PrintedExpression
+    code: PrintedExpression | None
     provenance: str
     verification: str
     variants: tuple[VariantSpec, ...]
+    quadrature: tuple[QuadratureSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -103,8 +118,9 @@ class KernelSpec:
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""
-        printed = [self.g, self.g_prime, *(integral.code for integral in self.integrals),
-                   *(variant.code for integral in self.integrals for variant in integral.variants)]
+        printed = [self.g, self.g_prime, *(integral.code for integral in self.integrals if integral.code),
+                   *(variant.code for integral in self.integrals for variant in integral.variants),
+                   *(term.integrand for integral in self.integrals for term in integral.quadrature)]
         return any(name in code for p in printed for code in (p.result, *(c for _, c in p.assignments)))
 
     @property
@@ -113,6 +129,8 @@ class KernelSpec:
         used = [name for name in ("safe_arcsin", *HELPERS.values()) if self.uses(f"{name}(")]
         if any(integral.variants for integral in self.integrals):
             used.append("same_unit")
+        if any(integral.quadrature for integral in self.integrals):
+            used.append("trapezoid")
         return sorted(["broadcast", "joint_covariance", "units", *used])
 
 
@@ -176,8 +194,32 @@ def _variant(variant: DerivedIntegral) -> VariantSpec:
     return VariantSpec("slots_" + "".join(map(str, variant.labels)), same, print_cse(variant.expression))
 
 
+def _quadrature(term: QuadratureTerm) -> QuadratureSpec:
+    entries = tuple(f"c{term.slots[p]}{term.slots[q]}" for p, q in block_entries(len(term.slots)))
+    return QuadratureSpec(
+        coefficient=print_scalar(term.coefficient),
+        entries=entries,
+        variables=tuple(f"u{slot}" for slot in term.slots),
+        integrand=print_cse(term.integrand.subs({s: sp.Symbol(s.name) for s in term.integrand.free_symbols}), "y"),
+        step=term.step,
+    )
+
+
 def _integral(activation: Activation, name: str) -> IntegralSpec:
     derived = derive_integral(activation, name)
+    if derived.quadrature:
+        derived, verification = verify_quadrature(derived)
+        return IntegralSpec(
+            name=name,
+            size=derived.size,
+            arguments=tuple(str(symbol) for symbol in derived.arguments),
+            entries=tuple(block_entries(derived.size)),
+            code=None,
+            provenance=derived.provenance,
+            verification=verification,
+            variants=(),
+            quadrature=tuple(map(_quadrature, derived.quadrature)),
+        )
     verification = verify(derived)
     for variant in derived.variants:
         verify(variant)
@@ -192,6 +234,7 @@ def _integral(activation: Activation, name: str) -> IntegralSpec:
         provenance=derived.provenance,
         verification=verification,
         variants=tuple(map(_variant, derived.variants)),
+        quadrature=(),
     )
 
 

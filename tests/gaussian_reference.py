@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy.special import erf
 
 SQRT2 = np.sqrt(2.0)
@@ -40,6 +42,25 @@ INTEGRANDS_OF = {
     "relu": integrands(lambda x: np.maximum(x, 0.0), lambda x: np.heaviside(x, 0.5)),
 }
 INTEGRANDS = INTEGRANDS_OF["erf"]
+
+
+@st.composite
+def covariance_blocks(draw, size, largest=4.0):
+    """Valid covariance blocks: random PSD with diagonal in [0.05, `largest`], including
+    near-singular ones (low rank plus a tiny ridge) and ones with repeated rows (repeated indices)."""
+    kind = draw(st.sampled_from(["full", "near-singular", "repeated"]))
+    rank = size if kind == "full" else draw(st.integers(1, size - 1))
+    factor = draw(arrays(np.float64, (size, rank), elements=st.floats(-1, 1, width=32)))
+    C = factor @ factor.T + (1e-9 if kind == "near-singular" else 0.05) * np.eye(size)
+    if kind == "repeated":
+        source, target = draw(st.permutations(range(size)))[:2]
+        C[target, :] = C[source, :]
+        C[:, target] = C[:, source]
+    scale = draw(st.floats(0.05, largest)) / np.max(np.diag(C))
+    C = C * scale
+    if np.min(np.diag(C)) < 0.05:
+        C = C + (0.05 - np.min(np.diag(C))) * np.eye(size)
+    return C
 
 
 def psd_root(C: np.ndarray) -> np.ndarray:

@@ -7,35 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
-from gaussian_reference import INTEGRANDS, INTEGRANDS_OF, gauss_hermite, monte_carlo, seed_of
+from gaussian_reference import INTEGRANDS, INTEGRANDS_OF, covariance_blocks, gauss_hermite, monte_carlo, seed_of
 from nndyn.generated import erf
 from nndyn.kernels import load
 
 SIZES = {"I2": 2, "J2": 2, "I3": 3, "I4": 4}
 MC_SAMPLES = 1_000_000
 STANDARD_ERRORS = 5
-
-
-@st.composite
-def covariance_blocks(draw, size):
-    """Valid covariance blocks: random PSD with diagonal in [0.05, 4], including near-singular
-    ones (low rank plus a tiny ridge) and ones with repeated rows (repeated indices)."""
-    kind = draw(st.sampled_from(["full", "near-singular", "repeated"]))
-    rank = size if kind == "full" else draw(st.integers(1, size - 1))
-    factor = draw(arrays(np.float64, (size, rank), elements=st.floats(-1, 1, width=32)))
-    C = factor @ factor.T + (1e-9 if kind == "near-singular" else 0.05) * np.eye(size)
-    if kind == "repeated":
-        source, target = draw(st.permutations(range(size)))[:2]
-        C[target, :] = C[source, :]
-        C[:, target] = C[:, source]
-    scale = draw(st.floats(0.05, 4.0)) / np.max(np.diag(C))
-    C = C * scale
-    if np.min(np.diag(C)) < 0.05:
-        C = C + (0.05 - np.min(np.diag(C))) * np.eye(size)
-    return C
 
 
 @pytest.mark.parametrize("activation", sorted(INTEGRANDS_OF))
