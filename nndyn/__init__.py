@@ -42,9 +42,10 @@ from nndyn.integrate import DivergenceError, ODEOptions, Solution, integrate, so
 from nndyn.setting import Setting  # noqa: E402
 from nndyn.simulate import simulate  # noqa: E402
 from nndyn.state import OrderParameters  # noqa: E402
+from nndyn.sweeps import Sweep, grid, read_sweep, run_sweep, sweep  # noqa: E402
 from nndyn.trajectory import Trajectory  # noqa: E402
 
 __all__ = [
-    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Solution", "Trajectory",
-    "agreement", "compare", "integrate", "simulate", "solve",
+    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Solution", "Sweep",
+    "Trajectory", "agreement", "compare", "grid", "integrate", "read_sweep", "run_sweep", "simulate", "solve", "sweep",
 ]

@@ -1,4 +1,5 @@
-"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|all` and `nndyn run CONFIG.toml`."""
+"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|all`, `nndyn run CONFIG.toml` and
+`nndyn sweep SWEEP.toml`."""
 
 from __future__ import annotations
 
@@ -71,6 +72,34 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict)
     return 0
 
 
+def _sweep(options) -> int:
+    if options.distributed:
+        import jax
+        jax.distributed.initialize()
+    from nndyn.sweeps import read_sweep, run_sweep
+
+    try:
+        spec = read_sweep(options.config)
+    except ValueError as error:
+        print(f"nndyn: error: {error}", file=sys.stderr)
+        return 2
+    folder = options.out or Path("runs") / spec.name
+    bar = _bar(f"{spec.name} ({len(spec.points)} points)")
+    try:
+        rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar(done / total))
+    except FileExistsError as error:
+        print(f"nndyn: error: {error}", file=sys.stderr)
+        return 2
+    import jax
+
+    statuses = {status: sum(row["status"] == status for row in rows) for status in ("ok", "diverged", "max_steps")}
+    devices = jax.devices()
+    print(f"{len(rows)} points on {len(devices)} {devices[0].platform} device(s): "
+          + ", ".join(f"{count} {status}" for status, count in statuses.items()))
+    print(f"wrote {folder}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nndyn", description="Analytical learning dynamics of teacher-student networks, against SGD.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,10 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     reproduce.add_argument("--seeds", type=int, help="override the number of seeds")
     run = commands.add_parser("run", help="simulate and integrate the setting of a TOML config")
     run.add_argument("config", type=Path)
-    for command in (reproduce, run):
-        command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>)")
+    sweep = commands.add_parser("sweep", help="integrate the ODEs over a grid of settings (resumable, sharded)")
+    sweep.add_argument("config", type=Path)
+    sweep.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() first (multi-host: run on every host)")
+    for command in (reproduce, run, sweep):
+        command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
+                             "for a sweep runs/<name>, resumed when it holds the same sweep)")
         command.add_argument("--force", action="store_true", help="replace an existing run folder")
     options = parser.parse_args(argv)
+
+    if options.command == "sweep":
+        return _sweep(options)
 
     if options.command == "reproduce":
         names = FIGURES if options.figure == "all" else (options.figure,)
