@@ -75,7 +75,7 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict)
 def _sweep(options) -> int:
     if options.distributed:
         import jax
-        jax.distributed.initialize()
+        jax.distributed.initialize(options.coordinator, options.num_processes, options.process_id)
     from nndyn.sweeps import read_sweep, run_sweep
 
     try:
@@ -114,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="integrate the ODEs over a grid of settings (resumable, sharded)")
     sweep.add_argument("config", type=Path)
     sweep.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host: run on every host)")
+                       help="multi-host: call jax.distributed.initialize() first (run on every host); without "
+                            "the three options below it detects the cluster (SLURM, Open MPI, TPU, ...)")
+    sweep.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
+    sweep.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
+    sweep.add_argument("--process-id", type=int, help="this process's index (with --distributed)")
     for command in (reproduce, run, sweep):
         command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
                              "for a sweep runs/<name>, resumed when it holds the same sweep)")

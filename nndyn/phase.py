@@ -29,7 +29,7 @@ def _mean_over(rows, keys, observable):
 
 
 def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path]:
-    """phase_<observable>.png for each of DRAWN, averaged over seeds: a heat map over the first
+    """phase_<observable>.png for each of DRAWN, averaged over seeds (log scales clip at 1e-16): a heat map over the first
     two varying parameters, or a curve over the only one; nothing when none varies.
     Diverged or failed points are blank (NaN)."""
     axes_names = varying(rows, parameters)[:2]
@@ -50,7 +50,7 @@ def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path
             xs = sorted({key[0] for key in values})
             ys = sorted({key[1] for key in values})
             image = np.array([[values.get((x, y), np.nan) for x in xs] for y in ys])
-            shown = np.log10(image) if log else image
+            shown = np.log10(np.clip(image, 1e-16, None)) if log else image
             mesh = ax.pcolormesh(np.arange(len(xs) + 1), np.arange(len(ys) + 1), shown, shading="flat")
             ax.set_xticks(np.arange(len(xs)) + 0.5, [f"{x:g}" for x in xs], rotation=90)
             ax.set_yticks(np.arange(len(ys)) + 0.5, [f"{y:g}" for y in ys])
