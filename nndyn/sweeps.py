@@ -189,6 +189,10 @@ def _rows(sweep: Sweep, chunk: dict) -> list[dict]:
     return rows
 
 
+def _save_chunk(stream, chunk: dict) -> None:
+    np.savez_compressed(stream, **chunk)
+
+
 def _write_atomically(path: Path, write) -> None:
     """Call write(stream) on a temporary file beside `path`, then rename it into place."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -220,7 +224,8 @@ def _prepare(sweep: Sweep, folder: Path, force: bool) -> None:
 
 
 def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool = True, progress=None) -> list[dict]:
-    """Run (or resume) `sweep` in `folder`; returns the table rows, ordered by grid index.
+    """Run (or resume) `sweep` in `folder`; returns the table rows, ordered by grid index (on
+    process 0; other processes of a multi-host run compute their shards and return []).
 
     Writes chunks/<K>x<M>-<index>.npz per finished chunk, then results.csv (one row per point:
     parameters, status, failed_at, the observables of :mod:`nndyn.observables`) and the phase
@@ -236,17 +241,22 @@ def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool 
     chunk_size = -(-sweep.chunk // devices) * devices
     work = [((K, M), start, indices[start:start + chunk_size])
             for (K, M), indices in sweep.groups().items() for start in range(0, len(indices), chunk_size)]
+    paths = [folder / "chunks" / f"{K}x{M}-{start // chunk_size:05d}.npz" for (K, M), start, _ in work]
+    finished = np.array([writer and path.exists() for path in paths])
+    if jax.process_count() > 1:  # every process must take part in the same chunks' computations
+        from jax.experimental import multihost_utils
+        finished = np.asarray(multihost_utils.broadcast_one_to_all(finished))
     rows = []
-    for done, ((K, M), start, indices) in enumerate(work, start=1):
-        path = folder / "chunks" / f"{K}x{M}-{start // chunk_size:05d}.npz"
-        if path.exists():
+    for done, ((_, _, indices), path, skip) in enumerate(zip(work, paths, finished), start=1):
+        if skip:
             with np.load(path) as stored:
                 chunk = dict(stored)
         else:
             chunk = _solve_chunk(sweep, indices, ts, sharded)
             if writer:
-                _write_atomically(path, lambda stream: np.savez_compressed(stream, **chunk))
-        rows.extend(_rows(sweep, chunk))
+                _write_atomically(path, functools.partial(_save_chunk, chunk=chunk))
+        if writer:
+            rows.extend(_rows(sweep, chunk))
         if progress is not None:
             progress(done, len(work))
     rows.sort(key=lambda row: row["index"])
