@@ -155,10 +155,10 @@ def plackett_value(entries: list[mpmath.mpf], method: str = "gauss-legendre") ->
         if rho[pair] == 0:
             continue
         top = mpmath.asin(rho[pair])
-        total += top * mpmath.quad(
-            lambda s: 4 * (1 - s) ** 3 * partial_arcsin(pair, rest, top * (1 - (1 - s) ** 4)), [0, 1],
-            method=method,
-        )
+        def integrand(s, pair=pair, rest=rest, top=top):
+            return 4 * (1 - s) ** 3 * partial_arcsin(pair, rest, top * (1 - (1 - s) ** 4))
+
+        total += top * mpmath.quad(integrand, [0, 1], method=method)
     return 4 / mpmath.pi**2 * total
 
 
