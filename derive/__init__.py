@@ -3,8 +3,11 @@
 SymPy only (no JAX). The stages, each a module:
 
 - :mod:`.activations`: the registry of named activations g(x);
-- :mod:`.gaussian`: closed-form Gaussian expectations (tilting, Stein, Price's theorem);
-- :mod:`.integrals`: I2, J2, I3, I4 on symbolic covariance blocks;
+- :mod:`.gaussian`: closed-form Gaussian expectations (tilting, Stein, conditioning on deltas,
+  Price's theorem);
+- :mod:`.special`: the special functions of step-function closed forms (sign pair and quadruple);
+- :mod:`.integrals`: I2, J2, I3, I4 on symbolic covariance blocks, with coincidence variants;
+- :mod:`.quadrature`: the numerical fallback where no closed form exists;
 - :mod:`.verify`: Price's identity, boundary values and Monte Carlo, before emission;
 - :mod:`.flows`: the R/Q/v flows and ε_g as terms over those integrals;
 - :mod:`.printing`, :mod:`.spec`: the JAX printer, CSE and the KernelSpec;
