@@ -6,20 +6,27 @@ The public API:
 - :class:`OrderParameters`: Q, R, T, v, v* (``from_weights`` measures them);
 - :func:`integrate`: the N → ∞ ODEs from generated kernels, with Diffrax;
 - :func:`simulate`: online SGD of a real student at finite N, several seeds at once;
-- :func:`compare`: ε_g and order-parameter errors and alignments between two trajectories.
+- :func:`compare`: ε_g and order-parameter errors and alignments between two trajectories;
+- :func:`sweep`, :func:`grid`: ODEs over grids of settings, sharded and resumable.
 
 float64 is switched on at import (``jax_enable_x64``): the ODE path is float64 throughout.
 
 Compiled programs are kept in JAX's persistent compilation cache, by default in
 ``~/.cache/nndyn/jax`` (``$XDG_CACHE_HOME/nndyn/jax`` when set), so a fresh process skips most
 compilation; set ``NNDYN_COMPILATION_CACHE`` to another folder, or to ``off`` to opt out. A cache
-folder already configured for JAX is left alone.
+folder already configured for JAX is left alone. Programs containing host callbacks are not
+cached by JAX, and Equinox's run-time checks inside Diffrax's solve are host callbacks unless
+``EQX_ON_ERROR=nan``; nndyn sets that default before Equinox is imported (its solves use
+``throw=False`` and read Diffrax's result codes, so no check is lost); set ``EQX_ON_ERROR``
+yourself (e.g. ``raise``) to keep Equinox's default.
 """
 
 import os
 from pathlib import Path
 
-import jax
+os.environ.setdefault("EQX_ON_ERROR", "nan")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

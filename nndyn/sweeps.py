@@ -38,7 +38,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nndyn.integrate import ODEOptions, solve
 from nndyn.observables import FIELDS, summarise
-from nndyn.phase import plot_phase_diagrams
 from nndyn.setting import Setting
 from nndyn.simulate import student_weights, teacher_weights
 from nndyn.state import OrderParameters
@@ -262,6 +261,8 @@ def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool 
     rows.sort(key=lambda row: row["index"])
     if writer:
         _write_table(rows, folder / "results.csv")
+        from nndyn.phase import plot_phase_diagrams  # Matplotlib: imported only when plotting
+
         plot_phase_diagrams(rows, PARAMETERS, folder)
     return rows
 
