@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from .activations import BUILTINS, Activation, get
-from .render import differences, render_blocks, render_module, render_package_init, write_atomically
+from .render import differences, render_blocks, render_flows, render_module, render_package_init, write_atomically
 from .spec import PACKAGE_ROOT, build_spec
 
 COMMAND = "python -m nndyn.derive"
@@ -17,11 +17,12 @@ GENERATED_DIR = PACKAGE_ROOT / "generated"
 
 def generate(names: list[str] | None = None) -> dict[str, str]:
     """Render the modules of the built-in activations `names` (all when None), plus the
-    package's __init__.py and _blocks.py; returns file name -> source."""
+    package's __init__.py, _blocks.py and _flows.py; returns file name -> source."""
     names = sorted(BUILTINS) if names is None else names
     sources = {f"{name}.py": render_module(build_spec(get(name), COMMAND)) for name in names}
     sources["__init__.py"] = render_package_init(sorted(BUILTINS), COMMAND)
     sources["_blocks.py"] = render_blocks(COMMAND)
+    sources["_flows.py"] = render_flows(COMMAND)
     return sources
 
 
@@ -41,6 +42,6 @@ def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
 
 def check(sources: dict[str, str], folder: Path = GENERATED_DIR, known: set[str] | None = None) -> list[str]:
     """Differences between `sources` and `folder` (empty when in sync), and orphans: files not
-    in `known` (default: the built-in modules, __init__.py and _blocks.py)."""
-    known = {f"{name}.py" for name in BUILTINS} | {"__init__.py", "_blocks.py"} if known is None else known
+    in `known` (default: the built-in modules, __init__.py, _blocks.py and _flows.py)."""
+    known = {f"{name}.py" for name in BUILTINS} | {"__init__.py", "_blocks.py", "_flows.py"} if known is None else known
     return differences(sources, folder, known)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from .spec import TEMPLATES_DIR, KernelSpec, input_hash
+from .spec import TEMPLATES_DIR, KernelSpec, build_flow_spec, input_hash
 from .quadrature import RADIUS
 from .special import PLACKETT_ORDER
 
@@ -37,6 +37,14 @@ def render_blocks(command: str) -> str:
     """The source of generated/_blocks.py, the helpers every kernel module imports."""
     return _ENVIRONMENT.get_template("blocks.py.jinja").render(
         command=command, input_hash=input_hash(), plackett_order=PLACKETT_ORDER, quadrature_radius=RADIUS
+    )
+
+
+def render_flows(command: str) -> str:
+    """The source of generated/_flows.py, the flows every kernel module binds to its integrals."""
+    tensors, terms = build_flow_spec()
+    return _ENVIRONMENT.get_template("flows.py.jinja").render(
+        command=command, input_hash=input_hash(), tensors=tensors, terms=terms
     )
 
 

@@ -111,8 +111,6 @@ class KernelSpec:
     g: PrintedExpression
     g_prime: PrintedExpression
     integrals: tuple[IntegralSpec, ...]
-    tensors: tuple[TensorSpec, ...]
-    terms: tuple[TermSpec, ...]
     input_hash: str
     command: str
 
@@ -131,7 +129,7 @@ class KernelSpec:
             used.append("same_unit")
         if any(integral.quadrature for integral in self.integrals):
             used.append("trapezoid")
-        return sorted(["broadcast", "joint_covariance", "units", *used])
+        return sorted(["broadcast", *used])
 
 
 def input_hash(activation: Activation | None = None) -> str:
@@ -238,10 +236,15 @@ def _integral(activation: Activation, name: str) -> IntegralSpec:
     )
 
 
-def build_spec(activation: Activation, command: str) -> KernelSpec:
-    """Derive, verify and print every kernel of `activation`."""
+def build_flow_spec() -> tuple[tuple[TensorSpec, ...], tuple[TermSpec, ...]]:
+    """The flows' unfolded tensors and printed terms, the same for every activation."""
     terms = flows.derive_flows()
     tensors = {_tensor(term).name: _tensor(term) for term in terms if _folding(term) is None}
+    return tuple(tensors.values()), tuple(map(_term, terms))
+
+
+def build_spec(activation: Activation, command: str) -> KernelSpec:
+    """Derive, verify and print every kernel of `activation`."""
     return KernelSpec(
         name=activation.name,
         description=activation.description,
@@ -250,8 +253,6 @@ def build_spec(activation: Activation, command: str) -> KernelSpec:
         g=print_cse(activation.expression.subs(x, sp.Symbol("x"))),
         g_prime=print_cse(activation.derivative.subs(x, sp.Symbol("x"))),
         integrals=tuple(_integral(activation, name) for name in DEFINITIONS),
-        tensors=tuple(tensors.values()),
-        terms=tuple(map(_term, terms)),
         input_hash=input_hash(activation),
         command=command,
     )

@@ -115,7 +115,7 @@ def test_folded_contractions_equal_the_full_tensors(monkeypatch, chunk):
     monkeypatch.setattr(_blocks, "CHUNK_ELEMENTS", chunk)
     Omega, state, args = random_state(seed=5)
     v, a = state["v"], np.concatenate([-state["v"], args["v_star"]])
-    units = erf.units(K, M)
+    units = _blocks.units(K, M)
     S, J = units["S"], units["J"]
     full_I4 = np.einsum("ikcd,c,d,i,k->ik", erf.block_tensor("I4", Omega, (S, S, J, J)), a, a, v, v)
     folded_I4 = erf.folded_contraction("I4", jnp.asarray(Omega), (S, J), (v, a), free=True)
