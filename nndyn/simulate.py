@@ -6,7 +6,7 @@ y = v*·g(ρ) + σ ξ, prediction ŷ = v·g(λ), error Δ = y − ŷ; per miniba
     W ← W + (η/√N) v ⊙ ⟨Δ g'(λ) xᵀ⟩_B,    v ← v + (η_v/N) ⟨Δ g(λ)⟩_B   (v only if trained),
 
 and each step advances time by 1/N. The whole run is one jitted `lax.scan` (inputs drawn in
-blocks of steps), vmapped over seeds; with a progress callback, a few such calls in a row.
+blocks of steps) over groups of seeds; with a progress callback, a few such calls in a row.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nndyn import normals
 from nndyn.setting import Setting
 from nndyn.state import OrderParameters
 from nndyn.trajectory import Trajectory
 
 MAX_BLOCK = 256  # steps whose inputs are drawn at once
+SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
 PROGRESS_CHUNKS = 20  # a run with a progress callback is split into this many jitted calls
 
 
@@ -66,50 +68,58 @@ def _initial_records(setting: Setting, W, v, W_teacher, v_teacher, X_test):
     return jax.vmap(lambda W, v: _records(setting, W, v, W_teacher, v_teacher, X_test))(W, v)
 
 
-@functools.partial(jax.jit, static_argnames=("setting", "save_every"))
-def _train(setting: Setting, keys, W, v, W_teacher, v_teacher, X_test, saves, save_every: int):
-    """Advance students (S, K, N), (S, K) through the save intervals `saves` (indices; the
+@functools.partial(jax.jit, static_argnames=("setting", "save_every", "dtype"))
+def _train(setting: Setting, keys, W, v, W_teacher, v_teacher, X_test, saves, save_every: int, dtype):
+    """Advance students (S, K, N), (S, K) in `dtype` through the save intervals `saves` (indices; the
     inputs of interval i are drawn from fold_in(key, i), so chunking a run does not change it);
-    returns the final (W, v) and the records at the end of each interval."""
+    returns the final (W, v) and the records (measured in float64) at the end of each interval."""
     kernels = setting.kernels
-    N = W.shape[-1]
+    K, N = W.shape[-2:]
     sqrt_N = jnp.sqrt(N)
     block = _block_size(save_every)
     lr_v = setting.lr_v if setting.train_second_layer else 0.0
+    v_teacher_step = v_teacher.astype(dtype)
 
     def step(carry, sample):
-        W, v = carry
-        x, noise = sample  # (B, N), (B,)
-        lam = x @ W.T / sqrt_N
-        delta = kernels.g(x @ W_teacher.T / sqrt_N) @ v_teacher + setting.sigma * noise
-        delta = delta - kernels.g(lam) @ v
-        W = W + (setting.lr / sqrt_N) * v[:, None] * ((delta[:, None] * kernels.g_prime(lam)).T @ x) / setting.batch
-        v = v + (lr_v / N) * (kernels.g(lam).T @ delta) / setting.batch
-        return (W, v), None
+        # fields (K + M, N): the student's W above the teacher's W*, so that one pass over x
+        # gives both local fields; the update leaves the teacher's rows exactly unchanged
+        fields, v = carry
+        x, noise = sample  # (B, N) and (B,) float32
+        x = x.astype(fields.dtype)  # converted inside the step's fusions, not stored as a copy
+        local = x @ fields.T / sqrt_N  # (B, K + M)
+        lam, rho = local[:, :K], local[:, K:]
+        delta = kernels.g(rho) @ v_teacher_step + setting.sigma * noise - kernels.g(lam) @ v
+        coefficients = (v * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
+        fields = fields.at[:K].add((setting.lr / (sqrt_N * setting.batch)) * (coefficients @ x))
+        v = v + (lr_v / (N * setting.batch)) * (kernels.g(lam).T @ delta)
+        return (fields, v), None
 
     def one_block(carry, key):
         key_x, key_noise = jax.random.split(key)
-        # float32 draws are 2.5x cheaper than float64 on CPU, where drawing dominates a step;
-        # promoted to float64, they leave the weights' arithmetic in float64.
-        x = jax.random.normal(key_x, (block, setting.batch, N), dtype=jnp.float32).astype(W.dtype)
-        noise = jax.random.normal(key_noise, (block, setting.batch), dtype=jnp.float32).astype(W.dtype)
-        return jax.lax.scan(step, carry, (x, noise))[0], None
+        # nndyn.normals draws JAX's float32 threefry stream, fused: most of a step's cost
+        samples = (normals.normal(key_x, (block, setting.batch, N)),
+                   normals.normal(key_noise, (block, setting.batch)))
+        return jax.lax.scan(step, carry, samples)[0], None
 
     def one_save(carry, key):
         carry = jax.lax.scan(one_block, carry, jax.random.split(key, save_every // block))[0]
-        return carry, _records(setting, *carry, W_teacher, v_teacher, X_test)
+        fields, v = carry
+        W = fields[:K].astype(jnp.float64)
+        return carry, _records(setting, W, v.astype(jnp.float64), W_teacher, v_teacher, X_test)
 
     def one_seed(key, W, v):
         save_keys = jax.vmap(lambda index: jax.random.fold_in(key, index))(saves)
-        return jax.lax.scan(one_save, (W, v), save_keys)
+        fields = jnp.concatenate([W, W_teacher.astype(dtype)])
+        (fields, v), records = jax.lax.scan(one_save, (fields, v), save_keys)
+        return (fields[:K], v), records
 
-    return jax.vmap(one_seed)(keys, W, v)
+    return jax.lax.map(lambda args: one_seed(*args), (keys, W, v), batch_size=SEED_GROUP)
 
 
 def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int | None = None,
              init_scale: float = 1.0, init_scale_v: float | None = None, teacher_seed: int = 0,
              held_out: int = 2000, W0=None, v0=None, W_teacher=None, v_teacher=None,
-             progress=None) -> Trajectory:
+             dtype=jnp.float64, progress=None) -> Trajectory:
     """Train students by online SGD and record their order parameters.
 
     **Arguments:**
@@ -118,12 +128,16 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
     - `N`: the input dimension.
     - `t_max`: the training time; round(t_max·N) steps are taken (rounded down to whole saves).
     - `seeds`: a count S (seeds 0..S-1) or a sequence of seeds; each seed draws its own
-      student and its own data stream; all run in one vmapped program.
+      student and its own data stream (so a seed's run does not depend on the others run
+      with it); groups of SEED_GROUP seeds are stepped together in one jitted program.
     - `save_every`: steps between records (default N, i.e. once per unit of time).
     - `init_scale`, `init_scale_v`: the students' initial weight scales (see
       :func:`student_weights`); or pass `W0` (S, K, N) and `v0` (S, K) directly.
     - `teacher_seed`, `W_teacher` (M, N), `v_teacher` (M,): the teacher, shared by all seeds.
     - `held_out`: noise-free test examples on which `eg_test` is measured.
+    - `dtype`: the precision of the weights' updates, float64 (default) or float32 (about 1.4×
+      faster on CPU; the inputs are float32 draws either way, and the order parameters are
+      measured in float64; benchmarks/RESULTS.md measures the difference it makes).
     - `progress`: None, or a callable given the fraction done after each of up to
       PROGRESS_CHUNKS chunks of the run (the results do not depend on the chunking).
 
@@ -139,6 +153,9 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
     if not isinstance(save_every, int) or save_every < 1:
         raise ValueError(f"save_every must be an integer >= 1, got {save_every!r}")
     n_saves = int(round(t_max * N)) // save_every
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if n_saves < 1:
         raise ValueError(f"t_max={t_max} is shorter than one save interval ({save_every} steps)")
     if W_teacher is None:
@@ -160,11 +177,11 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
     X_test = jax.random.normal(jax.random.PRNGKey(2**31 - 1 - teacher_seed), (held_out, N))
     records = [_initial_records(setting, W0, v0, W_teacher, v_teacher, X_test)]
-    weights = (W0, v0)
+    weights = (W0.astype(dtype), v0.astype(dtype))
     chunks = np.array_split(np.arange(n_saves), min(n_saves, PROGRESS_CHUNKS) if progress else 1)
     for done, saves in enumerate(chunks, start=1):
         weights, saved = _train(setting, keys, *weights, W_teacher, v_teacher, X_test,
-                                jnp.asarray(saves), save_every=save_every)
+                                jnp.asarray(saves), save_every=save_every, dtype=dtype)
         records.append(saved)
         if progress:
             jax.block_until_ready(weights)
