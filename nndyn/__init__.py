@@ -13,16 +13,16 @@ float64 is switched on at import (``jax_enable_x64``): the ODE path is float64 t
 
 Compiled programs are kept in JAX's persistent compilation cache, by default in
 ``~/.cache/nndyn/jax`` (``$XDG_CACHE_HOME/nndyn/jax`` when set), so a fresh process skips most
-compilation; set ``NNDYN_COMPILATION_CACHE`` to another folder, or to ``off`` to opt out. A cache
-folder already configured for JAX is left alone. Programs containing host callbacks are not
-cached by JAX, and Equinox's run-time checks inside Diffrax's solve are host callbacks unless
+compilation, and `integrate`'s traced solves are kept there too (``exported/``, see
+:mod:`nndyn.cache`), so it skips tracing; set ``NNDYN_COMPILATION_CACHE`` to another folder, or
+to ``off`` to opt out. A cache folder already configured for JAX is left alone. Programs
+containing host callbacks are not cached by JAX, and Equinox's run-time checks inside Diffrax's solve are host callbacks unless
 ``EQX_ON_ERROR=nan``; nndyn sets that default before Equinox is imported (its solves use
 ``throw=False`` and read Diffrax's result codes, so no check is lost); set ``EQX_ON_ERROR``
 yourself (e.g. ``raise``) to keep Equinox's default.
 """
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("EQX_ON_ERROR", "nan")
 
@@ -30,19 +30,9 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+from nndyn import cache  # noqa: E402
 
-def _enable_compilation_cache() -> None:
-    setting = os.environ.get("NNDYN_COMPILATION_CACHE")
-    if setting is not None and setting.strip().lower() in ("", "0", "off", "no", "false"):
-        return
-    if jax.config.jax_compilation_cache_dir:
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    jax.config.update("jax_compilation_cache_dir", setting or str(base / "nndyn" / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-
-
-_enable_compilation_cache()
+cache.enable_compilation_cache()
 
 from nndyn.compare import Agreement, Comparison, agreement, compare  # noqa: E402
 from nndyn.integrate import DivergenceError, ODEOptions, Solution, integrate, solve  # noqa: E402

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nndyn import cache
+from nndyn.generated import _blocks, _flows
 from nndyn.kernels import load
 from nndyn.setting import Setting
 from nndyn.state import OrderParameters
@@ -153,10 +155,18 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
     args = setting.ode_args(init.T, init.v_star)
-    solver = functools.partial(solve, setting.activation, ts=jnp.asarray(ts), options=options, dt=dt)
-    for _ in range(init.Q.ndim - 2):  # batch dimensions of the initial states
-        solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
-    solution = solver(init.as_ode_state(), args)
+    batch_dims = init.Q.ndim - 2  # batch dimensions of the initial states
+
+    def program(y0, args, ts, dt):
+        solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt)
+        for _ in range(batch_dims):
+            solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
+        return tuple(solver(y0, args))
+
+    kernels = load(setting.activation)
+    sources = (__file__, kernels.__file__, _flows.__file__, _blocks.__file__)
+    solution = Solution(*cache.call(program, (init.as_ode_state(), args, jnp.asarray(ts), dt),
+                                    static=(setting.activation, options, batch_dims), sources=sources))
     _raise_if_failed(np.asarray(solution.failed), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
     ys = solution.ys
     return Trajectory(jnp.asarray(ts), solution.eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star)

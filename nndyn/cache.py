@@ -1,0 +1,107 @@
+"""Where nndyn keeps compiled programs across processes, and exported ODE solves.
+
+The folder is ``$NNDYN_COMPILATION_CACHE`` when set (``off`` disables all of this), else
+``$XDG_CACHE_HOME/nndyn/jax`` or ``~/.cache/nndyn/jax``. It holds JAX's persistent compilation
+cache (unless JAX's cache folder was configured already), which skips compiling in a fresh
+process, and ``exported/``: solves serialised by `jax.export`, which skip tracing. Tracing
+Diffrax's solve costs ~1.5 s per process, more than loading its compiled program.
+
+An exported program is stored under a hash of everything its trace depends on: the source of
+nndyn's solver and of the kernel module with its generated helpers, the versions of JAX,
+jaxlib, Diffrax and Equinox, ``EQX_ON_ERROR``, the backend, the static options, and the
+structure, shapes and dtypes of the arguments. Files are written atomically; an unreadable one
+is replaced. The folder only grows (like JAX's cache): delete it to reclaim space.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import jax
+
+_VERSIONS = tuple(f"{name} {metadata.version(name)}" for name in ("jax", "jaxlib", "diffrax", "equinox"))
+_calls: dict[str, object] = {}  # key -> jitted call of the exported program, for this process
+
+
+def folder() -> Path | None:
+    """nndyn's cache folder, or None when ``NNDYN_COMPILATION_CACHE`` turns caching off."""
+    setting = os.environ.get("NNDYN_COMPILATION_CACHE")
+    if setting is not None and setting.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(setting) if setting else base / "nndyn" / "jax"
+
+
+def enable_compilation_cache() -> None:
+    """Point JAX's persistent compilation cache at `folder()`, unless caching is off or JAX's
+    cache folder is configured already."""
+    location = folder()
+    if location is None or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(location))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def call(function, arguments: tuple, *, static: tuple, sources: tuple[str, ...]):
+    """`function(*arguments)` through an exported program kept on disk.
+
+    **Arguments:** `function` of arrays (pytrees of them, and None) returning a pytree of arrays,
+    lists, tuples and dicts; `static`, the values (repr-able) it closes over; `sources`, the
+    files whose code it runs. Without a cache folder, or when the function cannot be exported
+    (e.g. it holds host callbacks), it is simply called.
+    """
+    location = folder()
+    if location is None:
+        return function(*arguments)
+    key = _key(arguments, static, sources)
+    if key not in _calls:
+        exported = _load(location / "exported" / f"{key}.jaxexport")
+        if exported is None:
+            try:
+                exported = jax.export.export(jax.jit(function))(*arguments)
+                _write(location / "exported" / f"{key}.jaxexport", exported.serialize())
+            except Exception:  # not exportable: run it as it is (a real error will show there)
+                return function(*arguments)
+        _calls[key] = jax.jit(exported.call)
+    return _calls[key](*arguments)
+
+
+@functools.cache
+def _digest_of(sources: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def _key(arguments: tuple, static: tuple, sources: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(_digest_of(sources).encode())
+    shapes = jax.tree_util.tree_map(lambda value: (jax.typeof(value).str_short(), jax.typeof(value).weak_type), arguments)
+    for part in (*_VERSIONS, os.environ.get("EQX_ON_ERROR"), jax.default_backend(), static,
+                 jax.tree_util.tree_structure(arguments), shapes):
+        digest.update(repr(part).encode())
+    return digest.hexdigest()[:32]
+
+
+def _load(path: Path):
+    try:
+        return jax.export.deserialize(bytearray(path.read_bytes()))
+    except Exception:  # missing, or unreadable (e.g. written by another version): export again
+        return None
+
+
+def _write(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(blob)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

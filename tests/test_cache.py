@@ -1,0 +1,68 @@
+"""Exported solves on disk (nndyn.cache): written once, reused, keyed by what the trace
+depends on, rebuilt when unreadable, and absent when caching is off."""
+
+import numpy as np
+import pytest
+
+import nndyn
+from nndyn import cache
+
+TIMES = np.linspace(0.0, 5.0, 6)
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNDYN_COMPILATION_CACHE", str(tmp_path))
+    monkeypatch.setattr(cache, "_calls", {})
+    return tmp_path / "exported"
+
+
+def _run(K=2):
+    setting = nndyn.Setting(K=K, M=2, lr=0.5, train_second_layer=True)
+    init = nndyn.OrderParameters(Q=np.eye(K) * 0.5, R=np.full((K, 2), 0.1), T=np.eye(2), v=np.full(K, 0.3),
+                                  v_star=np.ones(2))
+    return nndyn.integrate(setting, init, TIMES)
+
+
+def test_a_solve_is_exported_once_and_reused(folder, monkeypatch):
+    first = _run()
+    files = list(folder.glob("*.jaxexport"))
+    assert len(files) == 1
+    monkeypatch.setattr(cache, "_calls", {})  # as in a fresh process
+    stamp = files[0].stat().st_mtime_ns
+    again = _run()
+    assert files[0].stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(np.asarray(again.eg), np.asarray(first.eg))
+    _run(K=3)  # another shape: another program
+    assert len(list(folder.glob("*.jaxexport"))) == 2
+
+
+def test_the_key_follows_sources_and_options(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("a = 1\n")
+    arguments = (np.zeros(3), None)
+    key = cache._key(arguments, ("erf",), (str(source),))
+    assert key != cache._key(arguments, ("relu",), (str(source),))
+    assert key != cache._key((np.zeros(4), None), ("erf",), (str(source),))
+    assert key != cache._key((np.zeros(3, np.float32), None), ("erf",), (str(source),))
+    other = tmp_path / "other.py"
+    other.write_text("a = 2\n")
+    assert key != cache._key(arguments, ("erf",), (str(other),))
+
+
+def test_an_unreadable_file_is_exported_again(folder, monkeypatch):
+    expected = _run()
+    (path,) = folder.glob("*.jaxexport")
+    path.write_bytes(b"truncated")
+    monkeypatch.setattr(cache, "_calls", {})
+    np.testing.assert_array_equal(np.asarray(_run().eg), np.asarray(expected.eg))
+    assert path.stat().st_size > 1000
+
+
+def test_nothing_is_written_when_caching_is_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNDYN_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(cache, "_calls", {})
+    monkeypatch.chdir(tmp_path)
+    assert cache.folder() is None
+    _run()
+    assert not list(tmp_path.rglob("*.jaxexport"))
