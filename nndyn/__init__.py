@@ -16,10 +16,10 @@ Compiled programs are kept in JAX's persistent compilation cache, by default in
 compilation, and `integrate`'s traced solves are kept there too (``exported/``, see
 :mod:`nndyn.cache`), so it skips tracing; set ``NNDYN_COMPILATION_CACHE`` to another folder, or
 to ``off`` to opt out. A cache folder already configured for JAX is left alone. Programs
-containing host callbacks are not cached by JAX, and Equinox's run-time checks inside Diffrax's solve are host callbacks unless
-``EQX_ON_ERROR=nan``; nndyn sets that default before Equinox is imported (its solves use
-``throw=False`` and read Diffrax's result codes, so no check is lost); set ``EQX_ON_ERROR``
-yourself (e.g. ``raise``) to keep Equinox's default.
+containing host callbacks are not cached by JAX, and Equinox's run-time checks inside Diffrax's
+solve are host callbacks unless ``EQX_ON_ERROR=nan``; nndyn sets that default before Equinox is
+imported (its solves use ``throw=False`` and read Diffrax's result codes, so no check is lost);
+set ``EQX_ON_ERROR`` yourself (e.g. ``raise``) to keep Equinox's default.
 """
 
 import os

@@ -4,15 +4,15 @@
 it with ``jax_threefry_partitionable`` off (JAX's original stream): the counters 0..n-1 are split
 in two halves, hashed in pairs by Threefry-2x32 with 20 rounds (Salmon et al., SC 2011; JAX's
 default key), the 32-bit words become uniforms in [nextafter(-1, 0), 1) through their top 23
-bits, and a normal is √2 erf⁻¹(u). tests/test_normals.py checks it bit for bit against JAX and
+bits, and a normal is √2 erf⁻¹(u). tests/test_simulate.py checks it bit for bit against JAX and
 the hash against Random123's known-answer vectors.
 
 Why not call JAX: on CPU, JAX lowers Threefry as a rolled loop over its five groups of four
 rounds (to keep compile time small), so the whole counter array goes through memory five times;
 and its partitionable stream (the default since JAX 0.5) spends one hash per word instead of
-one per two words. Written out here, XLA fuses hash, uniform and erf⁻¹ into one vectorised
-loop: 3.3 ns per normal against 11.8 ns for `jax.random.normal` on this project's CPU
-(benchmarks/RESULTS.md). Drawing inputs is most of the cost of an SGD step.
+one per two words. Written out here, XLA fuses the hash into one vectorised loop and uniform
+and erf⁻¹ into another: 3.4 ns per normal against 10.8 ns for `jax.random.normal` on this
+project's CPU (benchmarks/RESULTS.md). Drawing inputs is most of the cost of an SGD step.
 """
 
 from __future__ import annotations

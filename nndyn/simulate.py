@@ -135,9 +135,9 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
       :func:`student_weights`); or pass `W0` (S, K, N) and `v0` (S, K) directly.
     - `teacher_seed`, `W_teacher` (M, N), `v_teacher` (M,): the teacher, shared by all seeds.
     - `held_out`: noise-free test examples on which `eg_test` is measured.
-    - `dtype`: the precision of the weights' updates, float64 (default) or float32 (about 1.4×
-      faster on CPU; the inputs are float32 draws either way, and the order parameters are
-      measured in float64; benchmarks/RESULTS.md measures the difference it makes).
+    - `dtype`: the precision of the SGD steps (the teacher's fields included), float64 (default)
+      or float32 (about 1.2× faster on CPU; the inputs are float32 draws either way, and the
+      order parameters are measured in float64; benchmarks/RESULTS.md measures the difference).
     - `progress`: None, or a callable given the fraction done after each of up to
       PROGRESS_CHUNKS chunks of the run (the results do not depend on the chunking).
 
@@ -152,10 +152,10 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=4, save_every: int
     save_every = N if save_every is None else save_every
     if not isinstance(save_every, int) or save_every < 1:
         raise ValueError(f"save_every must be an integer >= 1, got {save_every!r}")
-    n_saves = int(round(t_max * N)) // save_every
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.float32, jnp.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    n_saves = int(round(t_max * N)) // save_every
     if n_saves < 1:
         raise ValueError(f"t_max={t_max} is shorter than one save interval ({save_every} steps)")
     if W_teacher is None:

@@ -33,6 +33,11 @@ def test_normals_are_jax_normals_bit_for_bit(shape):
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(expected))
 
 
+def test_a_typed_key_draws_what_its_raw_key_draws():
+    np.testing.assert_array_equal(np.asarray(normals.normal(jax.random.key(5), (6,))),
+                                  np.asarray(normals.normal(jax.random.PRNGKey(5), (6,))))
+
+
 def test_normals_under_vmap_are_each_keys_normals():
     keys = jax.random.split(jax.random.PRNGKey(3), 5)
     batched = jax.jit(jax.vmap(lambda key: normals.normal(key, (9, 4))))(keys)
