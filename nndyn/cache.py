@@ -24,7 +24,17 @@ from pathlib import Path
 
 import jax
 
-_VERSIONS = tuple(f"{name} {metadata.version(name)}" for name in ("jax", "jaxlib", "diffrax", "equinox"))
+
+def _versions() -> tuple[str, ...] | None:
+    """The versions an exported solve depends on; None when one is unknown (then nothing is
+    exported: a program traced by another version could not be told apart)."""
+    try:
+        return tuple(f"{package} {metadata.version(package)}" for package in ("jax", "jaxlib", "diffrax", "equinox"))
+    except metadata.PackageNotFoundError:
+        return None
+
+
+_VERSIONS = _versions()
 _calls: dict[str, object] = {}  # key -> jitted call of the exported program, for this process
 
 
@@ -56,17 +66,21 @@ def call(function, arguments: tuple, *, static: tuple, sources: tuple[str, ...])
     (e.g. it holds host callbacks), it is simply called.
     """
     location = folder()
-    if location is None:
+    if location is None or _VERSIONS is None:
         return function(*arguments)
     key = _key(arguments, static, sources)
     if key not in _calls:
-        exported = _load(location / "exported" / f"{key}.jaxexport")
+        path = location / "exported" / f"{key}.jaxexport"
+        exported = _load(path)
         if exported is None:
             try:
                 exported = jax.export.export(jax.jit(function))(*arguments)
-                _write(location / "exported" / f"{key}.jaxexport", exported.serialize())
             except Exception:  # not exportable: run it as it is (a real error will show there)
                 return function(*arguments)
+            try:
+                _write(path, exported.serialize())
+            except OSError:  # a read-only or full cache folder: used by this process only
+                pass
         _calls[key] = jax.jit(exported.call)
     return _calls[key](*arguments)
 
