@@ -66,3 +66,13 @@ def test_nothing_is_written_when_caching_is_off(tmp_path, monkeypatch):
     assert cache.folder() is None
     _run()
     assert not list(tmp_path.rglob("*.jaxexport"))
+
+
+def test_an_unwritable_folder_still_runs_the_exported_solve(folder, monkeypatch):
+    def refuse(path, blob):
+        raise PermissionError(path)
+
+    monkeypatch.setattr(cache, "_write", refuse)
+    result = _run()
+    assert np.all(np.isfinite(np.asarray(result.eg)))
+    assert len(cache._calls) == 1 and not folder.exists()
