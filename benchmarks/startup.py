@@ -1,5 +1,6 @@
 """Benchmark 2: a fresh process from `import nndyn` to its first finished `integrate` (the run of
-benchmark 1), with JAX's persistent compilation cache off and warm."""
+benchmark 1), with nndyn's caches (JAX's persistent compilation cache and the exported solves,
+nndyn.cache) off and warm."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def run(toy: bool) -> dict:
     return {
         "title": "2. Start-up: fresh process, `import nndyn` to the first finished `integrate`",
         "rows": [
-            ("persistent compilation cache off", str(cold)),
-            ("persistent compilation cache warm", str(warm)),
+            ("caches off (NNDYN_COMPILATION_CACHE=off)", str(cold)),
+            ("caches warm (compiled programs and exported solves)", str(warm)),
             ("speed-up", ratio(cold, warm)),
         ],
     }
