@@ -37,17 +37,25 @@ def teacher_weights(setting: Setting, N: int, seed: int = 0):
     return W_teacher, jnp.ones(setting.M)
 
 
-def student_weights(setting: Setting, N: int, seeds, init_scale: float, init_scale_v=None):
+def student_weights(setting: Setting, N: int, seeds, init_scale, init_scale_v=None):
     """Students, one per seed: W (S, K, N) with i.i.d. N(0, init_scale²) entries, and v (S, K)
-    equal to 1 for the soft committee machine, else N(0, init_scale_v²) (default init_scale)."""
+    equal to 1 for the soft committee machine, else N(0, init_scale_v²) (default init_scale).
+    The scales may be numbers or arrays (S,), one per seed."""
     scale_v = init_scale if init_scale_v is None else init_scale_v
-    W, v = [], []
-    for seed in seeds:
+    W, v = _unit_students(jnp.asarray(list(seeds)), setting.K, N, setting.train_second_layer)
+    scale, scale_v = (jnp.broadcast_to(jnp.asarray(value, jnp.float64), (len(W),)) for value in (init_scale, scale_v))
+    return scale[:, None, None] * W, (scale_v[:, None] * v if setting.train_second_layer else v)
+
+
+@functools.partial(jax.jit, static_argnames=("K", "N", "trained"))
+def _unit_students(seeds, K: int, N: int, trained: bool):
+    """Unit-scale students of `seeds` (S,): W (S, K, N) from split(PRNGKey(seed))[0], v (S, K)
+    from its [1] (ones when not trained)."""
+    def one(seed):
         key_W, key_v = jax.random.split(jax.random.PRNGKey(seed), 2)
-        W.append(init_scale * jax.random.normal(key_W, (setting.K, N)))
-        v.append(scale_v * jax.random.normal(key_v, (setting.K,)) if setting.train_second_layer
-                 else jnp.ones(setting.K))
-    return jnp.stack(W), jnp.stack(v)
+        return jax.random.normal(key_W, (K, N)), jax.random.normal(key_v, (K,)) if trained else jnp.ones(K)
+
+    return jax.vmap(one)(seeds)
 
 
 def _records(setting: Setting, W, v, W_teacher, v_teacher, X_test):

@@ -114,11 +114,26 @@ def grid(defaults: dict | None = None, product: dict | None = None, points: list
     return tuple({**base, **point} for point in points)
 
 
-def _initial_state(sweep: Sweep, point: dict) -> OrderParameters:
-    setting = sweep.setting(point)
-    W_teacher, v_teacher = teacher_weights(setting, point["init_N"])
-    W, v = student_weights(setting, point["init_N"], [point["seed"]], point["init_scale"])
-    return OrderParameters.from_weights(W[0], W_teacher, v[0], v_teacher)
+def _initial_states(sweep: Sweep, points: list[dict]) -> OrderParameters:
+    """The initial order parameters of `points` (all of one K, M), batched (P, ...) in NumPy:
+    each point's student is drawn by `student_weights` for its seed and init_scale, against
+    the teacher of its init_N (drawn once per init_N)."""
+    setting = sweep.setting(points[0])
+    P, K, M = len(points), setting.K, setting.M
+    fields = {"Q": np.empty((P, K, K)), "R": np.empty((P, K, M)), "T": np.empty((P, M, M)),
+              "v": np.empty((P, K)), "v_star": np.empty((P, M))}
+    for N in {point["init_N"] for point in points}:
+        members = [i for i, point in enumerate(points) if point["init_N"] == N]
+        W_teacher, v_teacher = (np.asarray(value) for value in teacher_weights(setting, N))
+        scales = np.array([points[i]["init_scale"] for i in members])
+        W, v = (np.asarray(value) for value in student_weights(setting, N, [points[i]["seed"] for i in members], scales))
+        fields["Q"][members] = W @ np.swapaxes(W, -1, -2) / N
+        fields["R"][members] = W @ W_teacher.T / N
+        fields["T"][members] = W_teacher @ W_teacher.T / N
+        fields["v"][members], fields["v_star"][members] = v, v_teacher
+    states = OrderParameters(**fields)
+    states.validate()
+    return states
 
 
 def _mesh() -> Mesh:
@@ -142,12 +157,12 @@ def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool
     devices = len(jax.devices()) if sharded else 1
     size = -(-len(indices) // devices) * devices
     padded = indices + [indices[-1]] * (size - len(indices))
-    states = [_initial_state(sweep, sweep.points[i]) for i in padded]
+    states = _initial_states(sweep, [sweep.points[i] for i in padded])
     settings = [sweep.setting(sweep.points[i]) for i in padded]
-    y0 = {name: np.stack([np.asarray(getattr(state, name)) for state in states]) for name in ("Q", "R", "v")}
-    args = {key: np.stack([np.asarray(setting.ode_args(state.T, state.v_star)[key], dtype=np.float64)
-                           for setting, state in zip(settings, states)])
-            for key in settings[0].ode_args(states[0].T, states[0].v_star)}
+    y0 = states.as_ode_state()
+    args = {key: np.stack([np.asarray(setting.ode_args(T, v_star)[key], dtype=np.float64)
+                           for setting, T, v_star in zip(settings, states.T, states.v_star)])
+            for key in settings[0].ode_args(states.T[0], states.v_star[0])}
     keep = slice(0, len(indices))
     out = {"index": np.asarray(indices), "t": ts, "T": args["T"][keep]}
     if sharded:

@@ -165,3 +165,22 @@ def test_learning_rate_phase_diagram_of_the_soft_committee_machine(tmp_path):
     assert max(scaled) < 1.15 * min(scaled), scaled
     final = {lr: np.mean([row["final_eg"] for row in rows if row["lr"] == lr]) for lr in rates}
     assert all(final[lr] < 1e-2 for lr in rates[:4]) and final[4.0] > 0.2, final
+
+
+def test_initial_states_are_each_points_own_weights():
+    """The batched draw gives each point the overlaps of the student its seed and init_scale
+    draw against the teacher of its init_N, as measured one point at a time."""
+    from nndyn.simulate import student_weights, teacher_weights
+    from nndyn.sweeps import _initial_states
+
+    points = nndyn.grid({"K": 3, "M": 2}, {"seed": [0, 7], "init_N": [50, 400], "init_scale": [0.5, 2.0]})
+    sweep = nndyn.Sweep(name="initial", points=points, t_max=1.0, train_second_layer=True)
+    states = _initial_states(sweep, list(points))
+    for i, point in enumerate(points):
+        setting = sweep.setting(point)
+        W_teacher, v_teacher = teacher_weights(setting, point["init_N"])
+        W, v = student_weights(setting, point["init_N"], [point["seed"]], point["init_scale"])
+        expected = nndyn.OrderParameters.from_weights(W[0], W_teacher, v[0], v_teacher)
+        for name in ("Q", "R", "T", "v", "v_star"):
+            np.testing.assert_allclose(getattr(states, name)[i], getattr(expected, name), rtol=1e-14, atol=1e-15)
+    assert not np.allclose(states.Q[0], states.Q[1])
