@@ -12,7 +12,7 @@ import numpy as np
 
 import nndyn
 from benchmarks.timing import Timing, peak_flops, ratio, repeat
-from nndyn import normals
+from nndyn.core import normals
 
 N, K, M = 784, 4, 4
 

@@ -1,6 +1,6 @@
 """Benchmark 2: a fresh process from `import nndyn` to its first finished `integrate` (the run of
 benchmark 1), with nndyn's caches (JAX's persistent compilation cache and the exported solves,
-nndyn.cache) off and warm."""
+nndyn.core.cache) off and warm."""
 
 from __future__ import annotations
 

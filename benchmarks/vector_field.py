@@ -9,7 +9,10 @@ import numpy as np
 
 import nndyn
 from benchmarks.timing import peak_flops, repeat
-from nndyn.generated import _blocks, erf
+from nndyn.core import blocks
+from nndyn.core.kernels import load
+
+erf = load("erf")
 
 
 def _state(K: int):
@@ -36,11 +39,11 @@ def per_evaluation(K: int, evaluations: int, repeats: int):
     memory = jax.jit(erf.rhs).lower(0.0, y, args).compile().memory_analysis().temp_size_in_bytes
     # XLA's cost analysis counts a loop body once: count the FLOPs of the unchunked program
     # (traced afresh: a new function, so that JAX's trace cache does not return the chunked one)
-    chunk, _blocks.CHUNK_ELEMENTS = _blocks.CHUNK_ELEMENTS, 1 << 62
+    chunk, blocks.CHUNK_ELEMENTS = blocks.CHUNK_ELEMENTS, 1 << 62
     try:
         cost = jax.jit(lambda t, y, args: erf.rhs(t, y, args)).lower(0.0, y, args).cost_analysis()
     finally:
-        _blocks.CHUNK_ELEMENTS = chunk
+        blocks.CHUNK_ELEMENTS = chunk
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return timing.scaled(1 / evaluations), float(cost.get("flops", float("nan"))), memory
 

@@ -10,13 +10,16 @@ SymPy only (no JAX). The stages, each a module:
 - :mod:`.quadrature`: the numerical fallback where no closed form exists;
 - :mod:`.verify`: Price's identity, boundary values and Monte Carlo, before emission;
 - :mod:`.flows`: the R/Q/v flows and ε_g as terms over those integrals;
-- :mod:`.printing`, :mod:`.spec`: the JAX printer, CSE and the KernelSpec;
-- :mod:`.render`: Jinja2 rendering and atomic writing;
+- :mod:`.printing`: the JAX printer and CSE;
+- :mod:`.spec`: the printed specs that leave the derivation (kernel module, flow table);
+- :mod:`.lower`: derive, verify and print into specs; :mod:`.hashing`: their input hashes;
+- :mod:`.render`: Jinja2 rendering; :mod:`.paths`: where inputs and outputs live;
 - :mod:`.generate`: the built-in and user modules, and the check of generated/;
   :mod:`.__main__`: the command line.
 """
 
 from .activations import BUILTINS, Activation
-from .generate import GENERATED_DIR, check, generate, generate_user, write
+from .generate import check, generate, generate_user, write
+from .paths import GENERATED_DIR
 
 __all__ = ["BUILTINS", "GENERATED_DIR", "Activation", "check", "generate", "generate_user", "write"]

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from .activations import BUILTINS, from_expression
+from .generate import check, generate, generate_user, write
+from .paths import GENERATED_DIR
 from .quadrature import QuadratureError
-from .generate import GENERATED_DIR, check, generate, generate_user, write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference")
     parser.add_argument("--out", type=Path, help=f"folder of the modules (default {GENERATED_DIR})")
     parser.add_argument("--name", help="name of a user's activation (a Python identifier); needs --expr and --out")
-    parser.add_argument("--expr", help="the user's activation g as a SymPy expression in x, e.g. 'erf(2*x)'")
+    parser.add_argument("--expr", help="the user's activation g as an expression in x, e.g. 'erf(2*x)' "
+                        "(numbers, + - * / **, and functions such as erf, exp, log, tanh, Max)")
     options = parser.parse_args(argv)
     if options.name is not None or options.expr is not None:
         if options.names or options.name is None or options.expr is None or options.out is None:
             parser.error("a user's activation needs --name, --expr and --out, and no built-in names")
         try:
-            sources = generate_user(from_expression(options.name, options.expr), options.expr)
+            sources = generate_user(from_expression(options.name, options.expr))
         except QuadratureError as error:
             parser.error(f"no closed form, and no accurate quadrature: {error}")
         except ValueError as error:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
 #: The variable every activation expression is written in.
 x = sp.Symbol("x", real=True)
@@ -67,10 +69,48 @@ def get(name: str) -> Activation:
         raise KeyError(f"unknown activation {name!r}; built-in activations are: {known}") from None
 
 
-def from_expression(name: str, text: str) -> Activation:
-    """A user's activation `name` from SymPy text in x, e.g. ``"erf(2*x)"``."""
+#: The names an activation expression may use: the variable x, these functions and constants.
+ALLOWED_NAMES: dict[str, object] = {
+    "x": x, "pi": sp.pi, "E": sp.E,
+    **{f.__name__: f for f in (sp.erf, sp.erfc, sp.exp, sp.log, sp.sqrt, sp.tanh, sp.sinh, sp.cosh, sp.sin,
+                               sp.cos, sp.tan, sp.atan, sp.asinh, sp.Abs, sp.Max, sp.Min, sp.Heaviside, sp.sign)},
+}
+_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load, ast.Constant,
+                  ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+
+
+def parse_expression(text: str) -> sp.Expr:
+    """The SymPy expression of `text`, an arithmetic expression in x (+ - * / **, numbers, and
+    calls of ALLOWED_NAMES). The text is checked node by node before SymPy sees it, and SymPy
+    evaluates it with no builtins and only those names, so no other code can run."""
     try:
-        expression = sp.sympify(text, locals={"x": x})
-    except (sp.SympifyError, SyntaxError, TypeError) as error:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"cannot parse the activation expression {text!r}: {error.msg}") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ValueError(f"the activation expression {text!r} may only use numbers, x, + - * / ** and "
+                             f"the functions {', '.join(sorted(set(ALLOWED_NAMES) - {'x'}))}")
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, (int, float))):
+            raise ValueError(f"the activation expression {text!r} has a constant that is not a number: {node.value!r}")
+        if isinstance(node, ast.Name) and node.id not in ALLOWED_NAMES:
+            raise ValueError(f"the activation expression {text!r} uses {node.id!r}, which is not x or one of the "
+                             f"functions {', '.join(sorted(set(ALLOWED_NAMES) - {'x'}))}")
+        if isinstance(node, ast.Call) and (node.keywords or not isinstance(node.func, ast.Name)):
+            raise ValueError(f"the activation expression {text!r} has a call that is not f(argument, ...)")
+    try:
+        return parse_expr(text, local_dict=dict(ALLOWED_NAMES), global_dict={"__builtins__": {}, **_SYMPY_NUMBERS},
+                          transformations=standard_transformations)
+    except (sp.SympifyError, SyntaxError, TypeError, ValueError) as error:
         raise ValueError(f"cannot parse the activation expression {text!r}: {error}") from None
-    return Activation(name, expression, f"a user activation, g(x) = {text}")
+
+
+#: The number classes SymPy's parser wraps literals in (its auto_number transformation).
+_SYMPY_NUMBERS = {"Integer": sp.Integer, "Float": sp.Float, "Rational": sp.Rational}
+
+
+def from_expression(name: str, text: str) -> Activation:
+    """A user's activation `name` from the text of an expression in x, e.g. ``"erf(2*x)"``
+    (see :func:`parse_expression`)."""
+    expression = parse_expression(text)
+    return Activation(name, expression, f"a user activation, g(x) = {expression}")

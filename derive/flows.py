@@ -1,6 +1,6 @@
 """The order-parameter flows as sums of Gaussian integrals: the ODEs' intermediate form.
 
-Starting point, the online-SGD step of DESIGN.md for one minibatch of B samples (dt = 1/N):
+Starting point, the online-SGD step of docs/conventions.md for one minibatch of B samples (dt = 1/N):
 
     w_i ← w_i + (η/√N) v_i ⟨Δ g'(λ_i) x⟩_B,     v_i ← v_i + (η_v/N) ⟨Δ g(λ_i)⟩_B.
 
@@ -29,6 +29,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 lr, lr_v, sigma, batch = sp.symbols("lr lr_v sigma batch", positive=True)
+#: The flow parameters the coefficients are written in, named as the fields of nndyn.Setting
+#: declared with flow=True (the vector field receives them by these names).
+PARAMETERS = (lr, lr_v, sigma, batch)
 xi = sp.Symbol("xi", real=True)
 g, g_prime, u = sp.Function("g"), sp.Function("g_prime"), sp.Function("u")
 v, a = sp.IndexedBase("v"), sp.IndexedBase("a")
@@ -43,7 +46,7 @@ TARGETS = {"R": "in", "Q": "ik", "v": "i", "eg": ""}
 #: Targets that are symmetric matrices.
 SYMMETRIC_TARGETS = ("Q",)
 
-#: Factor kinds of each integral, in the order of its block (DESIGN.md).
+#: Factor kinds of each integral, in the order of its block (docs/conventions.md).
 INTEGRALS = {
     ("g", "g"): "I2",
     ("g_prime", "g_prime"): "J2",

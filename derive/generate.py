@@ -1,35 +1,55 @@
-"""Generating the kernel modules of built-in activations and checking the committed ones."""
+"""Generating the committed modules (the built-in activations' kernels and the flow table) and
+users' kernel modules, writing them, and checking a folder against the generator."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import shlex
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from nndyn.files import write_atomically
+
 from .activations import BUILTINS, Activation, get
-from .render import differences, render_blocks, render_flows, render_module, render_package_init, write_atomically
-from .spec import PACKAGE_ROOT, build_spec
+from .lower import flow_spec, kernel_spec
+from .paths import GENERATED_DIR
+from .render import COMMAND, differences, render_flows, render_module, render_package_init
 
-COMMAND = "python -m nndyn.derive"
+#: The files of generated/ besides the built-in kernel modules.
+SHARED_FILES = ("__init__.py", "flows.py")
 
-#: Where the committed modules live: generated/ beside derive/ (nndyn/generated when installed).
-GENERATED_DIR = PACKAGE_ROOT / "generated"
+
+@contextlib.contextmanager
+def _parallel_map():
+    """A map over the machine's cores (verification is most of the generator's time), in
+    freshly spawned processes (JAX, imported with nndyn, does not survive a fork safely)."""
+    workers = os.cpu_count() or 1
+    if workers == 1:
+        yield map
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool.map
 
 
 def generate(names: list[str] | None = None) -> dict[str, str]:
-    """Render the modules of the built-in activations `names` (all when None), plus the
-    package's __init__.py, _blocks.py and _flows.py; returns file name -> source."""
+    """Render the kernel modules of the built-in activations `names` (all when None), the
+    package's __init__.py and the flow table flows.py; returns file name -> source."""
     names = sorted(BUILTINS) if names is None else names
-    sources = {f"{name}.py": render_module(build_spec(get(name), COMMAND)) for name in names}
-    sources["__init__.py"] = render_package_init(sorted(BUILTINS), COMMAND)
-    sources["_blocks.py"] = render_blocks(COMMAND)
-    sources["_flows.py"] = render_flows(COMMAND)
+    with _parallel_map() as parallel:
+        sources = {f"{name}.py": render_module(kernel_spec(get(name), COMMAND, parallel)) for name in names}
+    sources["__init__.py"] = render_package_init(sorted(BUILTINS))
+    sources["flows.py"] = render_flows(flow_spec(COMMAND))
     return sources
 
 
-def generate_user(activation: Activation, expression: str) -> dict[str, str]:
-    """Render the module of a user's activation (no package __init__); file name -> source."""
-    command = f"{COMMAND} --name {activation.name} --expr {shlex.quote(expression)}"
-    return {f"{activation.name}.py": render_module(build_spec(activation, command))}
+def generate_user(activation: Activation) -> dict[str, str]:
+    """Render the kernel module of a user's activation; file name -> source. The command it
+    records holds SymPy's printing of the expression, never the text the user typed."""
+    command = f"{COMMAND} --name {activation.name} --expr {shlex.quote(str(activation.expression))}"
+    with _parallel_map() as parallel:
+        return {f"{activation.name}.py": render_module(kernel_spec(activation, command, parallel))}
 
 
 def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
@@ -42,6 +62,6 @@ def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
 
 def check(sources: dict[str, str], folder: Path = GENERATED_DIR, known: set[str] | None = None) -> list[str]:
     """Differences between `sources` and `folder` (empty when in sync), and orphans: files not
-    in `known` (default: the built-in modules, __init__.py, _blocks.py and _flows.py)."""
-    known = {f"{name}.py" for name in BUILTINS} | {"__init__.py", "_blocks.py", "_flows.py"} if known is None else known
+    in `known` (default: the built-in modules and SHARED_FILES)."""
+    known = {f"{name}.py" for name in BUILTINS} | set(SHARED_FILES) if known is None else known
     return differences(sources, folder, known)

@@ -1,6 +1,6 @@
 """The four Gaussian integrals of the flows, derived in closed form on symbolic covariance blocks.
 
-With u ~ N(0, C) for an r×r block C (DESIGN.md):
+With u ~ N(0, C) for an r×r block C (docs/conventions.md):
 
 - I2(C) = ⟨g(u_0) g(u_1)⟩,            r = 2
 - J2(C) = ⟨g'(u_0) g'(u_1)⟩,          r = 2

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter
 
+from .special import PLACKETT_ORDER
 
-#: The helper of generated/_blocks.py that each special function of derive/special.py prints as.
+#: The function of nndyn.core.special that each special function of derive/special.py prints as.
 HELPERS = {"ZeroDensity": "zero_density", "SignPair": "sign_pair", "SignQuadruple": "sign_quadruple"}
 
 
@@ -17,9 +18,10 @@ class KernelPrinter(JaxPrinter):
     """SymPy's JAX printer, printing ``jnp.``/``jsp.`` names that work under ``jax.jit``.
 
     SymPy's own printer sends ``erf`` to ``math.erf``, which fails on tracers; ``asin`` is printed
-    as ``safe_arcsin``, which generated/_blocks.py defines with its argument clipped to [-1, 1]
+    as ``safe_arcsin``, which nndyn.core.special defines with its argument clipped to [-1, 1]
     so that round-off at |C_ab| → √(C_aa C_bb) cannot produce NaN; the special functions of
-    derive/special.py as the guarded helpers in HELPERS.
+    derive/special.py as the guarded functions in HELPERS (the sign quadruple with the order of
+    its Gauss–Legendre rule, PLACKETT_ORDER).
     """
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
@@ -38,10 +40,13 @@ class KernelPrinter(JaxPrinter):
         return functools.reduce(lambda a, b: f"jnp.maximum({a}, {b})", map(self._print, expr.args))
 
     def _print_special(self, expr: sp.Function) -> str:
-        """ZeroDensity, SignPair, SignQuadruple: guarded helpers of generated/_blocks.py."""
+        """ZeroDensity, SignPair: guarded functions of nndyn.core.special."""
         return f"{HELPERS[type(expr).__name__]}({', '.join(map(self._print, expr.args))})"
 
-    _print_ZeroDensity = _print_SignPair = _print_SignQuadruple = _print_special
+    _print_ZeroDensity = _print_SignPair = _print_special
+
+    def _print_SignQuadruple(self, expr: sp.Function) -> str:
+        return f"sign_quadruple({', '.join(map(self._print, expr.args))}, order={PLACKETT_ORDER})"
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,19 @@
-"""Rendering KernelSpecs into module source with the Jinja2 templates, and writing them."""
+"""Rendering specs into module source with the Jinja2 templates, and comparing with a folder."""
 
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
 
-from .spec import TEMPLATES_DIR, KernelSpec, build_flow_spec, input_hash
-from .quadrature import RADIUS
-from .special import PLACKETT_ORDER
+from .paths import TEMPLATES_DIR
+from .spec import FlowSpec, KernelSpec
+
+#: The command that regenerates the built-in modules, recorded in their headers.
+COMMAND = "python -m nndyn.derive"
+#: The layout of generated kernel modules; nndyn.core.kernels refuses modules of another.
+KERNEL_FORMAT = 2
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -21,44 +23,23 @@ _ENVIRONMENT = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+# a tuple of strings as Python code: ("a", "b"), ("a",), ()
+_ENVIRONMENT.filters["strings"] = lambda items: "(" + ", ".join(f'"{item}"' for item in items) + ("," if len(items) == 1 else "") + ")"
 
 
 def render_module(spec: KernelSpec) -> str:
-    """The source of generated/<spec.name>.py."""
-    return _ENVIRONMENT.get_template("kernel_module.py.jinja").render(spec=spec)
+    """The source of the kernel module <spec.name>.py."""
+    return _ENVIRONMENT.get_template("kernel_module.py.jinja").render(spec=spec, format=KERNEL_FORMAT)
 
 
-def render_package_init(names: list[str], command: str) -> str:
-    """The source of generated/__init__.py, listing the modules `names`."""
-    return _ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, command=command)
+def render_package_init(names: list[str]) -> str:
+    """The source of generated/__init__.py, listing the built-in modules `names`."""
+    return _ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, command=COMMAND)
 
 
-def render_blocks(command: str) -> str:
-    """The source of generated/_blocks.py, the helpers every kernel module imports."""
-    return _ENVIRONMENT.get_template("blocks.py.jinja").render(
-        command=command, input_hash=input_hash(), plackett_order=PLACKETT_ORDER, quadrature_radius=RADIUS
-    )
-
-
-def render_flows(command: str) -> str:
-    """The source of generated/_flows.py, the flows every kernel module binds to its integrals."""
-    tensors, terms = build_flow_spec()
-    return _ENVIRONMENT.get_template("flows.py.jinja").render(
-        command=command, input_hash=input_hash(), tensors=tensors, terms=terms
-    )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+def render_flows(spec: FlowSpec) -> str:
+    """The source of generated/flows.py, the flow table."""
+    return _ENVIRONMENT.get_template("flows.py.jinja").render(spec=spec)
 
 
 def differences(expected: dict[str, str], folder: Path, known: set[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Each is a SymPy function of covariance entries with its exact derivative (so that Price's identity
 can be checked on closed forms that contain it), a high-precision numerical value, and a printed
-name: generated/_blocks.py defines a guarded JAX version of each (see templates/blocks.py.jinja).
+name: nndyn.core.special defines a guarded JAX version of each.
 
 - ``ZeroDensity(c)`` = 1/√(2πc), the density of N(0, c) at 0; 0 for c ≤ 0 in the kernels, where
   it multiplies a covariance that vanishes with c (a conditionally constant variable).
@@ -131,7 +131,7 @@ class SignQuadruple(sp.Function):
 def plackett_value(entries: list[mpmath.mpf], method: str = "gauss-legendre") -> mpmath.mpf:
     """⟨s0 s1 s2 s3⟩ from the 10 block entries by the θ-integrals above, with mpmath.quad
     (`method` "gauss-legendre", or "tanh-sinh" for the most robust reference) at the working
-    precision: the reference for the Gauss–Legendre kernel in generated/_blocks.py.
+    precision: the reference for the Gauss–Legendre kernel in nndyn.core.special.
 
     The substitution θ = arcsin(ρ_ij) (1 - (1 - s)⁴), s ∈ [0, 1], smooths the square-root
     behaviour of the integrand at θ = arcsin ρ_ij (singular blocks)."""

@@ -4,17 +4,26 @@ The public API:
 
 - :class:`Setting`: activation, K, M, η, η_v, σ, B, trained second layer or not;
 - :class:`OrderParameters`: Q, R, T, v, v* (``from_weights`` measures them);
-- :func:`integrate`: the N → ∞ ODEs from generated kernels, with Diffrax;
-- :func:`simulate`: online SGD of a real student at finite N, several seeds at once;
-- :func:`compare`: ε_g and order-parameter errors and alignments between two trajectories;
-- :func:`sweep`, :func:`grid`: ODEs over grids of settings, sharded and resumable.
+- :func:`integrate` (options :class:`ODEOptions`): the N → ∞ ODEs from generated kernels, with
+  Diffrax; :func:`solve`, its pure, vmappable core (a :class:`Solution` with a :class:`Status`);
+- :func:`simulate` (scale :class:`Simulation`): online SGD of a real student at finite N,
+  several seeds at once;
+- :func:`compare`, :func:`agreement`: errors, alignments and a statistical verdict between
+  simulations and ODEs;
+- :func:`sweep`, :func:`grid`, :class:`Sweep`, :func:`run_sweep`, :func:`read_sweep`: ODEs over
+  grids of settings, sharded and resumable.
+
+The packages show the layers: :mod:`nndyn.core` (everything above but sweeps), :mod:`nndyn.sweeps`,
+:mod:`nndyn.app` (the `nndyn` command, run configs, run folders, figures), and the derivation's
+:mod:`nndyn.derive` → ``nndyn.templates`` → :mod:`nndyn.generated`. Parameters are declared
+once (:mod:`nndyn.core.schema`); the conventions are in docs/conventions.md.
 
 float64 is switched on at import (``jax_enable_x64``): the ODE path is float64 throughout.
 
 Compiled programs are kept in JAX's persistent compilation cache, by default in
 ``~/.cache/nndyn/jax`` (``$XDG_CACHE_HOME/nndyn/jax`` when set), so a fresh process skips most
 compilation, and `integrate`'s traced solves are kept there too (``exported/``, see
-:mod:`nndyn.cache`), so it skips tracing; set ``NNDYN_COMPILATION_CACHE`` to another folder, or
+:mod:`nndyn.core.cache`), so it skips tracing; set ``NNDYN_COMPILATION_CACHE`` to another folder, or
 to ``off`` to opt out. A cache folder already configured for JAX is left alone. Programs
 containing host callbacks are not cached by JAX, and Equinox's run-time checks inside Diffrax's
 solve are host callbacks unless ``EQX_ON_ERROR=nan``; nndyn sets that default before Equinox is
@@ -30,19 +39,21 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from nndyn import cache  # noqa: E402
+from nndyn.core import cache  # noqa: E402
 
 cache.enable_compilation_cache()
 
-from nndyn.compare import Agreement, Comparison, agreement, compare  # noqa: E402
-from nndyn.integrate import DivergenceError, ODEOptions, Solution, integrate, solve  # noqa: E402
-from nndyn.setting import Setting  # noqa: E402
-from nndyn.simulate import simulate  # noqa: E402
-from nndyn.state import OrderParameters  # noqa: E402
-from nndyn.sweeps import Sweep, grid, read_sweep, run_sweep, sweep  # noqa: E402
-from nndyn.trajectory import Trajectory  # noqa: E402
+from nndyn.app.config import read_sweep  # noqa: E402
+from nndyn.core.compare import Agreement, Comparison, agreement, compare  # noqa: E402
+from nndyn.core.integrate import DivergenceError, ODEOptions, Solution, Status, integrate, solve  # noqa: E402
+from nndyn.core.setting import Setting  # noqa: E402
+from nndyn.core.simulate import Simulation, simulate  # noqa: E402
+from nndyn.core.state import OrderParameters  # noqa: E402
+from nndyn.core.trajectory import Trajectory  # noqa: E402
+from nndyn.sweeps import Sweep, grid, run_sweep, sweep  # noqa: E402
 
 __all__ = [
-    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Solution", "Sweep",
-    "Trajectory", "agreement", "compare", "grid", "integrate", "read_sweep", "run_sweep", "simulate", "solve", "sweep",
+    "Agreement", "Comparison", "DivergenceError", "ODEOptions", "OrderParameters", "Setting", "Simulation", "Solution",
+    "Status", "Sweep", "Trajectory", "agreement", "compare", "grid", "integrate", "read_sweep", "run_sweep", "simulate",
+    "solve", "sweep",
 ]

@@ -2,6 +2,6 @@
 
 import sys
 
-from nndyn.cli import main
+from nndyn.app.cli import main
 
 sys.exit(main())

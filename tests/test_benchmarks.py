@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_benchmarks_run_at_toy_size(repo, tmp_path):
     out = tmp_path / "RESULTS.md"
     environment = {**os.environ, "PYTHONPATH": str(repo)}

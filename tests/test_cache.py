@@ -1,11 +1,11 @@
-"""Exported solves on disk (nndyn.cache): written once, reused, keyed by what the trace
+"""Exported solves on disk (nndyn.core.cache): written once, reused, keyed by what the trace
 depends on, rebuilt when unreadable, and absent when caching is off."""
 
 import numpy as np
 import pytest
 
 import nndyn
-from nndyn import cache
+from nndyn.core import cache
 
 TIMES = np.linspace(0.0, 5.0, 6)
 
@@ -72,7 +72,7 @@ def test_an_unwritable_folder_still_runs_the_exported_solve(folder, monkeypatch)
     def refuse(path, blob):
         raise PermissionError(path)
 
-    monkeypatch.setattr(cache, "_write", refuse)
+    monkeypatch.setattr(cache, "write_atomically", refuse)
     result = _run()
     assert np.all(np.isfinite(np.asarray(result.eg)))
     assert len(cache._calls) == 1 and not folder.exists()

@@ -15,9 +15,9 @@ def state(K=2, M=2, R=0.1):
     ({"K": 0}, "K must be an integer >= 1, got 0"),
     ({"M": -1}, "M must be an integer >= 1, got -1"),
     ({"batch": 0}, "batch must be an integer >= 1, got 0"),
-    ({"sigma": -0.1}, "sigma must be >= 0, got -0.1"),
-    ({"lr": 0.0}, "lr must be > 0, got 0.0"),
-    ({"activation": "tanh"}, "unknown activation 'tanh'"),
+    ({"sigma": -0.1}, "sigma must be a finite number >= 0, got -0.1"),
+    ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+    ({"activation": "tanh"}, "activation: unknown activation 'tanh'"),
 ])
 def test_invalid_settings(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -59,9 +59,9 @@ def test_euler_needs_a_step_and_times_must_increase():
     setting = nndyn.Setting(K=2, M=2, lr=0.5)
     with pytest.raises(ValueError, match="method 'euler' needs a step dt > 0"):
         nndyn.integrate(setting, state(), np.linspace(0, 1, 3), method="euler")
-    with pytest.raises(ValueError, match="t must be a 1-d increasing array"):
+    with pytest.raises(ValueError, match="t must be a 1-d increasing array of at least two finite times"):
         nndyn.integrate(setting, state(), np.array([0.0, 2.0, 1.0]))
-    with pytest.raises(ValueError, match="method must be 'adaptive' or 'euler'"):
+    with pytest.raises(ValueError, match="method must be one of 'adaptive', 'euler', got 'rk4'"):
         nndyn.integrate(setting, state(), np.linspace(0, 1, 3), method="rk4")
 
 

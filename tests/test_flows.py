@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from gaussian_reference import g, g_prime, psd_root
-from nndyn.generated import _blocks, erf
+from nndyn.core import blocks
+from nndyn.core.kernels import load
+
+erf = load("erf")
+INTEGRALS = erf.module.INTEGRALS
 
 K, M, SIGMA, LR, LR_V = 3, 2, 0.3, 0.7, 0.4
 SAMPLES = 1_000_000
@@ -112,14 +116,14 @@ def test_traced_program_does_not_grow_with_width():
 def test_folded_contractions_equal_the_full_tensors(monkeypatch, chunk):
     """The symmetric terms are evaluated on slot pairs x <= y, in chunks; they must equal the
     contraction of the full block tensors."""
-    monkeypatch.setattr(_blocks, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(blocks, "CHUNK_ELEMENTS", chunk)
     Omega, state, args = random_state(seed=5)
     v, a = state["v"], np.concatenate([-state["v"], args["v_star"]])
-    units = _blocks.units(K, M)
+    units = blocks.units(K, M)
     S, J = units["S"], units["J"]
-    full_I4 = np.einsum("ikcd,c,d,i,k->ik", erf.block_tensor("I4", Omega, (S, S, J, J)), a, a, v, v)
-    folded_I4 = erf.folded_contraction("I4", jnp.asarray(Omega), (S, J), (v, a), free=True)
+    full_I4 = np.einsum("ikcd,c,d,i,k->ik", blocks.block_tensor(INTEGRALS["I4"], Omega, (S, S, J, J)), a, a, v, v)
+    folded_I4 = blocks.folded_contraction(INTEGRALS["I4"], jnp.asarray(Omega), (S, J), (v, a), free=True)
     np.testing.assert_allclose(folded_I4, full_I4, rtol=1e-13, atol=1e-15)
-    full_I2 = np.einsum("cd,c,d->", erf.block_tensor("I2", Omega, (J, J)), a, a)
-    folded_I2 = erf.folded_contraction("I2", jnp.asarray(Omega), (J,), (a,), free=False)
+    full_I2 = np.einsum("cd,c,d->", blocks.block_tensor(INTEGRALS["I2"], Omega, (J, J)), a, a)
+    folded_I2 = blocks.folded_contraction(INTEGRALS["I2"], jnp.asarray(Omega), (J,), (a,), free=False)
     assert float(folded_I2) == pytest.approx(float(full_I2), rel=1e-13)

@@ -14,6 +14,8 @@ import pytest
 
 import nndyn
 
+pytestmark = pytest.mark.slow  # ODE against SGD at N = 1000: the full suite's statistical checks
+
 N = 1000
 SEEDS = 8
 FAMILY_LEVEL = 1e-3

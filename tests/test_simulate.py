@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nndyn
-from nndyn import normals
+from nndyn.core import normals
 
 # Random123's known-answer vectors for Threefry-2x32-20: (key, counter) -> output
 THREEFRY_KAT = [
@@ -46,6 +46,7 @@ def test_normals_under_vmap_are_each_keys_normals():
             np.testing.assert_array_equal(np.asarray(values), np.asarray(jax.random.normal(key, (9, 4), jnp.float32)))
 
 
+@pytest.mark.slow
 def test_a_seeds_run_does_not_depend_on_the_seeds_run_with_it():
     setting = nndyn.Setting(K=2, M=2, lr=0.5, train_second_layer=True)
     together = nndyn.simulate(setting, N=100, t_max=3, seeds=[0, 1, 2, 3, 4, 5], held_out=50)
@@ -56,6 +57,7 @@ def test_a_seeds_run_does_not_depend_on_the_seeds_run_with_it():
     assert not np.allclose(together.Q[3], together.Q[4])
 
 
+@pytest.mark.slow
 def test_float32_costs_rounding_far_below_the_sampling_noise():
     """Same inputs in both precisions, so the difference is rounding alone; it must be < 1% of
     the seed-to-seed spread of ε_g (which is O(1/√N))."""

@@ -1,4 +1,4 @@
-"""The special functions of non-smooth closed forms (derive/special.py, generated/_blocks.py), and
+"""The special functions of non-smooth closed forms (derive/special.py, nndyn/core/special.py), and
 the verifier's power to reject a wrong closed form."""
 
 import jax.numpy as jnp
@@ -11,7 +11,8 @@ from nndyn.derive.activations import get
 from nndyn.derive.integrals import derive_integral
 from nndyn.derive.special import QUADRUPLE_ENTRIES, plackett_value
 from nndyn.derive.verify import VerificationError, check_monte_carlo, check_price, random_blocks
-from nndyn.generated import _blocks
+from nndyn.core import special
+from nndyn.derive.special import PLACKETT_ORDER
 
 
 def entries(C):
@@ -25,7 +26,7 @@ def reference(C, digits=30):
 
 
 def kernel(C):
-    return float(_blocks.sign_quadruple(*map(jnp.asarray, entries(C))))
+    return float(special.sign_quadruple(*map(jnp.asarray, entries(C)), order=PLACKETT_ORDER))
 
 
 def sample_blocks():
@@ -66,9 +67,9 @@ def test_collinear_units_reduce_to_the_sign_pair():
 
 
 def test_sign_pair_and_zero_density_are_guarded():
-    assert float(_blocks.sign_pair(0.0, 0.0, 1.0)) == 0.0
-    assert float(_blocks.zero_density(-1e-18)) == 0.0
-    assert float(_blocks.zero_density(2.0)) == pytest.approx(1 / np.sqrt(4 * np.pi), rel=1e-15)
+    assert float(special.sign_pair(0.0, 0.0, 1.0)) == 0.0
+    assert float(special.zero_density(-1e-18)) == 0.0
+    assert float(special.zero_density(2.0)) == pytest.approx(1 / np.sqrt(4 * np.pi), rel=1e-15)
 
 
 def test_verifier_rejects_a_closed_form_off_by_little():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nndyn
-from nndyn.observables import plateau, specialisation
+from nndyn.sweeps.observables import plateau, specialisation
 
 CONFIG = """
 name = "test"
@@ -58,6 +58,7 @@ def unsharded(config, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_unsharded(config, unsharded, tmp_path):
     result = nndyn_command("sweep", config, "--out", tmp_path / "out",
                            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
@@ -72,6 +73,7 @@ def test_sharded_over_four_devices_equals_unsharded(config, unsharded, tmp_path)
         np.testing.assert_allclose(merged[key][order], reference[key][reference_order], rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_identical_results(config, unsharded, tmp_path):
     """The sweep SIGKILLs itself after its second chunk; the rerun skips the written chunks
     (their files are untouched) and ends with the uninterrupted run's results."""
@@ -101,6 +103,7 @@ def test_killed_sweep_resumes_to_identical_results(config, unsharded, tmp_path):
     assert table(folder) == table(unsharded)
 
 
+@pytest.mark.slow
 def test_a_different_sweep_in_the_folder_is_refused(config, unsharded, tmp_path):
     other = tmp_path / "other.toml"
     other.write_text(CONFIG.replace("t_max = 300.0", "t_max = 200.0"))
@@ -109,9 +112,9 @@ def test_a_different_sweep_in_the_folder_is_refused(config, unsharded, tmp_path)
 
 
 @pytest.mark.parametrize("text, message", [
-    ("t_max = 1.0\n[grid]\neta = [0.1]\n", "unknown parameter(s) ['eta']"),
+    ("t_max = 1.0\n[grid]\neta = [0.1]\n", "[grid] unknown parameter 'eta'"),
     ("[grid]\nlr = [0.1]\n", "missing field 't_max'"),
-    ("t_max = 1.0\n[grid]\nlr = [-0.1]\n", "lr must be > 0"),
+    ("t_max = 1.0\n[grid]\nlr = [-0.1]\n", "lr must be a finite number > 0, got -0.1"),
     ("t_max = 1.0\n[grid]\nK = [0]\n", "K must be an integer >= 1"),
 ])
 def test_bad_sweep_configs(tmp_path, text, message):
@@ -142,6 +145,7 @@ def test_specialisation_definition():
     assert specialisation(np.eye(1), np.array([[0.5]]), np.eye(1)) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_no_plateau_for_one_unit_and_longer_plateaus_for_smaller_initial_overlaps(tmp_path):
     """K = M = 1 learns without a plateau; for K = M = 2 the initial overlaps R ~ 1/√init_N,
     and the plateau lengthens (like log init_N) as they shrink."""
@@ -154,6 +158,7 @@ def test_no_plateau_for_one_unit_and_longer_plateaus_for_smaller_initial_overlap
     assert lengths[0] < lengths[1] < lengths[2], lengths
 
 
+@pytest.mark.slow
 def test_learning_rate_phase_diagram_of_the_soft_committee_machine(tmp_path):
     """M = K = 2: the plateau length scales like 1/η for small η (η · length constant to 15%),
     and beyond the maximal learning rate the machine fails to learn (ε_g stays ≈ 0.26)."""
@@ -170,17 +175,17 @@ def test_learning_rate_phase_diagram_of_the_soft_committee_machine(tmp_path):
 def test_initial_states_are_each_points_own_weights():
     """The batched draw gives each point the overlaps of the student its seed and init_scale
     draw against the teacher of its init_N, as measured one point at a time."""
-    from nndyn.simulate import student_weights, teacher_weights
-    from nndyn.sweeps import _initial_states
+    from nndyn.core.weights import initial_states, student_weights, teacher_weights
 
     points = nndyn.grid({"K": 3, "M": 2}, {"seed": [0, 7], "init_N": [50, 400], "init_scale": [0.5, 2.0]})
     sweep = nndyn.Sweep(name="initial", points=points, t_max=1.0, train_second_layer=True)
-    states = _initial_states(sweep, list(points))
+    states = initial_states(sweep.setting(points[0]), *([point[name] for point in points]
+                                                        for name in ("init_N", "seed", "init_scale")))
     for i, point in enumerate(points):
         setting = sweep.setting(point)
-        W_teacher, v_teacher = teacher_weights(setting, point["init_N"])
+        W_teacher, v_star = teacher_weights(setting, point["init_N"])
         W, v = student_weights(setting, point["init_N"], [point["seed"]], point["init_scale"])
-        expected = nndyn.OrderParameters.from_weights(W[0], W_teacher, v[0], v_teacher)
+        expected = nndyn.OrderParameters.from_weights(W[0], W_teacher, v[0], v_star)
         for name in ("Q", "R", "T", "v", "v_star"):
             np.testing.assert_allclose(getattr(states, name)[i], getattr(expected, name), rtol=1e-14, atol=1e-15)
     assert not np.allclose(states.Q[0], states.Q[1])

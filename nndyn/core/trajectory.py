@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from nndyn.state import OrderParameters
+from nndyn.core.state import OrderParameters
 
 
 @jax.tree_util.register_dataclass

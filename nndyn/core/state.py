@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
+def measure(W, W_teacher):
+    """The overlaps Q = W Wᵀ/N (..., K, K), R = W W*ᵀ/N (..., K, M), T = W* W*ᵀ/N (..., M, M) of
+    student weights W (..., K, N) and teacher weights W* (..., M, N), NumPy or JAX arrays (leading
+    batch dimensions broadcast). The one place order parameters are measured from weights."""
+    N = W.shape[-1]
+    return (W @ W.swapaxes(-1, -2) / N, W @ W_teacher.swapaxes(-1, -2) / N,
+            W_teacher @ W_teacher.swapaxes(-1, -2) / N)
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class OrderParameters:
-    """Order parameters of a teacher–student pair (DESIGN.md), as one pytree.
+    """Order parameters of a teacher–student pair (docs/conventions.md), as one pytree.
 
     **Fields:** `Q` (K, K) = W Wᵀ/N, `R` (K, M) = W W*ᵀ/N, `T` (M, M) = W* W*ᵀ/N, `v` (K,) the
     student's second layer, `v_star` (M,) the teacher's. Leading batch dimensions are allowed
@@ -26,22 +37,24 @@ class OrderParameters:
     v_star: jax.Array
 
     @classmethod
-    def from_weights(cls, W, W_teacher, v=None, v_teacher=None) -> "OrderParameters":
+    def from_weights(cls, W, W_teacher, v=None, v_star=None, *, v_teacher=None) -> "OrderParameters":
         """Measure the order parameters of weights W (K, N), W* (M, N), v (K,), v* (M,).
 
-        v and v* default to ones (the soft committee machine).
+        v and v* default to ones (the soft committee machine); `v_teacher` is the former name
+        of `v_star` (deprecated).
         """
+        if v_teacher is not None:
+            warnings.warn("from_weights(v_teacher=...) is now v_star=...", DeprecationWarning, stacklevel=2)
+            v_star = v_teacher if v_star is None else v_star
         # NumPy, not eager JAX: a fresh process would compile every eager operation.
         W, W_teacher = np.asarray(W, dtype=np.float64), np.asarray(W_teacher, dtype=np.float64)
         if W.ndim != 2 or W_teacher.ndim != 2 or W.shape[1] != W_teacher.shape[1]:
             raise ValueError(
                 f"W (K, N) and W_teacher (M, N) must share N; got shapes {W.shape} and {W_teacher.shape}"
             )
-        N = W.shape[1]
         v = np.ones(W.shape[0]) if v is None else np.asarray(v, dtype=np.float64)
-        v_teacher = np.ones(W_teacher.shape[0]) if v_teacher is None else np.asarray(v_teacher, dtype=np.float64)
-        fields = (W @ W.T / N, W @ W_teacher.T / N, W_teacher @ W_teacher.T / N, v, v_teacher)
-        state = cls(*map(jnp.asarray, fields))
+        v_star = np.ones(W_teacher.shape[0]) if v_star is None else np.asarray(v_star, dtype=np.float64)
+        state = cls(*map(jnp.asarray, (*measure(W, W_teacher), v, v_star)))
         state.validate()
         return state
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from nndyn.trajectory import Trajectory
+from nndyn.core.trajectory import Trajectory
 
 
 @jax.tree_util.register_dataclass

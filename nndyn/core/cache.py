@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import jax
+
+from nndyn.files import write_atomically
 
 
 def _versions() -> tuple[str, ...] | None:
@@ -78,7 +79,7 @@ def call(function, arguments: tuple, *, static: tuple, sources: tuple[str, ...])
             except Exception:  # not exportable: run it as it is (a real error will show there)
                 return function(*arguments)
             try:
-                _write(path, exported.serialize())
+                write_atomically(path, bytes(exported.serialize()))
             except OSError:  # a read-only or full cache folder: used by this process only
                 pass
         _calls[key] = jax.jit(exported.call)
@@ -107,15 +108,3 @@ def _load(path: Path):
         return jax.export.deserialize(bytearray(path.read_bytes()))
     except Exception:  # missing, or unreadable (e.g. written by another version): export again
         return None
-
-
-def _write(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(blob)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

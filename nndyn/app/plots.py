@@ -15,7 +15,7 @@ ROW_LABELS = {
 }
 
 
-def _entries(ax, t, sim, ode):
+def _lines(ax, t, sim, ode):
     """Every entry of one seed's order parameter (T, ...) as lines."""
     sim, ode = sim.reshape(len(t), -1), ode.reshape(len(t), -1)
     ax.plot(t, sim, color=SIM, lw=1.0, alpha=0.8)
@@ -37,7 +37,7 @@ def _row(ax, row, result):
             ax.plot(t, o, color=f"C{seed}", lw=1.0, ls="--", label=f"seed {seed} ODE" if seed < 3 else None)
         ax.set_yscale("log")
     elif row in ("R", "Q", "v"):
-        _entries(ax, t, np.asarray(getattr(sim, row))[0], np.asarray(getattr(ode, row))[0])
+        _lines(ax, t, np.asarray(getattr(sim, row))[0], np.asarray(getattr(ode, row))[0])
     elif row == "alignment":
         for name, style in (("R", "-"), ("Q", "--"), ("v", ":")):
             ax.plot(t, np.asarray(getattr(result.comparison, f"{name}_alignment")).mean(axis=0),
@@ -62,7 +62,8 @@ def plot_experiment(experiment, results, path) -> None:
     for r, row in enumerate(rows):
         if row in ("eg", "eg_seeds", "alignment"):
             axes[r, -1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{experiment.title}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
+    dimensions = ", ".join(sorted({f"{result.panel.simulation.N}" for result in results}, key=int))
+    fig.suptitle(f"{experiment.title}, N = {dimensions}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import math
 from dataclasses import dataclass
@@ -13,15 +14,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nndyn import cache
-from nndyn.generated import _blocks, _flows
-from nndyn.kernels import load
-from nndyn.setting import Setting
-from nndyn.state import OrderParameters
-from nndyn.trajectory import Trajectory
+from nndyn.core import cache, schema
+from nndyn.core.kernels import load
+from nndyn.core.schema import parameter
+from nndyn.core.setting import Setting
+from nndyn.core.state import OrderParameters
+from nndyn.core.trajectory import Trajectory
 
 ORDER_PARAMETERS = ("Q", "R", "v")
 EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt below this
+
+
+class Status(enum.IntEnum):
+    """How a solve ended (the `status` of a :class:`Solution`, an integer array inside JAX)."""
+
+    #: reached the last save time
+    ok = 0
+    #: an order parameter went non-finite or exceeded the divergence threshold
+    diverged = 1
+    #: the solver used up its steps
+    max_steps = 2
 
 
 class DivergenceError(FloatingPointError):
@@ -42,7 +54,7 @@ class DivergenceError(FloatingPointError):
 
 @dataclass(frozen=True)
 class ODEOptions:
-    """How to integrate.
+    """How to integrate. Each field is a parameter of the schema (:mod:`nndyn.core.schema`).
 
     **Arguments:**
 
@@ -54,29 +66,30 @@ class ODEOptions:
     - `divergence_threshold`: |order parameter| above which the solve stops as diverged.
     """
 
-    method: str = "adaptive"
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    max_steps: int = 1_000_000
-    divergence_threshold: float = 1e6
+    method: str = parameter("adaptive", doc="adaptive (Tsit5, PID controller) or euler (fixed step dt)",
+                            choices=("adaptive", "euler"))
+    rtol: float = parameter(1e-8, doc="relative tolerance of the adaptive controller", above=0, below=1)
+    atol: float = parameter(1e-10, doc="absolute tolerance of the adaptive controller", above=0, below=1)
+    max_steps: int = parameter(1_000_000, doc="the most solver steps", minimum=1)
+    divergence_threshold: float = parameter(1e6, doc="|order parameter| above which a solve counts as diverged",
+                                            above=0)
 
     def __post_init__(self) -> None:
-        if self.method not in ("adaptive", "euler"):
-            raise ValueError(f"method must be 'adaptive' or 'euler', got {self.method!r}")
+        schema.validate(self)
 
 
 class Solution(NamedTuple):
     """What :func:`solve` returns.
 
     **Fields:** `ys`, the states at the save times (like y0, with a leading axis n); `eg` (n,);
-    `failed`, whether the solve failed; `failed_at`, the time of the last accepted step (the
-    end time when it succeeded); `bad` (3,), which of Q, R, v went non-finite or too large;
-    `steps`, the solver steps taken, accepted and rejected.
+    `status`, a :class:`Status` value; `failed_at`, the time of the last accepted step (the end
+    time when it succeeded); `bad` (3,), which of Q, R, v went non-finite or too large; `steps`,
+    the solver steps taken, accepted and rejected.
     """
 
     ys: dict
     eg: jax.Array
-    failed: jax.Array
+    status: jax.Array
     failed_at: jax.Array
     bad: jax.Array
     steps: jax.Array
@@ -116,10 +129,12 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
         throw=False,
     )
     ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
-    failed = solution.result != diffrax.RESULTS.successful
+    bad = _bad(last, options.divergence_threshold)
+    status = jnp.where(solution.result == diffrax.RESULTS.successful, Status.ok,
+                       jnp.where(jnp.any(bad), Status.diverged, Status.max_steps))
     eg = jax.vmap(lambda y: kernels.eg(y, args))(ys)
     steps = solution.stats["num_accepted_steps"] + solution.stats["num_rejected_steps"]
-    return Solution(ys, eg, failed, solution.ts[1][-1], _bad(last, options.divergence_threshold), steps)
+    return Solution(ys, eg, status, solution.ts[1][-1], bad, steps)
 
 
 def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = None, **options) -> Trajectory:
@@ -144,12 +159,12 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
             f"init has K={init.K}, M={init.M} but the setting has K={setting.K}, M={setting.M}"
         )
     ts = np.asarray(t, dtype=np.float64)
-    if ts.ndim != 1 or ts.size < 2 or np.any(np.diff(ts) <= 0):
-        raise ValueError("t must be a 1-d increasing array of at least two times")
+    if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
+        raise ValueError("t must be a 1-d increasing array of at least two finite times")
     options_given = set(options)
     options = ODEOptions(**options)
     if options.method == "euler":
-        if not (dt is not None and dt > 0):
+        if not (dt is not None and math.isfinite(dt) and dt > 0):
             raise ValueError(f"method 'euler' needs a step dt > 0, got dt={dt!r}")
         if "max_steps" not in options_given:
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
@@ -163,23 +178,22 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
             solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
         return tuple(solver(y0, args))
 
-    kernels = load(setting.activation)
-    sources = (__file__, kernels.__file__, _flows.__file__, _blocks.__file__)
+    sources = (__file__, *load(setting.activation).sources)
     solution = Solution(*cache.call(program, (init.as_ode_state(), args, jnp.asarray(ts), dt),
                                     static=(setting.activation, options, batch_dims), sources=sources))
-    _raise_if_failed(np.asarray(solution.failed), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
+    _raise_if_failed(np.asarray(solution.status), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
     ys = solution.ys
     return Trajectory(jnp.asarray(ts), solution.eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star)
 
 
-def _raise_if_failed(failed, failed_at, bad, options: ODEOptions) -> None:
+def _raise_if_failed(status, failed_at, bad, options: ODEOptions) -> None:
+    failed = status != Status.ok
     if not np.any(failed):
         return
     index = np.unravel_index(np.argmax(failed), failed.shape)
-    flags = bad[index]
     where = f" (batch element {tuple(int(i) for i in index)})" if failed.ndim else ""
-    if np.any(flags):
-        parameter = ORDER_PARAMETERS[int(np.argmax(flags))]
+    if status[index] == Status.diverged:
+        parameter = ORDER_PARAMETERS[int(np.argmax(bad[index]))]
         reason = f"went non-finite or exceeded {options.divergence_threshold:g} in magnitude{where}"
     else:
         parameter = None

@@ -6,32 +6,28 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from nndyn.compare import Agreement, Comparison, agreement, compare
-from nndyn.integrate import integrate
-from nndyn.setting import Setting
-from nndyn.simulate import simulate
-from nndyn.trajectory import Trajectory
+from nndyn.core.compare import Agreement, Comparison, agreement, compare
+from nndyn.core.integrate import ODEOptions, integrate
+from nndyn.core.setting import Setting
+from nndyn.core.simulate import Simulation, simulate
+from nndyn.core.trajectory import Trajectory
 
 
 @dataclass(frozen=True)
 class Panel:
-    """One column of a figure: `setting` simulated by SGD at input dimension `N` for `seeds`
-    seeds from students of scale `init_scale`, and integrated from each seed's initial state.
-    `save_every` is in SGD steps (default N); `rtol`, `atol` are the ODE solver's tolerances."""
+    """One column of a figure: `setting` simulated by SGD at the scale `simulation`, and
+    integrated with `options` from each seed's initial state (a fixed-step Euler at dt = 1/N)."""
 
     label: str
     setting: Setting
-    N: int
-    t_max: float
-    seeds: int
-    init_scale: float
-    save_every: int | None = None
-    rtol: float = 1e-8
-    atol: float = 1e-10
+    simulation: Simulation
+    options: ODEOptions = ODEOptions()
 
     def config(self) -> dict:
-        """The panel as plain data (for config.json)."""
-        return {**asdict(self), "setting": asdict(self.setting)}
+        """The panel as plain data (for config.json): label, setting, and the simulation's and
+        the solver's fields."""
+        return {"label": self.label, "setting": asdict(self.setting), **asdict(self.simulation),
+                **asdict(self.options)}
 
 
 @dataclass(frozen=True)
@@ -78,9 +74,9 @@ class PanelResult:
 
 def run_panel(panel: Panel, progress=None) -> PanelResult:
     """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare."""
-    sim = simulate(panel.setting, panel.N, panel.t_max, seeds=panel.seeds, init_scale=panel.init_scale,
-                   save_every=panel.save_every, progress=progress)
-    ode = integrate(panel.setting, sim.initial_state(), sim.t, rtol=panel.rtol, atol=panel.atol)
+    sim = simulate(panel.setting, progress=progress, **asdict(panel.simulation))
+    dt = 1 / panel.simulation.N if panel.options.method == "euler" else None
+    ode = integrate(panel.setting, sim.initial_state(), sim.t, dt=dt, **asdict(panel.options))
     return PanelResult(panel, sim, ode, compare(sim, ode), agreement(sim, ode))
 
 
@@ -91,26 +87,30 @@ def figure(name: str, full: bool = False) -> Experiment:
     """The blog's figure `name` ("fig1", "fig2", "fig3"): the quick variant (3 seeds, short t,
     the same N = 784) unless `full`, which runs at blog scale (10 seeds, t = 1000)."""
     seeds, t_max = (10, 1000.0) if full else (3, 300.0)
+
+    def scale(init_scale: float) -> Simulation:
+        return Simulation(N=N_BLOG, t_max=t_max, seeds=seeds, init_scale=init_scale)
+
     if name == "fig1":
         panels = tuple(
-            Panel(f"K = {K}", Setting(K=K, M=M_BLOG, lr=0.5), N_BLOG, t_max, seeds, 0.5)
+            Panel(f"K = {K}", Setting(K=K, M=M_BLOG, lr=0.5), scale(0.5))
             for K in (2, 4, 6)
         )
-        return Experiment("fig1", "Soft committee machine, N = 784, M = 4", panels)
+        return Experiment("fig1", "Soft committee machine, M = 4", panels)
     if name == "fig2":
         panels = tuple(
-            Panel(f"K = {K}", Setting(K=K, M=M_BLOG, lr=0.5, train_second_layer=True), N_BLOG, t_max, seeds, 0.5)
+            Panel(f"K = {K}", Setting(K=K, M=M_BLOG, lr=0.5, train_second_layer=True), scale(0.5))
             for K in (2, 4, 6)
         )
-        return Experiment("fig2", "Two-layer network with trained second layer, N = 784, M = 4",
+        return Experiment("fig2", "Two-layer network with trained second layer, M = 4",
                           panels, rows=("eg", "R", "Q", "v", "alignment"))
     if name == "fig3":
         panels = tuple(
-            Panel(f"init scale {scale:g}", Setting(K=4, M=M_BLOG, lr=0.5, train_second_layer=True),
-                  N_BLOG, t_max, seeds, scale)
-            for scale in (0.1, 0.5, 1.0, 2.0)
+            Panel(f"init scale {init_scale:g}", Setting(K=4, M=M_BLOG, lr=0.5, train_second_layer=True),
+                  scale(init_scale))
+            for init_scale in (0.1, 0.5, 1.0, 2.0)
         )
-        return Experiment("fig3", "Large initial weights: each seed and its own ODE, N = 784, K = M = 4",
+        return Experiment("fig3", "Large initial weights: each seed and its own ODE, K = M = 4",
                           panels, rows=("eg_seeds", "R", "Q"))
     raise ValueError(f"unknown figure {name!r}; choose fig1, fig2 or fig3")
 

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import signal
 import sys
 import time
 from pathlib import Path
 
-from nndyn.config import ConfigError, experiment_from_config, read_config
-from nndyn.experiments import FIGURES, figure, run_panel
-from nndyn.runs import check_writable, default_folder, environment, save_experiment, staged, write_json
+from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
+from nndyn.app.experiments import FIGURES, figure, run_panel
+from nndyn.app.runs import check_writable, default_folder, environment, save_experiment, staged, write_json
+from nndyn.core import schema
+from nndyn.core.integrate import DivergenceError
+from nndyn.core.simulate import Simulation
 
 
 def _bar(label: str):
@@ -45,12 +48,20 @@ def _table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
-def _override(experiment, N=None, t_max=None, seeds=None):
-    changes = {key: value for key, value in (("N", N), ("t_max", t_max), ("seeds", seeds)) if value is not None}
-    if not changes:
-        return experiment
-    panels = tuple(dataclasses.replace(panel, **changes) for panel in experiment.panels)
-    return dataclasses.replace(experiment, panels=panels)
+def _schema_type(rule: schema.Parameter):
+    """An argparse `type` that checks a command-line value by the parameter's rule."""
+    def convert(text: str):
+        try:
+            value = rule.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(str(rule.error(text))) from None
+        try:
+            return rule.check(value)
+        except schema.ParameterError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = rule.kind.__name__
+    return convert
 
 
 def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict) -> int:
@@ -76,20 +87,12 @@ def _sweep(options) -> int:
     if options.distributed:
         import jax
         jax.distributed.initialize(options.coordinator, options.num_processes, options.process_id)
-    from nndyn.sweeps import read_sweep, run_sweep
+    from nndyn.sweeps import run_sweep
 
-    try:
-        spec = read_sweep(options.config)
-    except ValueError as error:
-        print(f"nndyn: error: {error}", file=sys.stderr)
-        return 2
+    spec = read_sweep(options.config)
     folder = options.out or Path("runs") / spec.name
     bar = _bar(f"{spec.name} ({len(spec.points)} points)")
-    try:
-        rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar(done / total))
-    except FileExistsError as error:
-        print(f"nndyn: error: {error}", file=sys.stderr)
-        return 2
+    rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar(done / total))
     import jax
 
     statuses = {status: sum(row["status"] == status for row in rows) for status in ("ok", "diverged", "max_steps")}
@@ -100,15 +103,34 @@ def _sweep(options) -> int:
     return 0
 
 
+def _run(options) -> int:
+    if options.command == "sweep":
+        return _sweep(options)
+    if options.command == "reproduce":
+        names = FIGURES if options.figure == "all" else (options.figure,)
+        scale = {key: value for key, value in (("N", options.N), ("t_max", options.t_max), ("seeds", options.seeds))
+                 if value is not None}
+        experiments = [with_scale(figure(name, options.full), **scale) for name in names]
+        name, extra = options.figure, {"full": options.full}
+    else:
+        experiment = read_config(options.config)
+        experiments, name, extra = [experiment], experiment.name, {"config_file": str(options.config)}
+    folder = options.out or default_folder(name)
+    check_writable(folder, options.force)
+    return _run_experiments(experiments, folder, options.force, extra)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nndyn", description="Analytical learning dynamics of teacher-student networks, against SGD.")
     commands = parser.add_subparsers(dest="command", required=True)
     reproduce = commands.add_parser("reproduce", help="reproduce the blog's figures (quick by default)")
     reproduce.add_argument("figure", choices=[*FIGURES, "all"])
     reproduce.add_argument("--full", action="store_true", help="blog scale: 10 seeds, t = 1000 (slow)")
-    reproduce.add_argument("--N", type=int, help="override the input dimension (784)")
-    reproduce.add_argument("--t-max", type=float, help="override the training time")
-    reproduce.add_argument("--seeds", type=int, help="override the number of seeds")
+    simulation = schema.parameters(Simulation)
+    reproduce.add_argument("--N", type=_schema_type(simulation["N"]), help="override the input dimension (784)")
+    reproduce.add_argument("--t-max", type=_schema_type(simulation["t_max"]), help="override the training time")
+    reproduce.add_argument("--seeds", type=_schema_type(simulation["seeds"].replace(minimum=2)),
+                           help="override the number of seeds (>= 2)")
     run = commands.add_parser("run", help="simulate and integrate the setting of a TOML config")
     run.add_argument("config", type=Path)
     sweep = commands.add_parser("sweep", help="integrate the ODEs over a grid of settings (resumable, sharded)")
@@ -123,30 +145,36 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
                              "for a sweep runs/<name>, resumed when it holds the same sweep)")
         command.add_argument("--force", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
     options = parser.parse_args(argv)
-
-    if options.command == "sweep":
-        return _sweep(options)
-
-    if options.command == "reproduce":
-        names = FIGURES if options.figure == "all" else (options.figure,)
-        experiments = [_override(figure(name, options.full), options.N, options.t_max, options.seeds) for name in names]
-        name, extra = options.figure, {"full": options.full}
-    else:
-        try:
-            values = read_config(options.config)
-        except ConfigError as error:
-            for problem in error.problems:
-                print(f"nndyn: error: {problem}", file=sys.stderr)
-            return 2
-        experiments, name, extra = [experiment_from_config(values)], values["name"], {"config_file": values}
-    folder = options.out or default_folder(name)
+    # SIGTERM (timeout, batch schedulers) unwinds like an exception, so staged folders are removed
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     try:
-        check_writable(folder, options.force)
-    except FileExistsError as error:
+        return _run(options)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"nndyn: error: {problem}", file=sys.stderr)
+        return 2
+    except (ValueError, FileExistsError) as error:
+        if options.debug:
+            raise
         print(f"nndyn: error: {error}", file=sys.stderr)
         return 2
-    return _run_experiments(experiments, folder, options.force, extra)
+    except DivergenceError as error:
+        if options.debug:
+            raise
+        print(f"nndyn: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if options.debug:
+            raise
+        print("nndyn: interrupted (a run leaves nothing behind; a sweep resumes from its finished chunks)", file=sys.stderr)
+        return 130
+    except OSError as error:
+        if options.debug:
+            raise
+        print(f"nndyn: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

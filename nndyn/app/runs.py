@@ -1,5 +1,6 @@
 """Run folders: staged in a hidden sibling and renamed into place, so that a crash never leaves
-a half-written run and an existing run is replaced only when asked."""
+a half-written run, and an existing folder is replaced only when asked and only when this tool
+wrote it (it holds the marker file MARKER)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nndyn.plots import plot_experiment
+from nndyn.app.plots import plot_experiment
+from nndyn.files import write_atomically
+
+#: The file that marks a folder as a run folder written by nndyn (`--force` replaces only those).
+MARKER = ".nndyn-run"
 
 
 def default_folder(name: str) -> Path:
@@ -25,9 +30,15 @@ def default_folder(name: str) -> Path:
 
 
 def check_writable(folder: Path, force: bool) -> None:
-    """Refuse to replace an existing `folder` unless `force`."""
-    if folder.exists() and not force:
+    """Refuse to replace an existing `folder` unless `force`, and even then unless it is a run
+    folder this tool wrote."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not force:
         raise FileExistsError(f"{folder} exists; pass --force to replace it")
+    if folder.is_symlink() or not folder.is_dir() or not (folder / MARKER).is_file():
+        raise FileExistsError(f"{folder} exists and is not a run folder written by nndyn; --force replaces only "
+                              "those: remove it yourself or choose another --out")
 
 
 @contextlib.contextmanager
@@ -38,6 +49,7 @@ def staged(folder: Path, force: bool):
     folder.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
+        (stage / MARKER).write_text("written by nndyn\n", encoding="utf-8")
         yield stage
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
@@ -68,7 +80,7 @@ def environment() -> dict:
 
 
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def save_experiment(folder: Path, experiment, results) -> dict:

@@ -1,0 +1,69 @@
+"""Input hashes: what each generated file depends on, hashed, so that a file records exactly
+the inputs that can change it.
+
+A kernel module depends on its activation, SymPy's version, the kernel template and the code
+(not the comments or docstrings) of the derive/ modules that derive, verify, print and render
+integrals; the flow table on SymPy's version, its template and the modules that expand and
+print the flows. The command line (__main__.py), the generator's driver (generate.py) and this
+module are in neither: editing a help text or a docstring stales nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import tokenize
+
+import sympy as sp
+
+from .activations import Activation
+from .paths import DERIVE_DIR, TEMPLATES_DIR
+
+#: The derive/ modules whose code shapes every generated file (printing and rendering).
+RENDERING = ("printing.py", "spec.py", "lower.py", "render.py")
+#: The derive/ modules whose code a kernel module depends on, and its template.
+KERNEL_SOURCES = ("activations.py", "gaussian.py", "special.py", "integrals.py", "quadrature.py", "verify.py",
+                  *RENDERING)
+KERNEL_TEMPLATE = "kernel_module.py.jinja"
+#: The derive/ modules whose code the flow table depends on, and its template.
+FLOW_SOURCES = ("flows.py", *RENDERING)
+FLOW_TEMPLATE = "flows.py.jinja"
+
+
+def code_of(source: str) -> str:
+    """The tokens of Python `source` without its comments and docstrings, one per line (so
+    that reformatting or documenting code does not change it)."""
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(
+                node, clean=False) is not None:
+            docstrings.add((node.body[0].lineno, node.body[0].col_offset))
+    kept = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                          tokenize.ENDMARKER) or (token.type == tokenize.STRING and token.start in docstrings):
+            continue
+        kept.append(token.string)
+    return "\n".join(kept)
+
+
+def _digest(modules: tuple[str, ...], template: str, activation: Activation | None) -> str:
+    digest = hashlib.sha256()
+    if activation is not None:
+        digest.update(f"{activation.name}\n{sp.srepr(activation.expression)}\n".encode())
+    digest.update(f"sympy {sp.__version__}\n".encode())
+    for name in sorted(modules):
+        digest.update(f"derive/{name}\n{code_of((DERIVE_DIR / name).read_text(encoding='utf-8'))}\n".encode())
+    digest.update(f"templates/{template}\n".encode() + (TEMPLATES_DIR / template).read_bytes())
+    return digest.hexdigest()
+
+
+def kernel_hash(activation: Activation) -> str:
+    """SHA-256 of what the kernel module of `activation` depends on."""
+    return _digest(KERNEL_SOURCES, KERNEL_TEMPLATE, activation)
+
+
+def flow_hash() -> str:
+    """SHA-256 of what the flow table depends on."""
+    return _digest(FLOW_SOURCES, FLOW_TEMPLATE, None)

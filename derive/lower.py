@@ -1,0 +1,122 @@
+"""Lowering: derive, verify and print everything a template needs into a :mod:`.spec`."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import flows
+from .activations import Activation, x
+from .hashing import flow_hash, kernel_hash
+from .integrals import DEFINITIONS, SYMMETRIC_SLOTS, DerivedIntegral, block_entries, derive_integral
+from .printing import print_cse, print_scalar
+from .quadrature import RADIUS, QuadratureTerm
+from .spec import FlowSpec, FoldSpec, IntegralSpec, KernelSpec, QuadratureSpec, TermSpec, VariantSpec
+from .verify import verify, verify_quadrature
+
+
+def _variant(variant: DerivedIntegral) -> VariantSpec:
+    same = tuple((label, slot) for slot, label in enumerate(variant.labels) if label != slot)
+    return VariantSpec("slots_" + "".join(map(str, variant.labels)), same, print_cse(variant.expression))
+
+
+def _quadrature(term: QuadratureTerm) -> QuadratureSpec:
+    entries = tuple(f"c{term.slots[p]}{term.slots[q]}" for p, q in block_entries(len(term.slots)))
+    return QuadratureSpec(
+        coefficient=print_scalar(term.coefficient),
+        entries=entries,
+        variables=tuple(f"u{slot}" for slot in term.slots),
+        integrand=print_cse(term.integrand.subs({s: sp.Symbol(s.name) for s in term.integrand.free_symbols}), "y"),
+        step=term.step,
+        radius=RADIUS,
+    )
+
+
+def check(form: DerivedIntegral) -> tuple[DerivedIntegral, str]:
+    """Verify one derived form (:mod:`.verify`): the form (with its quadrature steps chosen, when
+    it has quadrature terms) and the record of its checks. Raises when a check fails."""
+    if form.quadrature:
+        return verify_quadrature(form)
+    return form, verify(form)
+
+
+def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str]]) -> IntegralSpec:
+    """The spec of a derived integral, from the checks of its generic form and its variants."""
+    (form, verification), variants = checked[0], [variant for variant, _ in checked[1:]]
+    arguments = tuple(str(symbol) for symbol in form.arguments)
+    if form.quadrature:
+        return IntegralSpec(form.name, form.size, arguments, None, form.provenance, verification, (),
+                            tuple(map(_quadrature, form.quadrature)))
+    if variants:
+        verification += f"; the same for its {len(variants)} coincidence variants"
+    return IntegralSpec(form.name, form.size, arguments, print_cse(form.expression), form.provenance,
+                        verification, tuple(map(_variant, variants)), ())
+
+
+def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
+    """Derive, verify and print every integral of `activation`. The forms (each integral's
+    generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
+    process pool's map to verify them in parallel (the results do not depend on it)."""
+    derived = [derive_integral(activation, name) for name in DEFINITIONS]
+    forms = [form for integral in derived for form in (integral, *integral.variants)]
+    checked = list(map(check, forms))
+    integrals, start = [], 0
+    for integral in derived:
+        count = 1 + len(integral.variants)
+        integrals.append(_integral(integral, checked[start:start + count]))
+        start += count
+    return KernelSpec(
+        name=activation.name,
+        description=activation.description,
+        expression=str(activation.expression),
+        derivative=str(activation.derivative),
+        g=print_cse(activation.expression.subs(x, sp.Symbol("x"))),
+        g_prime=print_cse(activation.derivative.subs(x, sp.Symbol("x"))),
+        integrals=tuple(integrals),
+        input_hash=kernel_hash(activation),
+        command=command,
+    )
+
+
+def _fold(term: flows.FlowTerm) -> FoldSpec | None:
+    """How `term` folds onto pairs x ≤ y of its slots, or None when it does not: every slot must
+    be in a symmetric pair of the integral whose two indices share a range, carry one readout
+    each of the same name, and are both summed or both free (free ones only in the symmetric Q)."""
+    pairs = SYMMETRIC_SLOTS[term.integral]
+    if sorted(slot for pair in pairs for slot in pair) != list(range(len(term.indices))):
+        return None
+    weights = dict((index, name) for name, index in term.weights)
+    if len(weights) != len(term.weights):
+        return None
+    free = flows.TARGETS[term.target]
+    ranges, names, frees = [], [], []
+    for p, q in pairs:
+        a, b = term.indices[p], term.indices[q]
+        if (flows.INDEX_RANGES[a] != flows.INDEX_RANGES[b] or weights.get(a) != weights.get(b)
+                or weights.get(a) is None or (a in free) != (b in free)):
+            return None
+        ranges.append(flows.INDEX_RANGES[a])
+        names.append(weights[a])
+        frees.append(a in free)
+    if any(frees[1:]) or (frees[0] and term.target not in flows.SYMMETRIC_TARGETS):
+        return None
+    return FoldSpec("".join(ranges), tuple(names), frees[0])
+
+
+def _term(term: flows.FlowTerm) -> TermSpec:
+    subscripts = ",".join(["".join(term.indices)] + [index for _, index in term.weights])
+    return TermSpec(
+        target=term.target,
+        parameters=tuple(str(p) for p in flows.PARAMETERS if term.scalar.has(p)),
+        coefficient=print_scalar(term.scalar),
+        integral=term.integral,
+        ranges="".join(flows.INDEX_RANGES[index] for index in term.indices),
+        subscripts=f"{subscripts}->{flows.TARGETS[term.target]}",
+        weights=tuple(name for name, _ in term.weights),
+        fold=_fold(term),
+    )
+
+
+def flow_spec(command: str) -> FlowSpec:
+    """The flow table, the same for every activation."""
+    return FlowSpec(tuple(str(p) for p in flows.PARAMETERS), tuple(map(_term, flows.derive_flows())),
+                    flow_hash(), command)

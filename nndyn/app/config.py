@@ -1,0 +1,132 @@
+"""Config files: `nndyn run CONFIG.toml` (one setting, simulated and integrated) and `nndyn sweep
+SWEEP.toml` (ODEs over a grid). Every key is a parameter of the schema (:mod:`nndyn.core.schema`),
+checked by the same rule as in the Python API; every problem of a file is reported, one line each.
+
+A run config takes `name` and the fields of :class:`~nndyn.Setting`, :class:`~nndyn.Simulation`
+(seeds >= 2: the verdict estimates fluctuations from the seeds) and :class:`~nndyn.ODEOptions`.
+A sweep config takes `name`, `t_max`, `saves`, `chunk` and the Setting's fields fixed over a
+sweep (activation, train_second_layer) at the top; the grid parameters in a [defaults] table
+and either a [grid] table of lists (the Cartesian product) or [[points]] tables; and
+:class:`~nndyn.ODEOptions` fields (adaptive only) in an [options] table.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+from nndyn.app.experiments import Experiment, Panel
+from nndyn.core import schema
+from nndyn.core.integrate import ODEOptions
+from nndyn.core.schema import Parameter
+from nndyn.core.setting import Setting
+from nndyn.core.simulate import Simulation
+from nndyn.sweeps.grid import GRID_PARAMETERS, SWEEP_WIDE, Sweep, check_point, grid
+
+#: A run's name.
+RUN_NAME = Parameter("name", str, False, "run", "the run's name (its folder is runs/<name>-<time>)", identifier=True)
+#: The sweep tables.
+SWEEP_TABLES = ("defaults", "grid", "points", "options")
+
+
+class ConfigError(ValueError):
+    """Every problem of a config file, one line each, prefixed with the file's path."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = [f"{path}: {problem}" for problem in problems]
+        super().__init__("\n".join(self.problems))
+
+
+def run_parameters() -> dict[str, Parameter]:
+    """The keys of a run config and their rules."""
+    simulation = schema.parameters(Simulation)
+    simulation["seeds"] = simulation["seeds"].replace(minimum=2)
+    return {"name": RUN_NAME, **schema.parameters(Setting), **simulation, **schema.parameters(ODEOptions)}
+
+
+def _load(path: Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(path, [f"cannot read: {error}"]) from None
+
+
+def _build(build, problems: list[str]):
+    """`build()`, with a ValueError it raises (a check across fields, the activation) added to
+    `problems`; None when it failed or there were problems already."""
+    if problems:
+        return None
+    try:
+        return build()
+    except ValueError as error:
+        problems.append(str(error))
+        return None
+
+
+def read_config(path: Path) -> Experiment:
+    """The one-panel experiment of the run config `path`; raises ConfigError."""
+    values, problems = schema.read(run_parameters(), _load(path))
+    fields = {cls: {name: values[name] for name in schema.parameters(cls) if name in values}
+              for cls in (Setting, Simulation, ODEOptions)}
+    setting = _build(lambda: Setting(**fields[Setting]), problems)
+    simulation = _build(lambda: Simulation(**fields[Simulation]), problems)
+    options = _build(lambda: ODEOptions(**fields[ODEOptions]), problems)
+    if problems:
+        raise ConfigError(path, problems)
+    panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}", setting, simulation, options)
+    rows = ("eg", "R", "Q", "v", "alignment") if setting.train_second_layer else ("eg", "R", "Q")
+    return Experiment(values["name"], f"{values['name']}: {panel.label}", (panel,), rows)
+
+
+def read_sweep(path: Path) -> Sweep:
+    """The :class:`~nndyn.Sweep` of the sweep config `path` (see the module docstring); raises
+    ConfigError naming every problem."""
+    raw, problems = _load(path), []
+    tables = {}
+    for name in SWEEP_TABLES:
+        kind = list if name == "points" else dict
+        tables[name] = raw.get(name, kind())
+        if not isinstance(tables[name], kind) or (kind is list and not all(isinstance(p, dict) for p in tables[name])):
+            problems.append(f"'{name}' must be {'[[points]] tables' if kind is list else f'a [{name}] table'}")
+            tables[name] = kind()
+    top = dict(schema.parameters(Sweep))
+    top["name"] = top["name"].replace(default="sweep")
+    top.update({name: schema.parameters(Setting)[name] for name in SWEEP_WIDE})
+    values, found = schema.read(top, {key: value for key, value in raw.items() if key not in SWEEP_TABLES})
+    problems += found
+    defaults, found = schema.read(GRID_PARAMETERS, tables["defaults"], defaults=False)
+    problems += [f"[defaults] {problem}" for problem in found]
+    if "grid" in raw and "points" in raw:
+        problems.append("give either a [grid] table or [[points]] tables, not both")
+    for name, values_of in tables["grid"].items():
+        if name not in GRID_PARAMETERS:
+            problems.append(f"[grid] unknown parameter '{name}' (known: {', '.join(GRID_PARAMETERS)})")
+        elif not isinstance(values_of, list) or not values_of:
+            problems.append(f"[grid] {name} must be a non-empty list of values, got {values_of!r}")
+        else:
+            for value in values_of:
+                try:
+                    check_point({name: value})
+                except ValueError as error:
+                    problems.append(f"[grid] {error}")
+    for index, point in enumerate(tables["points"]):
+        try:
+            check_point(point)
+        except ValueError as error:
+            problems.append(f"[[points]] {index}: {error}")
+    options, found = schema.read(schema.parameters(ODEOptions), tables["options"], defaults=False)
+    problems += [f"[options] {problem}" for problem in found]
+    points = grid(defaults, None if "points" in raw else tables["grid"], tables["points"] if "points" in raw else None)
+    sweep = _build(lambda: Sweep(points=points, options=options, **values), problems)
+    if problems:
+        raise ConfigError(path, problems)
+    return sweep
+
+
+def with_scale(experiment: Experiment, **changes) -> Experiment:
+    """`experiment` with fields of every panel's :class:`~nndyn.Simulation` changed (checked)."""
+    if not changes:
+        return experiment
+    panels = tuple(replace(panel, simulation=replace(panel.simulation, **changes)) for panel in experiment.panels)
+    return replace(experiment, panels=panels)

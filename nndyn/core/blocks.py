@@ -1,0 +1,95 @@
+"""Block integrals over the units of a network: gathering covariance blocks from the joint
+covariance Ω and contracting the integrals on them with readout vectors.
+
+Words (docs/conventions.md): a *block* is the covariance of the local fields of the units in
+an integral's *slots* (r slots, an r×r block); an integral is a function of the block's
+*entries* c_pq, p <= q, row-major; a *range* is the set of units an index runs over ("S" the K
+student units, "T" the M teacher units, "J" all K + M, students first).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: The most block evaluations held at once by `folded_contraction` (bounds memory at any width).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def entry_positions(size: int) -> list[tuple[int, int]]:
+    """The (p, q), p <= q, of a size×size block's entries, row-major (an integral's argument order)."""
+    return [(p, q) for p in range(size) for q in range(p, size)]
+
+
+def on_blocks(integral, C):
+    """`integral` (a function of block entries) on covariance blocks C of shape (..., r, r);
+    returns shape (...). Only the upper triangle of C is read."""
+    return integral(*(C[..., p, q] for p, q in entry_positions(C.shape[-1])))
+
+
+def joint_covariance(Q, R, T):
+    """Ω = [[Q, R], [Rᵀ, T]] of shape (K+M, K+M) from Q (K, K), R (K, M), T (M, M)."""
+    return jnp.block([[Q, R], [R.T, T]])
+
+
+def units(K: int, M: int) -> dict[str, np.ndarray]:
+    """Index arrays of the ranges: "S" the K student units, "T" the M teacher units, "J" all."""
+    return {"S": np.arange(K), "T": np.arange(K, K + M), "J": np.arange(K + M)}
+
+
+def block_tensor(integral, Omega, slots):
+    """`integral` on the block of Ω picked by every combination of units in `slots`.
+
+    `slots` is a tuple of r integer index arrays (r = the integral's block size); the result has
+    shape (len(slots[0]), ..., len(slots[r-1])), entry [j0, j1, ...] being the integral on the
+    block Ω[(s0[j0], s1[j1], ...), (s0[j0], s1[j1], ...)]. Vectorised by broadcasting.
+    """
+    r = len(slots)
+    axes = [jnp.reshape(slot, (1,) * p + (-1,) + (1,) * (r - p - 1)) for p, slot in enumerate(slots)]
+    blocks = [Omega[axes[p], axes[q]] for p in range(r) for q in range(p, r)]
+    return jnp.broadcast_to(integral(*blocks), tuple(len(slot) for slot in slots))
+
+
+def folded_contraction(integral, Omega, ranges, weights, free):
+    """`integral` in a term symmetric under exchanging each pair of its slots, on pairs x <= y only.
+
+    Slot pair p runs over the units `ranges[p]` and is weighted by w[x] w[y], w = `weights[p]`
+    (a vector over those units); summed pairs count x < y twice. When `free`, the first pair is
+    the target's and the result is the symmetric matrix over it, else the full sum, a scalar.
+    The first pair axis is evaluated in chunks of at most CHUNK_ELEMENTS blocks.
+    """
+    pairs = [np.triu_indices(len(units_p)) for units_p in ranges]
+    axes = len(pairs)
+    inner = int(np.prod([len(lower) for lower, _ in pairs[1:]]))
+    count_first = len(pairs[0][0])
+    chunk = max(1, min(count_first, CHUNK_ELEMENTS // inner))
+    chunks = -(-count_first // chunk)
+    # the first pair axis, padded to whole chunks with pairs of weight 0
+    lower_first, upper_first = (np.resize(side, chunks * chunk) for side in pairs[0])
+    real = np.arange(chunks * chunk) < count_first
+    factors = []
+    for p, (weight, (lower, upper)) in enumerate(zip(weights, [(lower_first, upper_first), *pairs[1:]])):
+        multiplicity = 1.0 if p == 0 and free else np.where(lower == upper, 1.0, 2.0)
+        factors.append(weight[lower] * weight[upper] * (multiplicity * real if p == 0 else multiplicity))
+
+    def along(indices, axis):
+        return np.reshape(indices, (1,) * axis + (-1,) + (1,) * (axes - axis - 1))
+
+    def one_chunk(first):
+        slots = [jnp.reshape(side, (-1,) + (1,) * (axes - 1)) for side in first]
+        for axis, (units_p, sides) in enumerate(zip(ranges[1:], pairs[1:]), start=1):
+            slots += [along(units_p[side], axis) for side in sides]
+        r = len(slots)
+        values = integral(*[Omega[slots[p], slots[q]] for p in range(r) for q in range(p, r)])
+        values = jnp.broadcast_to(values, (chunk,) + tuple(len(lower) for lower, _ in pairs[1:]))
+        for factor in reversed(factors[1:]):
+            values = values @ factor
+        return values
+
+    first_units = tuple(jnp.asarray(ranges[0][side].reshape(chunks, chunk)) for side in (lower_first, upper_first))
+    values = jax.lax.map(one_chunk, first_units).reshape(-1) * factors[0]
+    if not free:
+        return jnp.sum(values)
+    matrix = jnp.zeros((len(ranges[0]),) * 2, values.dtype).at[lower_first, upper_first].add(values)
+    return matrix.at[upper_first, lower_first].add(values * (lower_first != upper_first))

@@ -1,0 +1,100 @@
+"""The JAX functions that generated closed forms call, beside `jax.numpy`: guarded elementary
+functions, the special functions of step-function closed forms (derive/special.py defines them
+symbolically; these are their numerical versions), and the test of coincident units.
+
+Every function is elementwise over broadcast arrays of block entries c_pq and safe at the
+boundary of the covariances (singular blocks, round-off past |ρ| = 1): it returns the limit,
+never NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def broadcast(value, *arguments):
+    """`value` broadcast to the common shape of `arguments` (closed forms may be constants)."""
+    shape = jnp.broadcast_shapes(*(jnp.shape(argument) for argument in arguments))
+    return jnp.broadcast_to(value, shape)
+
+
+def safe_arcsin(z):
+    """arcsin with its argument clipped to [-1, 1]: round-off at the boundary gives ±π/2, not NaN."""
+    return jnp.arcsin(jnp.clip(z, -1.0, 1.0))
+
+
+def same_unit(c_aa, c_bb, c_ab):
+    """Whether two slots of a block hold one unit: equal variances and covariance (exactly)."""
+    return (c_aa == c_bb) & (c_ab == c_aa)
+
+
+def zero_density(c):
+    """1/√(2π c), the density of N(0, c) at 0; 0 where c <= 0 or is not finite (a conditionally
+    constant variable, whose covariances with everything, the factors this multiplies, vanish)."""
+    positive = (c > 0) & jnp.isfinite(c)
+    return jnp.where(positive, 1.0 / jnp.sqrt(2 * jnp.pi * jnp.where(positive, c, 1.0)), 0.0)
+
+
+def sign_pair(c_ab, c_aa, c_bb):
+    """<sign(u_a) sign(u_b)> = (2/π) arcsin(c_ab/√(c_aa c_bb)); 0 where a variance is <= 0 or
+    an entry is not finite (a conditional covariance given a singular block: the closed forms
+    multiply it by a density that vanishes there)."""
+    product = c_aa * c_bb
+    valid = (product > 0) & jnp.isfinite(product) & jnp.isfinite(c_ab)
+    ratio = jnp.where(valid, c_ab, 0.0) / jnp.sqrt(jnp.where(valid, product, 1.0))
+    return jnp.where(valid, 2 / jnp.pi * safe_arcsin(ratio), 0.0)
+
+
+#: |ρ_ij| within this of 1 counts as collinear (the quadrature loses accuracy only there).
+COLLINEAR = 1e-14
+#: Plackett's pairs (i, j) with the complementary pairs (k, l).
+PLACKETT_PAIRS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)),
+                  ((1, 2), (0, 3)), ((1, 3), (0, 2)), ((2, 3), (0, 1)))
+
+
+@functools.cache
+def plackett_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on [0, 1] for `sign_quadruple`'s θ-integrals."""
+    nodes, weights = np.polynomial.legendre.leggauss(order)
+    return (nodes + 1) / 2, weights / 2
+
+
+def sign_quadruple(c00, c01, c02, c03, c11, c12, c13, c22, c23, c33, *, order):
+    """<sign(u_0) sign(u_1) sign(u_2) sign(u_3)> on the 4×4 block with entries c_pq, p <= q.
+
+    Plackett's reduction (derive/special.py): (4/π²) Σ_{i<j} ∫_0^{arcsin ρ_ij} arcsin r_kl·ij dθ,
+    r_kl·ij the partial correlation of (k, l) given (i, j) on the block with correlations
+    (sin θ/ρ_ij) ρ, by an `order`-point Gauss–Legendre rule in s, θ = arcsin(ρ_ij)(1 - (1 - s)⁴)
+    (the generated kernels pass derive's PLACKETT_ORDER). Exact on singular blocks up to
+    round-off (e.g. u_0 = u_1 gives <sign(u_2) sign(u_3)>).
+    """
+    entries = {(0, 0): c00, (0, 1): c01, (0, 2): c02, (0, 3): c03, (1, 1): c11,
+               (1, 2): c12, (1, 3): c13, (2, 2): c22, (2, 3): c23, (3, 3): c33}
+    scale = [jnp.sqrt(entries[p, p]) for p in range(4)]
+    rho = {(p, q): jnp.clip(c / (scale[p] * scale[q]), -1.0, 1.0)[..., None]
+           for (p, q), c in entries.items() if p != q}
+    nodes, weights = plackett_rule(order)
+    s = jnp.asarray(nodes)
+    total = 0.0
+    for (i, j), (k, l) in PLACKETT_PAIRS:
+        top = jnp.arcsin(rho[i, j])
+        theta = top * (1 - (1 - s) ** 4)
+        sin, cos2 = jnp.sin(theta), jnp.cos(theta) ** 2
+        t = jnp.where(rho[i, j] == 0, 0.0, sin / jnp.where(rho[i, j] == 0, 1.0, rho[i, j]))
+        ki, kj, li, lj = (t * rho[min(a, b), max(a, b)] for a, b in ((k, i), (k, j), (l, i), (l, j)))
+        # conditional covariance of (k, l) given (i, j), times 1 - sin²θ
+        s_kk = cos2 - (ki * ki + kj * kj - 2 * sin * ki * kj)
+        s_ll = cos2 - (li * li + lj * lj - 2 * sin * li * lj)
+        s_kl = t * rho[k, l] * cos2 - (ki * li + kj * lj - sin * (ki * lj + kj * li))
+        partial = safe_arcsin(s_kl / jnp.sqrt(jnp.maximum(s_kk * s_ll, jnp.finfo(s_kl.dtype).tiny)))
+        total = total + top[..., 0] * jnp.sum(weights * 4 * (1 - s) ** 3 * partial, axis=-1)
+    value = 4 / jnp.pi**2 * total
+    # exactly collinear u_i, u_j (a unit in two slots): sign(u_i) sign(u_j) = ±1 a.s.
+    for (i, j), (k, l) in reversed(PLACKETT_PAIRS):
+        collinear = jnp.abs(rho[i, j][..., 0]) >= 1 - COLLINEAR
+        reduced = jnp.sign(rho[i, j][..., 0]) * sign_pair(entries[k, l], entries[k, k], entries[l, l])
+        value = jnp.where(collinear, reduced, value)
+    return value
