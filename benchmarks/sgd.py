@@ -58,7 +58,7 @@ def run(toy: bool) -> dict:
             ("blog-style loop: samples/s", f"{1 / baseline.median:.3g}")]
     jax_normal = _seconds_per_normal(lambda key, shape: jax.random.normal(key, shape, jnp.float32), repeats)
     our_normal = _seconds_per_normal(normals.normal, repeats)
-    rows.append(("one float32 normal: jax.random.normal, nndyn.normals (same stream), ratio",
+    rows.append(("one float32 normal: jax.random.normal, nndyn.core.normals (same stream), ratio",
                  f"{jax_normal}, {our_normal}, {ratio(jax_normal, our_normal)}"))
     per_sample, final = {}, {}
     for dtype in (jnp.float64, jnp.float32):
@@ -79,7 +79,7 @@ def run(toy: bool) -> dict:
     peak = peak_flops(512, repeats)
     flops = 2 * (K + M) * N + 2 * K * N  # the local fields λ and ρ, then the rank-1 update of W
     limit = N * our_normal.low + flops / peak
-    rows.append(("limit per sample: N normals (nndyn.normals) + matrix-vector FLOPs at float64 peak",
+    rows.append(("limit per sample: N normals (nndyn.core.normals) + matrix-vector FLOPs at float64 peak",
                  f"{limit * 1e6:.2f} µs ({N * our_normal.low * 1e6:.2f} µs drawing, {flops / peak * 1e6:.2f} µs arithmetic)"))
     rows.append(("achieved fraction of that limit (float64, 16 seeds)", f"{limit / per_sample[jnp.float64, 16].median:.0%}"))
     return {"title": f"4. SGD: N = {N}, K = M = {K}, B = 1, {steps} steps", "rows": rows}

@@ -92,3 +92,31 @@ def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, messa
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_nothing_behind(tmp_path):
+    """A run stopped by SIGTERM (as `timeout` or a batch scheduler sends) removes its staged folder."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "nndyn", "reproduce", "fig1", "--N", "200", "--t-max", "400",
+                                "--seeds", "2", "--out", str(tmp_path / "run")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".run.partial-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".run.partial-*")), "the run did not start"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_only_a_folder_that_nndyn_wrote(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("mine")
+    result = nndyn("reproduce", "fig1", *TINY, "--out", precious, "--force")
+    assert result.returncode == 2 and "not a run folder written by nndyn" in result.stderr
+    assert (precious / "data.txt").read_text() == "mine"

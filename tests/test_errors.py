@@ -57,7 +57,7 @@ def test_blow_up_is_reported_with_its_time_and_order_parameter():
 
 def test_euler_needs_a_step_and_times_must_increase():
     setting = nndyn.Setting(K=2, M=2, lr=0.5)
-    with pytest.raises(ValueError, match="method 'euler' needs a step dt > 0"):
+    with pytest.raises(ValueError, match="method 'euler' needs a finite step dt > 0"):
         nndyn.integrate(setting, state(), np.linspace(0, 1, 3), method="euler")
     with pytest.raises(ValueError, match="t must be a 1-d increasing array of at least two finite times"):
         nndyn.integrate(setting, state(), np.array([0.0, 2.0, 1.0]))

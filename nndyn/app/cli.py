@@ -13,7 +13,7 @@ from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
 from nndyn.app.experiments import FIGURES, figure, run_panel
 from nndyn.app.runs import check_writable, default_folder, environment, save_experiment, staged, write_json
 from nndyn.core import schema
-from nndyn.core.integrate import DivergenceError
+from nndyn.core.integrate import DivergenceError, Status
 from nndyn.core.simulate import Simulation
 
 
@@ -95,7 +95,7 @@ def _sweep(options) -> int:
     rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar(done / total))
     import jax
 
-    statuses = {status: sum(row["status"] == status for row in rows) for status in ("ok", "diverged", "max_steps")}
+    statuses = {status.name: sum(row["status"] == status.name for row in rows) for status in Status}
     devices = jax.devices()
     print(f"{len(rows)} points on {len(devices)} {devices[0].platform} device(s): "
           + ", ".join(f"{count} {status}" for status, count in statuses.items()))
@@ -118,6 +118,22 @@ def _run(options) -> int:
     folder = options.out or default_folder(name)
     check_writable(folder, options.force)
     return _run_experiments(experiments, folder, options.force, extra)
+
+
+#: Failures that get lines on stderr and an exit code instead of a traceback (see `_failure`).
+EXPECTED = (ValueError, FileExistsError, DivergenceError, OSError, KeyboardInterrupt)
+
+
+def _failure(error: BaseException) -> tuple[int, list[str]]:
+    """The exit code and the lines for an expected failure: 2 for bad input (a config's every
+    problem, a bad value, a folder that may not be replaced), 1 for a diverging run or a failing
+    disk, 130 for an interruption."""
+    if isinstance(error, KeyboardInterrupt):
+        return 130, ["interrupted (a run leaves nothing behind; a sweep resumes from its finished chunks)"]
+    if isinstance(error, ConfigError):
+        return 2, [f"error: {problem}" for problem in error.problems]
+    bad_input = isinstance(error, (ValueError, FileExistsError))
+    return (2 if bad_input else 1), [f"error: {error}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,37 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     for command in (reproduce, run, sweep):
         command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
                              "for a sweep runs/<name>, resumed when it holds the same sweep)")
-        command.add_argument("--force", action="store_true", help="replace an existing run folder")
+        command.add_argument("--force", action="store_true", help="replace an existing folder that nndyn wrote")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
     options = parser.parse_args(argv)
     # SIGTERM (timeout, batch schedulers) unwinds like an exception, so staged folders are removed
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     try:
         return _run(options)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"nndyn: error: {problem}", file=sys.stderr)
-        return 2
-    except (ValueError, FileExistsError) as error:
+    except EXPECTED as error:
         if options.debug:
             raise
-        print(f"nndyn: error: {error}", file=sys.stderr)
-        return 2
-    except DivergenceError as error:
-        if options.debug:
-            raise
-        print(f"nndyn: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if options.debug:
-            raise
-        print("nndyn: interrupted (a run leaves nothing behind; a sweep resumes from its finished chunks)", file=sys.stderr)
-        return 130
-    except OSError as error:
-        if options.debug:
-            raise
-        print(f"nndyn: error: {error}", file=sys.stderr)
-        return 1
+        code, lines = _failure(error)
+        for line in lines:
+            print(f"nndyn: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from nndyn.core.state import OrderParameters
 from nndyn.core.trajectory import Trajectory
 
 ORDER_PARAMETERS = ("Q", "R", "v")
+ADAPTIVE_MAX_STEPS = 1_000_000  # the adaptive solver's default step budget
 EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt below this
 
 
@@ -61,8 +62,9 @@ class ODEOptions:
     - `method`: "adaptive" (Tsit5 with a PID step-size controller) or "euler" (a fixed step dt,
       passed to :func:`solve` separately; with dt = 1/N it mirrors discrete SGD step by step).
     - `rtol`, `atol`: the adaptive controller's tolerances.
-    - `max_steps`: the most solver steps (`integrate` gives Euler at least EULER_MAX_STEPS, or
-      the next power of two above the span's steps, so that runs share compiled programs).
+    - `max_steps`: the most solver steps; by default ADAPTIVE_MAX_STEPS for the adaptive
+      method, and for Euler in `integrate` EULER_MAX_STEPS or the next power of two above the
+      span's steps (so that runs share compiled programs).
     - `divergence_threshold`: |order parameter| above which the solve stops as diverged.
     """
 
@@ -70,7 +72,8 @@ class ODEOptions:
                             choices=("adaptive", "euler"))
     rtol: float = parameter(1e-8, doc="relative tolerance of the adaptive controller", above=0, below=1)
     atol: float = parameter(1e-10, doc="absolute tolerance of the adaptive controller", above=0, below=1)
-    max_steps: int = parameter(1_000_000, doc="the most solver steps", minimum=1)
+    max_steps: int | None = parameter(None, doc="the most solver steps; default: 1e6 (adaptive), the span's (Euler)",
+                                      minimum=1)
     divergence_threshold: float = parameter(1e6, doc="|order parameter| above which a solve counts as diverged",
                                             above=0)
 
@@ -125,7 +128,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
             if adaptive else diffrax.ConstantStepSize()
         ),
         event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(y, options.divergence_threshold))),
-        max_steps=options.max_steps,
+        max_steps=ADAPTIVE_MAX_STEPS if options.max_steps is None else options.max_steps,
         throw=False,
     )
     ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
@@ -161,14 +164,15 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
     ts = np.asarray(t, dtype=np.float64)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
         raise ValueError("t must be a 1-d increasing array of at least two finite times")
-    options_given = set(options)
     options = ODEOptions(**options)
     if options.method == "euler":
         if not (dt is not None and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"method 'euler' needs a step dt > 0, got dt={dt!r}")
-        if "max_steps" not in options_given:
+            raise ValueError(f"method 'euler' needs a finite step dt > 0, got dt={dt!r}")
+        if options.max_steps is None:
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
+    elif options.max_steps is None:
+        options = dataclasses.replace(options, max_steps=ADAPTIVE_MAX_STEPS)
     args = setting.ode_args(init.T, init.v_star)
     batch_dims = init.Q.ndim - 2  # batch dimensions of the initial states
 
