@@ -91,7 +91,7 @@ def evaluate(term: QuadratureTerm, u: tuple[sp.Symbol, ...], block: np.ndarray, 
     values, vectors = np.linalg.eigh(sub)
     root = vectors * np.sqrt(np.clip(values, 0.0, None))
     z, w = rule(step, len(slots))
-    f = sp.lambdify([u[s] for s in slots], term.integrand, "numpy")
+    f = sp.lambdify([u[s] for s in slots], term.integrand, ["scipy", "numpy"])  # scipy: erf and friends on arrays
     total = 0.0
     for start in range(0, len(w), 1 << 18):  # bounded memory
         points = z[start:start + (1 << 18)] @ root.T

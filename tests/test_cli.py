@@ -1,6 +1,7 @@
 """The `nndyn` command end to end, at a tiny scale, in subprocesses."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -120,3 +121,24 @@ def test_force_replaces_only_a_folder_that_nndyn_wrote(tmp_path):
     result = nndyn("reproduce", "fig1", *TINY, "--out", precious, "--force")
     assert result.returncode == 2 and "not a run folder written by nndyn" in result.stderr
     assert (precious / "data.txt").read_text() == "mine"
+
+
+def test_a_run_the_machine_cannot_hold_is_refused_before_it_starts(tmp_path):
+    (tmp_path / "big.toml").write_text(CONFIG.replace("K = 2", "K = 5000").replace("N = 150", "N = 1000"))
+    result = nndyn("run", tmp_path / "big.toml", cwd=tmp_path)
+    assert result.returncode == 2 and "GiB of memory" in result.stderr and "--yes" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_stages_of_killed_runs_are_removed_by_the_next_run(tmp_path):
+    from nndyn.app.runs import MARKER, remove_stale_stages
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, live, foreign = tmp_path / ".a.partial-x", tmp_path / ".b.partial-y", tmp_path / ".c.partial-z"
+    for folder, content in ((stale, f"written by nndyn, process {dead.stdout.strip()}\n"),
+                            (live, f"written by nndyn, process {os.getpid()}\n")):
+        folder.mkdir()
+        (folder / MARKER).write_text(content)
+    foreign.mkdir()
+    remove_stale_stages(tmp_path)
+    assert not stale.exists() and live.exists() and foreign.exists()

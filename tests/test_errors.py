@@ -73,3 +73,31 @@ def test_simulation_arguments():
         nndyn.simulate(setting, N=100, t_max=0.001)
     with pytest.raises(ValueError, match=r"W0 has shape \(1, 3, 100\); expected \(1, 2, 100\)"):
         nndyn.simulate(setting, N=100, t_max=1, seeds=1, W0=np.ones((1, 3, 100)))
+
+
+def test_non_finite_times_and_an_euler_step_longer_than_the_span():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    with pytest.raises(ValueError, match="at least two finite times"):
+        nndyn.integrate(setting, state(), np.array([0.0, 1.0, np.nan, 3.0]))
+    with pytest.raises(ValueError, match="longer than the span of t"):
+        nndyn.integrate(setting, state(), np.linspace(0, 1, 3), method="euler", dt=2.0)
+    with pytest.raises(ValueError, match="t_max must be a finite number > 0, got inf"):
+        nndyn.simulate(setting, N=100, t_max=np.inf)
+
+
+def test_a_diverging_simulation_says_when_and_what():
+    """A linear network with η far above 2B/K blows up; the simulator says so instead of
+    returning huge numbers."""
+    setting = nndyn.Setting(K=2, M=2, lr=8.0, activation="linear")
+    with pytest.raises(nndyn.DivergenceError, match=r"the simulation diverged at t = [0-9.]+: Q went non-finite"):
+        nndyn.simulate(setting, N=100, t_max=20, seeds=2)
+
+
+def test_comparing_trajectories_of_different_shapes_is_one_clear_error():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    a = nndyn.integrate(setting, state(), np.linspace(0, 1, 3))
+    b = nndyn.integrate(nndyn.Setting(K=3, M=2, lr=0.5), state(K=3), np.linspace(0, 1, 3))
+    with pytest.raises(ValueError, match="different K or M"):
+        nndyn.compare(a, b)
+    with pytest.raises(ValueError, match="one ODE per seed"):
+        nndyn.agreement(a, a)

@@ -189,3 +189,38 @@ def test_initial_states_are_each_points_own_weights():
         for name in ("Q", "R", "T", "v", "v_star"):
             np.testing.assert_allclose(getattr(states, name)[i], getattr(expected, name), rtol=1e-14, atol=1e-15)
     assert not np.allclose(states.Q[0], states.Q[1])
+
+
+def test_force_starts_a_different_sweep_afresh_and_refuses_other_folders(tmp_path):
+    """--force on a folder of another sweep removes its chunks, table and plots before the new
+    sweep starts, so an interruption leaves nothing of the old one; a folder that is no sweep is
+    refused even with --force."""
+    folder = tmp_path / "s"
+    small = dict(t_max=10.0, saves=11, chunk=1)
+    nndyn.sweep(nndyn.grid({"K": 1, "M": 1}, {"lr": [0.5, 1.0]}), folder=folder, **small)
+    assert (folder / "results.csv").exists() and list(folder.glob("phase_*.png"))
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nndyn.sweep(nndyn.grid({"K": 1, "M": 1}, {"lr": [0.2, 0.3]}), folder=folder, force=True, progress=stop,
+                    **small)
+    assert not (folder / "results.csv").exists() and not list(folder.glob("phase_*.png"))
+    assert len(list((folder / "chunks").glob("*.npz"))) == 1
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not a sweep folder"):
+        nndyn.sweep(nndyn.grid({"K": 1, "M": 1}), folder=other, force=True, **small)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_an_unreadable_chunk_is_computed_again(tmp_path):
+    folder = tmp_path / "s"
+    points = nndyn.grid({"K": 1, "M": 1}, {"lr": [0.5, 1.0]})
+    first = nndyn.sweep(points, folder=folder, t_max=10.0, saves=11, chunk=1)
+    chunk = sorted((folder / "chunks").glob("*.npz"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    again = nndyn.sweep(points, folder=folder, t_max=10.0, saves=11, chunk=1)
+    assert [row["final_eg"] for row in again] == [row["final_eg"] for row in first]

@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from nndyn.app import budget
 from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
 from nndyn.app.experiments import FIGURES, figure, run_panel
-from nndyn.app.runs import check_writable, default_folder, environment, save_experiment, staged, write_json
+from nndyn.app.runs import (check_writable, default_folder, environment, on_termination, save_experiment, staged,
+                            write_json)
 from nndyn.core import schema
 from nndyn.core.integrate import DivergenceError, Status
 from nndyn.core.simulate import Simulation
@@ -115,6 +117,8 @@ def _run(options) -> int:
     else:
         experiment = read_config(options.config)
         experiments, name, extra = [experiment], experiment.name, {"config_file": str(options.config)}
+    if not options.yes:
+        budget.check(experiments)
     folder = options.out or default_folder(name)
     check_writable(folder, options.force)
     return _run_experiments(experiments, folder, options.force, extra)
@@ -126,13 +130,13 @@ EXPECTED = (ValueError, FileExistsError, DivergenceError, OSError, KeyboardInter
 
 def _failure(error: BaseException) -> tuple[int, list[str]]:
     """The exit code and the lines for an expected failure: 2 for bad input (a config's every
-    problem, a bad value, a folder that may not be replaced), 1 for a diverging run or a failing
-    disk, 130 for an interruption."""
+    problem, a bad value, a folder that may not be replaced or written), 1 for a diverging run
+    or a failing disk, 130 for an interruption."""
     if isinstance(error, KeyboardInterrupt):
         return 130, ["interrupted (a run leaves nothing behind; a sweep resumes from its finished chunks)"]
     if isinstance(error, ConfigError):
         return 2, [f"error: {problem}" for problem in error.problems]
-    bad_input = isinstance(error, (ValueError, FileExistsError))
+    bad_input = isinstance(error, (ValueError, FileExistsError, PermissionError))
     return (2 if bad_input else 1), [f"error: {error}"]
 
 
@@ -161,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
                              "for a sweep runs/<name>, resumed when it holds the same sweep)")
         command.add_argument("--force", action="store_true", help="replace an existing folder that nndyn wrote")
+    for command in (reproduce, run):
+        command.add_argument("--yes", action="store_true",
+                             help="run even when the estimate says it needs more memory than the machine has or hours")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
     options = parser.parse_args(argv)
-    # SIGTERM (timeout, batch schedulers) unwinds like an exception, so staged folders are removed
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    signal.signal(signal.SIGTERM, on_termination)  # timeout, batch schedulers: no staged folder is left
     try:
         return _run(options)
     except EXPECTED as error:

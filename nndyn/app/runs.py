@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import os
 import platform
 import shutil
 import sys
@@ -21,6 +22,18 @@ from nndyn.files import write_atomically
 
 #: The file that marks a folder as a run folder written by nndyn (`--force` replaces only those).
 MARKER = ".nndyn-run"
+#: The stages of this process's runs in progress (removed by `on_termination`).
+_STAGES: set[Path] = set()
+
+
+def on_termination(number: int, frame) -> None:
+    """A SIGTERM handler: remove this process's stages and exit with 128 + the signal's number.
+    It exits at once rather than raising (an exception raised while Python runs a finaliser, as
+    JAX's often do, would be ignored and the run would go on)."""
+    for stage in list(_STAGES):
+        shutil.rmtree(stage, ignore_errors=True)
+    os.write(2, b"nndyn: terminated; the run's staged folder was removed\n")
+    os._exit(128 + number)
 
 
 def default_folder(name: str) -> Path:
@@ -41,15 +54,41 @@ def check_writable(folder: Path, force: bool) -> None:
                               "those: remove it yourself or choose another --out")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_stages(parent: Path) -> None:
+    """Remove the staged folders in `parent` left by runs that were killed outright (SIGKILL, or
+    SIGTERM during a long computation followed by SIGKILL): hidden `.NAME.partial-*` folders
+    holding nndyn's marker with the id of a process that no longer runs."""
+    for stage in parent.glob(".*.partial-*"):
+        try:
+            pid = int((stage / MARKER).read_text(encoding="utf-8").split()[-1])
+        except (OSError, ValueError, IndexError):
+            continue  # not one of ours
+        if not _alive(pid):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged(folder: Path, force: bool):
     """Yield a fresh hidden folder beside `folder`; on success it replaces `folder` by renames,
-    on failure it is removed and `folder` is left as it was."""
+    on failure (an exception, Ctrl-C, SIGTERM) it is removed and `folder` is left as it was.
+    Stages of earlier runs that were killed outright are removed first."""
     check_writable(folder, force)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(folder.parent)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    _STAGES.add(stage)
     try:
-        (stage / MARKER).write_text("written by nndyn\n", encoding="utf-8")
+        (stage / MARKER).write_text(f"written by nndyn, process {os.getpid()}\n", encoding="utf-8")
         yield stage
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
@@ -61,6 +100,8 @@ def staged(folder: Path, force: bool):
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        _STAGES.discard(stage)
 
 
 def environment() -> dict:

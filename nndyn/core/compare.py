@@ -43,10 +43,24 @@ def _cosine(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sum(a * b, axis=-1) / jnp.where(norms > 0, norms, 1.0)
 
 
-def compare(a: Trajectory, b: Trajectory) -> Comparison:
-    """Compare trajectories `a` and `b` sampled at the same times."""
+def _check_alike(a: Trajectory, b: Trajectory) -> None:
+    """Raise ValueError unless `a` and `b` are sampled at the same times and their order
+    parameters have the same shapes up to broadcasting of leading batch dimensions."""
     if a.t.shape != b.t.shape or not bool(jnp.allclose(a.t, b.t)):
         raise ValueError("the trajectories are not sampled at the same times")
+    for name, core in (("eg", 0), ("Q", 2), ("R", 2), ("v", 1)):
+        first, second = jnp.shape(getattr(a, name)), jnp.shape(getattr(b, name))
+        if first[len(first) - core:] != second[len(second) - core:]:
+            raise ValueError(f"the trajectories' {name} have shapes {first} and {second}: different K or M")
+        try:
+            jnp.broadcast_shapes(first, second)
+        except ValueError:
+            raise ValueError(f"the trajectories' {name} have shapes {first} and {second}, which do not match") from None
+
+
+def compare(a: Trajectory, b: Trajectory) -> Comparison:
+    """Compare trajectories `a` and `b` sampled at the same times."""
+    _check_alike(a, b)
     fields = {}
     for name, core in (("Q", 2), ("R", 2), ("v", 1)):
         A, B = jnp.broadcast_arrays(_flat(getattr(a, name), core), _flat(getattr(b, name), core))
@@ -83,6 +97,10 @@ def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3) -> A
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`
 
+    _check_alike(sim, ode)
+    if jnp.shape(sim.eg) != jnp.shape(ode.eg) or jnp.ndim(sim.eg) != 2:
+        raise ValueError(f"agreement needs one ODE per seed: eg of shapes (seeds, times), got {jnp.shape(sim.eg)} "
+                         f"and {jnp.shape(ode.eg)}")
     seeds = sim.eg.shape[0]
     if seeds < 2:
         raise ValueError("agreement needs at least two seeds to estimate the fluctuations")

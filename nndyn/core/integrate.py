@@ -38,19 +38,20 @@ class Status(enum.IntEnum):
 
 
 class DivergenceError(FloatingPointError):
-    """The integration blew up or went non-finite.
+    """An integration or a simulation blew up or went non-finite.
 
-    **Attributes:** `time`, the time it happened (the last accepted step), and `parameter`,
-    the order parameter ("Q", "R" or "v") that went bad, or None when the solver gave up
-    without any of them doing so (too many steps).
+    **Attributes:** `time`, the time it happened (for the ODE the last accepted step, for a
+    simulation the first record that shows it), and `parameter`, the order parameter ("Q", "R"
+    or "v") that went bad, or None when the solver gave up without any of them doing so (too
+    many steps). `subject` names what diverged in the message ("the ODE", "the simulation").
     """
 
-    def __init__(self, time: float, parameter: str | None, reason: str):
+    def __init__(self, time: float, parameter: str | None, reason: str, subject: str = "the ODE"):
         self.time, self.parameter = time, parameter
         if parameter is None:
-            super().__init__(f"the ODE could not be integrated past t = {time:.6g}: {reason}")
+            super().__init__(f"{subject} could not be integrated past t = {time:.6g}: {reason}")
         else:
-            super().__init__(f"the ODE diverged at t = {time:.6g}: {parameter} {reason}")
+            super().__init__(f"{subject} diverged at t = {time:.6g}: {parameter} {reason}")
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,8 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
     if options.method == "euler":
         if not (dt is not None and math.isfinite(dt) and dt > 0):
             raise ValueError(f"method 'euler' needs a finite step dt > 0, got dt={dt!r}")
+        if dt > ts[-1] - ts[0]:
+            raise ValueError(f"the Euler step dt = {dt:g} is longer than the span of t ({ts[-1] - ts[0]:g})")
         if options.max_steps is None:
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))

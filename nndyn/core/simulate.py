@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nndyn.core import normals, schema
+from nndyn.core.integrate import DivergenceError, ODEOptions
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters, measure
@@ -142,6 +143,20 @@ def _train(setting: Setting, keys, W, v, W_teacher, v_star, X_test, saves, save_
     return jax.lax.map(lambda args: one_seed(*args), (keys, W, v), batch_size=SEED_GROUP)
 
 
+def _raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None:
+    """Raise DivergenceError at the first recorded time (`times` (n,)) at which an order
+    parameter of `states` (each (S, n, ...)) of any seed is non-finite or exceeds ODEOptions'
+    divergence threshold in magnitude."""
+    threshold = ODEOptions.divergence_threshold
+    for name in ("Q", "R", "v"):
+        values = np.asarray(states[name])
+        bad = (~np.isfinite(values) | (np.abs(values) > threshold)).reshape(values.shape[:2] + (-1,)).any(axis=-1)
+        if bad.any():
+            seed, index = min(np.argwhere(bad), key=lambda pair: pair[1])
+            raise DivergenceError(float(times[index]), name, f"went non-finite or exceeded {threshold:g} in "
+                                  f"magnitude (seed {seeds[seed]})", subject="the simulation")
+
+
 def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=None, W_teacher=None, v_star=None,
              dtype=jnp.float64, progress=None, v_teacher=None, **options) -> Trajectory:
     """Train students by online SGD and record their order parameters.
@@ -207,6 +222,7 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=
     for done, saves in enumerate(chunks, start=1):
         weights, saved = _train(setting, keys, *weights, W_teacher, v_star, X_test,
                                 jnp.asarray(saves), save_every=save_every, dtype=dtype)
+        _raise_if_diverged(saved[0], (saves + 1) * (save_every / N), seeds)
         records.append(saved)
         if progress:
             jax.block_until_ready(weights)

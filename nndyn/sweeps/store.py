@@ -41,8 +41,9 @@ def prepare(sweep: Sweep, folder: Path, force: bool) -> None:
             raise FileExistsError(f"{folder} holds a different sweep; pass --force to start it afresh")
         for old in [*(folder / "chunks").glob("*.npz"), folder / "results.csv", *folder.glob("phase_*.png")]:
             old.unlink(missing_ok=True)
-    elif folder.exists() and any(folder.iterdir()) and not force:
-        raise FileExistsError(f"{folder} exists and is not a sweep folder; pass --force to use it")
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise FileExistsError(f"{folder} exists and is not a sweep folder (no sweep.json); --force replaces only "
+                              "sweeps: remove it yourself or choose another --out")
     (folder / "chunks").mkdir(parents=True, exist_ok=True)
     write_atomically(marker, json.dumps({"fingerprint": sweep.fingerprint(), "sweep": sweep.config()}, indent=2) + "\n")
 
@@ -64,7 +65,7 @@ def load_chunk(path: Path) -> dict | None:
     try:
         with np.load(path) as stored:
             return dict(stored)
-    except (OSError, ValueError, EOFError):
+    except Exception:  # truncated or damaged (BadZipFile, zlib, EOF, ...): computed again
         return None
 
 
