@@ -13,6 +13,7 @@ refused); booleans are True or False only (never the string "false"); strings ar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -50,7 +51,8 @@ def parameter(default: Any = REQUIRED, *, doc: str, minimum: float | None = None
 
 class ParameterError(ValueError):
     """A value that a parameter does not accept; `name` is the parameter's name, and the message
-    is one line: "<name> must be <requirement>, got <value>"."""
+    is one line that names it (for a value out of the declared rule: "<name> must be
+    <requirement>, got <value>")."""
 
     def __init__(self, name: str, message: str):
         self.name = name
@@ -146,7 +148,13 @@ def _shown(value: Any) -> str:
 
 
 def parameters(cls: type) -> dict[str, Parameter]:
-    """The declared parameters of the dataclass `cls`, by name, in declaration order."""
+    """The declared parameters of the dataclass `cls`, by name, in declaration order (a new
+    dict each call)."""
+    return dict(_declared(cls))
+
+
+@functools.cache
+def _declared(cls: type) -> dict[str, Parameter]:
     hints = typing.get_type_hints(cls)
     declared = {}
     for field in dataclasses.fields(cls):
