@@ -17,6 +17,7 @@ from .activations import BUILTINS, from_expression
 from .generate import check, generate, generate_user, write
 from .paths import GENERATED_DIR
 from .quadrature import QuadratureError
+from .verify import VerificationError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             sources = generate_user(from_expression(options.name, options.expr))
         except QuadratureError as error:
             parser.error(f"no closed form, and no accurate quadrature: {error}")
+        except VerificationError as error:
+            parser.error(f"a derived closed form failed its verification, so nothing was written: {error}")
         except ValueError as error:
             parser.error(str(error))
         known = {path.name for path in options.out.glob("*.py")} | set(sources)

@@ -84,7 +84,7 @@ def _fold(term: flows.FlowTerm) -> FoldSpec | None:
     pairs = SYMMETRIC_SLOTS[term.integral]
     if sorted(slot for pair in pairs for slot in pair) != list(range(len(term.indices))):
         return None
-    weights = dict((index, name) for name, index in term.weights)
+    weights = {index: name for name, index in term.weights}
     if len(weights) != len(term.weights):
         return None
     free = flows.TARGETS[term.target]

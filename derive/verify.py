@@ -23,9 +23,9 @@ import numpy as np
 import sympy as sp
 
 from .gaussian import expectation
+from .integrals import DerivedIntegral, block_entries, variables
 from .quadrature import MAX_VARIANCE, REFERENCE_STEP, choose_step, evaluate, rule
 from .special import MPMATH_FUNCTIONS
-from .integrals import DerivedIntegral, block_entries, variables
 
 DIGITS = 30
 STEP = "1e-12"

@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from gaussian_reference import g, g_prime, psd_root
+
 from nndyn.core import blocks
 from nndyn.core.kernels import load
 

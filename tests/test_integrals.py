@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gaussian_reference import INTEGRANDS, INTEGRANDS_OF, covariance_blocks, gauss_hermite, monte_carlo, seed_of
 from hypothesis import HealthCheck, given, settings
 
-from gaussian_reference import INTEGRANDS, INTEGRANDS_OF, covariance_blocks, gauss_hermite, monte_carlo, seed_of
 from nndyn.core.kernels import load
 
 erf = load("erf")

@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
+from gaussian_reference import covariance_blocks, integrands, monte_carlo, seed_of
 from hypothesis import HealthCheck, given, settings
+from nndyn.derive.quadrature import REFERENCE_STEP, QuadratureTerm, evaluate
 from scipy.special import erf as scipy_erf
 
 import nndyn
 from nndyn.core.kernels import load
-from gaussian_reference import covariance_blocks, integrands, monte_carlo, seed_of
-from nndyn.derive.quadrature import REFERENCE_STEP, QuadratureTerm, evaluate
 
 BETA = 2.0
 

@@ -12,8 +12,15 @@ from pathlib import Path
 from nndyn.app import budget
 from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
 from nndyn.app.experiments import FIGURES, figure, run_panel
-from nndyn.app.runs import (check_writable, default_folder, environment, on_termination, save_experiment, staged,
-                            write_json)
+from nndyn.app.runs import (
+    check_writable,
+    default_folder,
+    environment,
+    on_termination,
+    save_experiment,
+    staged,
+    write_json,
+)
 from nndyn.core import schema
 from nndyn.core.integrate import DivergenceError, Status
 from nndyn.core.simulate import Simulation

@@ -21,7 +21,7 @@ class Panel:
     label: str
     setting: Setting
     simulation: Simulation
-    options: ODEOptions = ODEOptions()
+    options: ODEOptions = field(default_factory=ODEOptions)
 
     def config(self) -> dict:
         """The panel as plain data (for config.json): label, setting, and the simulation's and
