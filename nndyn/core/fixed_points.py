@@ -1,0 +1,201 @@
+"""Fixed points of the flows and their stability, from the generated vector field.
+
+The flows are written in their independent coordinates: the upper triangle of the symmetric Q
+(row-major), R, and v when the second layer is trained (T and v* are constant). Newton's method
+on the vector field, with its Jacobian from `jax.jacfwd` and steps halved until the residual
+falls, finds a fixed point near a start; the Jacobian's eigenvalues there say whether it is
+stable (every real part negative), a saddle (some positive) or marginal (the largest within
+`tolerance` of zero). For a realizable setting (K = M, student equal to the teacher) the perfect-
+learning point Q = R = T, v = v* is a fixed point at every η when σ = 0; :func:`learning_rate_threshold`
+finds η_max, where it loses stability, by bisection on the largest real part.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nndyn.core.kernels import load
+from nndyn.core.setting import Setting
+from nndyn.core.state import OrderParameters
+
+
+class FixedPointError(ValueError):
+    """Newton's method did not converge; the message gives the residual it reached."""
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """A fixed point of the flows and its linear stability.
+
+    **Fields:** `state`, the :class:`~nndyn.OrderParameters` there; `eg`, its ε_g; `residual`,
+    the largest |flow| there; `iterations`, Newton's steps; `eigenvalues` (P,), the Jacobian's
+    (complex, sorted by real part, largest first) in the coordinates of the module docstring;
+    `eigenvectors` (P, P), column j the eigenvector of eigenvalue j; `tolerance`, the real part
+    below which an eigenvalue counts as zero.
+    """
+
+    state: OrderParameters
+    eg: float
+    residual: float
+    iterations: int
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    tolerance: float
+
+    @property
+    def unstable_directions(self) -> int:
+        """The number of eigenvalues with real part above `tolerance`."""
+        return int(np.sum(self.eigenvalues.real > self.tolerance))
+
+    @property
+    def kind(self) -> str:
+        """"stable", "saddle" (unstable directions and stable ones), "unstable" or "marginal"."""
+        largest = float(self.eigenvalues.real[0])
+        if abs(largest) <= self.tolerance:
+            return "marginal"
+        if largest < 0:
+            return "stable"
+        return "unstable" if np.all(self.eigenvalues.real > self.tolerance) else "saddle"
+
+    @property
+    def rate(self) -> float:
+        """The asymptotic rate of approach −max Re λ (positive when stable)."""
+        return -float(self.eigenvalues.real[0])
+
+
+def _coordinates(K: int, M: int, trained: bool):
+    """(flatten, unflatten) between {"Q", "R", "v"} and the independent coordinates."""
+    upper = np.triu_indices(K)
+
+    def flatten(y):
+        parts = [y["Q"][upper], y["R"].reshape(-1)]
+        return jnp.concatenate(parts + ([y["v"]] if trained else []))
+
+    def unflatten(x, v):
+        size = len(upper[0])
+        Q = jnp.zeros((K, K), x.dtype).at[upper].set(x[:size])
+        Q = Q + jnp.triu(Q, 1).T
+        R = x[size:size + K * M].reshape(K, M)
+        return {"Q": Q, "R": R, "v": x[size + K * M:] if trained else v}
+
+    return flatten, unflatten
+
+
+def _field(setting: Setting):
+    """The jitted vector field and its Jacobian in the independent coordinates of `setting`
+    (compiled once per shape and activation: η, σ, B enter as arguments)."""
+    return _compiled_field(setting.activation, setting.K, setting.M, setting.train_second_layer)
+
+
+@functools.cache
+def _compiled_field(activation: str, K: int, M: int, trained: bool):
+    flatten, unflatten = _coordinates(K, M, trained)
+    kernels = load(activation)
+
+    def field(x, v, args):
+        return flatten(kernels.rhs(0.0, unflatten(x, v), args))
+
+    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten
+
+
+def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 1e-12, max_iterations: int = 100,
+                eigen_tolerance: float = 1e-9) -> FixedPoint:
+    """The fixed point of the flows of `setting` that Newton's method reaches from `start`.
+
+    **Arguments:** `start`, the :class:`~nndyn.OrderParameters` to start from (T and v* are
+    kept); `tolerance`, the largest |flow| accepted; `max_iterations`, Newton's most steps;
+    `eigen_tolerance`, the real part below which an eigenvalue counts as zero.
+
+    **Returns:** a :class:`FixedPoint`. Raises :class:`FixedPointError` naming the residual when
+    Newton's method does not converge (a singular Jacobian, or no fixed point nearby).
+    """
+    start.validate()
+    if (start.K, start.M) != (setting.K, setting.M):
+        raise ValueError(f"start has K={start.K}, M={start.M} but the setting has K={setting.K}, M={setting.M}")
+    field, jacobian, flatten, unflatten = _field(setting)
+    args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star))
+    v = jnp.asarray(start.v)
+    x = flatten(start.as_ode_state())
+    residual = float(jnp.max(jnp.abs(field(x, v, args))))
+    iterations = 0
+    while residual > tolerance:
+        if iterations == max_iterations:
+            raise FixedPointError(f"Newton's method did not converge in {max_iterations} steps: the largest "
+                                  f"|flow| is {residual:.3g} (tolerance {tolerance:g})")
+        step = np.linalg.lstsq(np.asarray(jacobian(x, v, args)), -np.asarray(field(x, v, args)), rcond=None)[0]
+        scale = 1.0
+        while scale > 1e-6:  # halve the step until the residual falls
+            trial = x + scale * step
+            trial_residual = float(jnp.max(jnp.abs(field(trial, v, args))))
+            if np.isfinite(trial_residual) and trial_residual < residual:
+                break
+            scale /= 2
+        else:
+            raise FixedPointError(f"Newton's method stalled after {iterations} steps: the largest |flow| is "
+                                  f"{residual:.3g} and no step along Newton's direction lowers it")
+        x, residual, iterations = trial, trial_residual, iterations + 1
+    y = unflatten(x, v)
+    values, vectors = np.linalg.eig(np.asarray(jacobian(x, v, args)))
+    order = np.argsort(-values.real, kind="stable")
+    state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star))
+    eg = float(setting.kernels.eg(y, args))
+    return FixedPoint(state, eg, residual, iterations, values[order], vectors[:, order], eigen_tolerance)
+
+
+def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
+    """The perfect-learning state of a realizable setting (K = M): Q = R = T, v = v*
+    (T defaults to the identity, v* to ones)."""
+    if setting.K != setting.M:
+        raise ValueError(f"perfect learning needs a realizable setting with K = M; this one has K={setting.K}, "
+                         f"M={setting.M}")
+    T = np.eye(setting.M) if T is None else np.asarray(T, dtype=np.float64)
+    v_star = np.ones(setting.M) if v_star is None else np.asarray(v_star, dtype=np.float64)
+    return OrderParameters(jnp.asarray(T), jnp.asarray(T), jnp.asarray(T), jnp.asarray(v_star), jnp.asarray(v_star))
+
+
+def largest_real_part(setting: Setting, lr: float, T=None, v_star=None) -> float:
+    """max Re λ of the Jacobian at perfect learning for `setting` with η = η_v = `lr`."""
+    changed = setting.replace(lr=lr, lr_v=lr)
+    return -fixed_point(changed, perfect_learning(changed, T, v_star)).rate
+
+
+def optimal_learning_rate(setting: Setting, T=None, v_star=None) -> tuple[float, float]:
+    """η_opt and its rate: the η (η_v = η) in (0, η_max) at which perfect learning of the
+    realizable `setting` is approached fastest, i.e. −max Re λ is largest (Brent's method on a
+    bracket of that function, to 1e-8 relative)."""
+    from scipy import optimize  # imported here: it costs a second at `import nndyn`
+
+    eta_max = learning_rate_threshold(setting, T, v_star, relative_tolerance=1e-8)
+    found = optimize.minimize_scalar(lambda eta: largest_real_part(setting, eta, T, v_star), bounds=(0.0, eta_max),
+                                     method="bounded", options={"xatol": 1e-8 * eta_max})
+    return float(found.x), -float(found.fun)
+
+
+def learning_rate_threshold(setting: Setting, T=None, v_star=None, *, relative_tolerance: float = 1e-12) -> float:
+    """η_max: the largest η (with η_v = η) at which the perfect-learning fixed point of the
+    realizable `setting` (K = M, σ = 0) is linearly stable, by bisection on the largest real
+    part of the Jacobian's eigenvalues to `relative_tolerance`."""
+    if setting.sigma != 0:
+        raise ValueError(f"η_max is defined here for σ = 0 (perfect learning is no fixed point with label noise); "
+                         f"got sigma={setting.sigma}")
+    low, high = setting.lr, setting.lr
+    while largest_real_part(setting, low, T, v_star) >= 0:
+        low /= 2
+        if low < 1e-8:
+            raise ValueError("perfect learning is not stable at any learning rate tried (down to 1e-8)")
+    while largest_real_part(setting, high, T, v_star) < 0:
+        high *= 2
+        if high > 1e8:
+            raise ValueError("perfect learning is stable at every learning rate tried (up to 1e8)")
+    while high - low > relative_tolerance * high:
+        middle = (low + high) / 2
+        if largest_real_part(setting, middle, T, v_star) < 0:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2

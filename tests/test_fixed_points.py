@@ -1,0 +1,109 @@
+"""Fixed points and their stability from the generated vector field (issue 15's core)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nndyn
+from nndyn.core.fixed_points import (FixedPointError, _field, largest_real_part, learning_rate_threshold,
+                                     perfect_learning)
+
+
+def test_eta_max_of_the_erf_perceptron_is_pi_sqrt_five_thirds():
+    """K = M = 1, soft committee machine, T = 1: perfect learning is stable for η < π√(5/3)."""
+    eta_max = learning_rate_threshold(nndyn.Setting(K=1, M=1, lr=1.0))
+    assert eta_max == pytest.approx(np.pi * np.sqrt(5 / 3), rel=1e-9)
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_the_symmetric_plateau_is_saad_and_sollas_saddle(K):
+    """η → 0 (a huge batch removes the η² term): Q_ii = Q_ik = 1/(2K-1), R_in = 1/√(K(2K-1)) is a
+    fixed point with ε_g = (K/π)(π/6 − K arcsin(1/(2K))), a saddle whose unstable eigenvalue has
+    multiplicity (K - 1)² (the symmetry of permuting students and teachers). Its students are identical
+    (Ω is singular there), and the Jacobian has zero modes, so Newton's method converges to it
+    only linearly along them: from a nearby start to 1e-6."""
+    setting = nndyn.Setting(K=K, M=K, lr=0.5, batch=10**12)
+    Q, R = np.full((K, K), 1 / (2 * K - 1)), np.full((K, K), 1 / np.sqrt(K * (2 * K - 1)))
+    exact = nndyn.OrderParameters(jnp.asarray(Q), jnp.asarray(R), jnp.eye(K), jnp.ones(K), jnp.ones(K))
+    point = nndyn.fixed_point(setting, exact)
+    assert point.iterations == 0 and point.residual < 1e-14
+    assert point.eg == pytest.approx(K / np.pi * (np.pi / 6 - K * np.arcsin(1 / (2 * K))), rel=1e-12)
+    # one unstable eigenvalue of multiplicity (K - 1)²: permutations of students and of teachers
+    assert point.kind == "saddle" and point.unstable_directions == (K - 1) ** 2
+    assert np.ptp(point.eigenvalues.real[:(K - 1) ** 2]) < 1e-9
+    nearby = nndyn.OrderParameters(jnp.asarray(Q + 0.01 * np.eye(K)), jnp.asarray(R - 0.005), jnp.eye(K),
+                                   jnp.ones(K), jnp.ones(K))
+    found = nndyn.fixed_point(setting, nearby, tolerance=1e-15)
+    np.testing.assert_allclose(found.state.Q, Q, atol=1e-6)
+    np.testing.assert_allclose(found.state.R, R, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_specialised_point_is_stable_below_eta_max_and_unstable_above():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    eta_max = learning_rate_threshold(setting, relative_tolerance=1e-10)
+    for factor, kind in ((0.9, "stable"), (1.1, "unstable")):
+        changed = setting.replace(lr=factor * eta_max, lr_v=factor * eta_max)
+        point = nndyn.fixed_point(changed, perfect_learning(changed))
+        assert point.residual < 1e-15
+        assert point.kind == kind or (kind == "unstable" and point.kind == "saddle"), (factor, point.kind)
+    assert abs(largest_real_part(setting, eta_max)) < 1e-6
+
+
+def test_eigenvalues_agree_with_a_finite_difference_jacobian():
+    setting = nndyn.Setting(K=2, M=2, lr=0.7, train_second_layer=True)
+    point = nndyn.fixed_point(setting, perfect_learning(setting))
+    field, _, flatten, _ = _field(setting)
+    args = setting.ode_args(point.state.T, point.state.v_star)
+    x = flatten(point.state.as_ode_state())
+    h = 1e-6
+    columns = [(field(x + h * e, point.state.v, args) - field(x - h * e, point.state.v, args)) / (2 * h)
+               for e in np.eye(x.size)]
+    numeric = np.sort_complex(np.linalg.eigvals(np.stack(columns, axis=1)))
+    np.testing.assert_allclose(numeric, np.sort_complex(point.eigenvalues), atol=1e-7)
+
+
+def test_a_start_near_a_stable_point_decays_at_the_predicted_rate():
+    """Along the slowest eigenvector, the distance to the fixed point falls like exp(−rate t)."""
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    point = nndyn.fixed_point(setting, perfect_learning(setting))
+    assert point.kind == "stable" and abs(point.eigenvalues[0].imag) < 1e-12
+    _, _, flatten, unflatten = _field(setting)
+    x = np.asarray(flatten(point.state.as_ode_state())) + 1e-5 * np.real(point.eigenvectors[:, 0])
+    y = unflatten(jnp.asarray(x), point.state.v)
+    start = nndyn.OrderParameters(y["Q"], y["R"], point.state.T, point.state.v, point.state.v_star)
+    times = np.array([0.0, 5.0, 10.0])
+    trajectory = nndyn.integrate(setting, start, times, rtol=1e-12, atol=1e-16)
+    distance = [float(jnp.max(jnp.abs(trajectory.Q[i] - point.state.Q))) for i in range(3)]
+    measured = np.log(distance[1] / distance[2]) / 5.0
+    assert measured == pytest.approx(point.rate, rel=1e-3)
+
+
+def test_no_convergence_and_an_unrealizable_eta_max_are_one_line_each():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    far = nndyn.OrderParameters(jnp.eye(2) * 3.0, jnp.array([[0.1, -0.2], [0.3, 0.05]]), jnp.eye(2), jnp.ones(2),
+                                jnp.ones(2))
+    with pytest.raises(FixedPointError, match=r"did not converge in 1 steps: the largest \|flow\| is"):
+        nndyn.fixed_point(setting, far, max_iterations=1)
+    with pytest.raises(ValueError, match="realizable setting with K = M; this one has K=2, M=1"):
+        learning_rate_threshold(nndyn.Setting(K=2, M=1, lr=0.5))
+    with pytest.raises(ValueError, match="for σ = 0"):
+        learning_rate_threshold(nndyn.Setting(K=1, M=1, lr=0.5, sigma=0.1))
+
+
+def test_jit_cache_is_shared_across_learning_rates():
+    assert _field(nndyn.Setting(K=1, M=1, lr=0.5)) is _field(nndyn.Setting(K=1, M=1, lr=2.0, sigma=0.3))
+    assert jax.config.jax_enable_x64
+
+
+@pytest.mark.slow
+def test_the_optimal_learning_rate_maximises_the_asymptotic_rate():
+    from nndyn.core.fixed_points import optimal_learning_rate
+
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    eta_opt, rate = optimal_learning_rate(setting)
+    assert 0 < eta_opt < learning_rate_threshold(setting, relative_tolerance=1e-8)
+    assert rate == pytest.approx(-largest_real_part(setting, eta_opt), rel=1e-12)
+    for other in (0.9 * eta_opt, 1.05 * eta_opt):
+        assert -largest_real_part(setting, other) < rate
