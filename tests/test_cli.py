@@ -142,3 +142,14 @@ def test_stages_of_killed_runs_are_removed_by_the_next_run(tmp_path):
     foreign.mkdir()
     remove_stale_stages(tmp_path)
     assert not stale.exists() and live.exists() and foreign.exists()
+
+
+@pytest.mark.slow
+def test_analyse_finds_the_fixed_points_of_a_config(tmp_path):
+    (tmp_path / "one.toml").write_text('name = "one"\nN = 500\nK = 1\nM = 1\nlr = 1.0\nt_max = 50\n')
+    result = nndyn("analyse", tmp_path / "one.toml", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert analysis["eta_max"] == pytest.approx(np.pi * np.sqrt(5 / 3), rel=1e-9)
+    kinds = {point["start"]: point["kind"] for point in analysis["fixed_points"]}
+    assert kinds["perfect learning"] == "stable" and "η_max = 4.0557787" in result.stdout

@@ -1,5 +1,5 @@
-"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|all`, `nndyn run CONFIG.toml` and
-`nndyn sweep SWEEP.toml`."""
+"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|all`, `nndyn run CONFIG.toml`,
+`nndyn analyse CONFIG.toml` and `nndyn sweep SWEEP.toml`."""
 
 from __future__ import annotations
 
@@ -112,9 +112,36 @@ def _sweep(options) -> int:
     return 0
 
 
+def _analyse(options) -> int:
+    from nndyn.app.analyse import analyse, table
+
+    (panel,) = read_config(options.config).panels
+    result = analyse(panel)
+    folder = options.out or default_folder(f"{read_config(options.config).name}-analysis")
+    check_writable(folder, options.force)
+    with staged(folder, options.force) as stage:
+        write_json(stage / "config.json", {**environment(), "config_file": str(options.config),
+                                           "experiment": panel.config()})
+        write_json(stage / "analysis.json", _plain(result))
+    print(table(result))
+    print(f"wrote {folder}")
+    return 0
+
+
+def _plain(data):
+    """`data` with complex numbers as [real, imaginary] pairs (for JSON)."""
+    if isinstance(data, dict):
+        return {key: _plain(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(value) for value in data]
+    return [data.real, data.imag] if isinstance(data, complex) else data
+
+
 def _run(options) -> int:
     if options.command == "sweep":
         return _sweep(options)
+    if options.command == "analyse":
+        return _analyse(options)
     if options.command == "reproduce":
         names = FIGURES if options.figure == "all" else (options.figure,)
         scale = {key: value for key, value in (("N", options.N), ("t_max", options.t_max), ("seeds", options.seeds))
@@ -160,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="override the number of seeds (>= 2)")
     run = commands.add_parser("run", help="simulate and integrate the setting of a TOML config")
     run.add_argument("config", type=Path)
+    analyse = commands.add_parser("analyse", help="fixed points of a run config's setting, their stability, "
+                                  "η_max and η_opt")
+    analyse.add_argument("config", type=Path)
     sweep = commands.add_parser("sweep", help="integrate the ODEs over a grid of settings (resumable, sharded)")
     sweep.add_argument("config", type=Path)
     sweep.add_argument("--distributed", action="store_true",
@@ -168,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
     sweep.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
     sweep.add_argument("--process-id", type=int, help="this process's index (with --distributed)")
-    for command in (reproduce, run, sweep):
+    for command in (reproduce, run, analyse, sweep):
         command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
                              "for a sweep runs/<name>, resumed when it holds the same sweep)")
         command.add_argument("--force", action="store_true", help="replace an existing folder that nndyn wrote")

@@ -121,24 +121,28 @@ def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 
     args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star))
     v = jnp.asarray(start.v)
     x = flatten(start.as_ode_state())
-    residual = float(jnp.max(jnp.abs(field(x, v, args))))
+    flow = np.asarray(field(x, v, args))
     iterations = 0
-    while residual > tolerance:
+    while np.max(np.abs(flow)) > tolerance:
         if iterations == max_iterations:
             raise FixedPointError(f"Newton's method did not converge in {max_iterations} steps: the largest "
-                                  f"|flow| is {residual:.3g} (tolerance {tolerance:g})")
-        step = np.linalg.lstsq(np.asarray(jacobian(x, v, args)), -np.asarray(field(x, v, args)), rcond=None)[0]
+                                  f"|flow| is {np.max(np.abs(flow)):.3g} (tolerance {tolerance:g})")
+        step = np.linalg.lstsq(np.asarray(jacobian(x, v, args)), -flow, rcond=None)[0]
         scale = 1.0
-        while scale > 1e-6:  # halve the step until the residual falls
+        while scale > 1e-10:  # halve the step until |flow| (Euclidean, which Newton's step lowers) falls
             trial = x + scale * step
-            trial_residual = float(jnp.max(jnp.abs(field(trial, v, args))))
-            if np.isfinite(trial_residual) and trial_residual < residual:
+            trial_flow = np.asarray(field(trial, v, args))
+            if np.all(np.isfinite(trial_flow)) and np.linalg.norm(trial_flow) < np.linalg.norm(flow):
                 break
             scale /= 2
         else:
+            smallest = np.linalg.svd(np.asarray(jacobian(x, v, args)), compute_uv=False)[-1]
             raise FixedPointError(f"Newton's method stalled after {iterations} steps: the largest |flow| is "
-                                  f"{residual:.3g} and no step along Newton's direction lowers it")
-        x, residual, iterations = trial, trial_residual, iterations + 1
+                                  f"{np.max(np.abs(flow)):.3g} and no step along Newton's direction lowers it (the "
+                                  f"Jacobian's smallest singular value is {smallest:.2g}: near zero, the fixed points "
+                                  "may form a continuum, e.g. a student unit whose v vanishes)")
+        x, flow, iterations = trial, trial_flow, iterations + 1
+    residual = float(np.max(np.abs(flow)))
     y = unflatten(x, v)
     values, vectors = np.linalg.eig(np.asarray(jacobian(x, v, args)))
     order = np.argsort(-values.real, kind="stable")
