@@ -107,3 +107,49 @@ def test_the_optimal_learning_rate_maximises_the_asymptotic_rate():
     assert rate == pytest.approx(-largest_real_part(setting, eta_opt), rel=1e-12)
     for other in (0.9 * eta_opt, 1.05 * eta_opt):
         assert -largest_real_part(setting, other) < rate
+
+
+def test_the_plateau_lengthens_by_ln_ten_over_the_unstable_eigenvalue_per_decade_of_asymmetry():
+    """Started on the symmetric plateau of K = M = 2 displaced by δ₀ along its unstable
+    eigenvector, the ODE escapes (ε_g below half the plateau's) later by ln(10)/λ_u for each
+    tenfold smaller δ₀: the plateau length is ln(1/δ₀)/λ_u plus a constant."""
+    from nndyn.sweeps.observables import plateau
+
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    Q, R = np.full((2, 2), 1 / 3), np.full((2, 2), 1 / np.sqrt(6))
+    saddle = nndyn.fixed_point(setting, nndyn.OrderParameters(jnp.asarray(Q), jnp.asarray(R), jnp.eye(2), jnp.ones(2),
+                                                              jnp.ones(2)))
+    assert saddle.kind == "saddle"
+    # the saddle's students are identical (Ω is singular): displace them as vectors, by ±δ₀ along
+    # the difference of the teachers, so that the start is a Gram matrix (positive semi-definite)
+    values, vectors = np.linalg.eigh(np.asarray(saddle.state.omega))
+    rows = vectors * np.sqrt(np.clip(values, 0, None))  # Ω = rows rowsᵀ: students 0, 1, teachers 2, 3
+    difference = (rows[2] - rows[3]) / np.linalg.norm(rows[2] - rows[3])
+    times = np.linspace(0, 1500, 3001)
+    escapes = []
+    for delta in (1e-4, 1e-5, 1e-6):
+        moved = rows + delta * np.outer([1, -1, 0, 0], difference)
+        Omega = moved @ moved.T
+        start = nndyn.OrderParameters(jnp.asarray(Omega[:2, :2]), jnp.asarray(Omega[:2, 2:]), jnp.asarray(Omega[2:, 2:]),
+                                      jnp.ones(2), jnp.ones(2))
+        trajectory = nndyn.integrate(setting, start, times, rtol=1e-11, atol=1e-14)
+        found = plateau(times, np.asarray(trajectory.eg), setting.lr)
+        assert found["escaped"], delta
+        escapes.append(found["escape_time"])
+    per_decade = np.diff(escapes)
+    print(f"escape times {escapes}, per decade {per_decade}, ln(10)/λ_u = {saddle.escape_time(0.1):.4g}")
+    np.testing.assert_allclose(per_decade, saddle.escape_time(0.1), rtol=0.02)
+
+
+def test_with_label_noise_the_floor_is_the_fixed_point_the_ode_settles_at():
+    """σ > 0: perfect learning is no fixed point; Newton from it finds the stable floor, which
+    the integrated ODE reaches, and at small η the floor's ε_g is proportional to η σ²."""
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, sigma=0.3)
+    floor = nndyn.fixed_point(setting, perfect_learning(setting))
+    assert floor.kind == "stable" and floor.eg > 0
+    late = nndyn.integrate(setting, perfect_learning(setting), np.array([0.0, 2000.0]), rtol=1e-11, atol=1e-14)
+    assert float(late.eg[-1]) == pytest.approx(floor.eg, rel=1e-6)
+    small = [nndyn.fixed_point(setting.replace(lr=eta, lr_v=eta, sigma=sigma),
+                               perfect_learning(setting)).eg / (eta * sigma**2)
+             for eta, sigma in ((0.01, 0.3), (0.005, 0.3), (0.005, 0.15))]
+    np.testing.assert_allclose(small[1:], small[0], rtol=0.01)

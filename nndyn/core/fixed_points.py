@@ -67,6 +67,15 @@ class FixedPoint:
         """The asymptotic rate of approach −max Re λ (positive when stable)."""
         return -float(self.eigenvalues.real[0])
 
+    def escape_time(self, distance: float) -> float:
+        """The leading-order time to leave a saddle from `distance` along its most unstable
+        direction, ln(1/distance)/λ_u (λ_u = max Re λ > 0): a plateau's length for an initial
+        asymmetry `distance`, up to an O(1/λ_u) constant that does not depend on it."""
+        growth = float(self.eigenvalues.real[0])
+        if growth <= self.tolerance:
+            raise ValueError(f"this fixed point is {self.kind}: no direction leads away from it")
+        return float(np.log(1 / distance) / growth)
+
 
 def _coordinates(K: int, M: int, trained: bool):
     """(flatten, unflatten) between {"Q", "R", "v"} and the independent coordinates."""
