@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,6 +116,8 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
 
     **Returns:** a :class:`Solution`.
     """
+    import diffrax  # imported when tracing: a process that loads an exported solve never needs it (0.4 s)
+
     kernels = load(activation)
     adaptive = options.method == "adaptive"
     solution = diffrax.diffeqsolve(
