@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 import nndyn
-from nndyn.core.fixed_points import (FixedPointError, _field, largest_real_part, learning_rate_threshold,
-                                     perfect_learning)
+from nndyn.core.fixed_points import (
+    FixedPointError,
+    _field,
+    largest_real_part,
+    learning_rate_threshold,
+    perfect_learning,
+)
 
 
 def test_eta_max_of_the_erf_perceptron_is_pi_sqrt_five_thirds():

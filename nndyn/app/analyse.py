@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nndyn.core.fixed_points import FixedPoint, FixedPointError, fixed_point, optimal_learning_rate
-from nndyn.core.fixed_points import learning_rate_threshold
+from nndyn.core.fixed_points import (
+    FixedPoint,
+    FixedPointError,
+    fixed_point,
+    learning_rate_threshold,
+    optimal_learning_rate,
+)
 from nndyn.core.integrate import integrate
 from nndyn.core.state import OrderParameters
 from nndyn.core.weights import initial_states

@@ -110,8 +110,8 @@ def _bad(y: dict, threshold: float) -> jax.Array:
 def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None):
     """The flows of `activation` from y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
 
-    **Arguments:** `y0` = {"Q": (K, K), "R": (K, M), "v": (K,)}; `args` as for the generated
-    `rhs` (arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
+    **Arguments:** `y0` = {"Q": (K, K), "R": (K, M), "v": (K,)}; `args` as for `Kernels.rhs`
+    (`Setting.ode_args`; arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
     changing it does not recompile; ignored by the adaptive method).
 
     **Returns:** a :class:`Solution`.
