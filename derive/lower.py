@@ -53,17 +53,13 @@ def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str
 
 
 def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
-    """Derive, verify and print every integral of `activation`. The forms (each integral's
+    """Derive, verify and print every integral of `activation`. Each integral's forms (its
     generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
     process pool's map to verify them in parallel (the results do not depend on it)."""
-    derived = [derive_integral(activation, name) for name in DEFINITIONS]
-    forms = [form for integral in derived for form in (integral, *integral.variants)]
-    checked = list(map(check, forms))
-    integrals, start = [], 0
-    for integral in derived:
-        count = 1 + len(integral.variants)
-        integrals.append(_integral(integral, checked[start:start + count]))
-        start += count
+    integrals = []
+    for name in DEFINITIONS:  # one integral at a time: a failure stops before the costlier ones
+        derived = derive_integral(activation, name)
+        integrals.append(_integral(derived, list(map(check, (derived, *derived.variants)))))
     return KernelSpec(
         name=activation.name,
         description=activation.description,
