@@ -16,7 +16,8 @@ from nndyn.core.trajectory import Trajectory
 @dataclass(frozen=True)
 class Panel:
     """One column of a figure: `setting` simulated by SGD at the scale `simulation`, and
-    integrated with `options` from each seed's initial state (a fixed-step Euler at dt = 1/N)."""
+    integrated with `options` from each seed's initial state (with method "euler", at the SGD's
+    step dt = 1/N)."""
 
     label: str
     setting: Setting
