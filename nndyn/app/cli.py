@@ -115,10 +115,11 @@ def _sweep(options) -> int:
 def _analyse(options) -> int:
     from nndyn.app.analyse import analyse, table
 
-    (panel,) = read_config(options.config).panels
+    experiment = read_config(options.config)
+    (panel,) = experiment.panels
+    folder = options.out or default_folder(f"{experiment.name}-analysis")
+    check_writable(folder, options.force)  # before the work, not after it
     result = analyse(panel)
-    folder = options.out or default_folder(f"{read_config(options.config).name}-analysis")
-    check_writable(folder, options.force)
     with staged(folder, options.force) as stage:
         write_json(stage / "config.json", {**environment(), "config_file": str(options.config),
                                            "experiment": panel.config()})

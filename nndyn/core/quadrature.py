@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nndyn.core.blocks import entry_positions
+
 #: Quadrature nodes evaluated at once (bounds the memory per block).
 CHUNK = 4096
 
@@ -20,7 +22,7 @@ def trapezoid(integrand, entries, step, radius):
     r = int(round((np.sqrt(8 * len(entries) + 1) - 1) / 2))
     entries = jnp.broadcast_arrays(*entries)
     C = jnp.zeros(entries[0].shape + (r, r), entries[0].dtype)
-    for (p, q), entry in zip([(a, b) for a in range(r) for b in range(a, r)], entries):
+    for (p, q), entry in zip(entry_positions(r), entries):
         C = C.at[..., p, q].set(entry).at[..., q, p].set(entry)
     values, vectors = jnp.linalg.eigh(C)
     root = vectors * jnp.sqrt(jnp.clip(values, 0.0, None))[..., None, :]

@@ -101,6 +101,7 @@ class Parameter:
         return noun
 
     def error(self, value: Any) -> ParameterError:
+        """The one-line error for a `value` the parameter refuses."""
         return ParameterError(self.name, f"{self.name} must be {self.requirement()}, got {_shown(value)}")
 
     def check(self, value: Any) -> Any:
