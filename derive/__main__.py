@@ -1,10 +1,13 @@
 """Command line: ``python -m nndyn.derive [NAME ...] [--check] [--out DIR]``, and for a user's
-own activation ``python -m nndyn.derive --name NAME --expr "SYMPY EXPRESSION IN x" --out DIR``.
+own activation ``python -m nndyn.derive --name NAME --expr "SYMPY EXPRESSION IN x" --out DIR``,
+with a teacher activation apart ``... --teacher-name TNAME [--teacher-expr EXPR]``.
 
-Regenerates the kernel modules of the named built-in activations (all when none is named) into
-generated/, or with ``--check`` compares them with what is there and exits 1 with a diff when
-anything is stale, missing or orphaned. A user's activation is written to DIR/NAME.py only (load
-it with ``Setting(activation="DIR/NAME.py")``).
+Regenerates the kernel modules of the named built-in activations (all when none is named) and
+their pair modules into generated/, or with ``--check`` compares them with what is there and
+exits 1 with a diff when anything is stale, missing or orphaned. A user's activation is written
+to DIR/NAME.py (load it with ``Setting(activation="DIR/NAME.py")``); with a teacher, also
+DIR/TNAME.py (unless a built-in) and the pair module DIR/NAME__TNAME.py (a student or teacher
+without --expr/--teacher-expr is the built-in of that name).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .activations import BUILTINS, from_expression
+from .activations import BUILTINS, from_expression, get
 from .generate import check, generate, generate_user, write
 from .paths import GENERATED_DIR
 from .quadrature import QuadratureError
@@ -25,15 +28,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"built-in activations ({', '.join(sorted(BUILTINS))})")
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference")
     parser.add_argument("--out", type=Path, help=f"folder of the modules (default {GENERATED_DIR})")
-    parser.add_argument("--name", help="name of a user's activation (a Python identifier); needs --expr and --out")
+    parser.add_argument("--name", help="name of a user's activation (a Python identifier); needs --expr (or, with "
+                        "a teacher, names a built-in) and --out")
     parser.add_argument("--expr", help="the user's activation g as an expression in x, e.g. 'erf(2*x)' "
                         "(numbers, + - * / **, and functions such as erf, exp, log, tanh, Max)")
+    parser.add_argument("--teacher-name", help="name of the teacher's activation, apart from the student's")
+    parser.add_argument("--teacher-expr", help="the teacher's activation g* as an expression in x (without it, "
+                        "--teacher-name names a built-in)")
     options = parser.parse_args(argv)
-    if options.name is not None or options.expr is not None:
-        if options.names or options.name is None or options.expr is None or options.out is None:
-            parser.error("a user's activation needs --name, --expr and --out, and no built-in names")
+    user = (options.name, options.expr, options.teacher_name, options.teacher_expr)
+    if any(value is not None for value in user):
+        if options.names or options.name is None or options.out is None:
+            parser.error("a user's activation needs --name and --out, and no built-in names")
+        if options.teacher_expr is not None and options.teacher_name is None:
+            parser.error("--teacher-expr needs --teacher-name")
         try:
-            sources = generate_user(from_expression(options.name, options.expr))
+            student = _activation(options.name, options.expr, options.teacher_name is not None, "--expr")
+            teacher = (None if options.teacher_name is None else
+                       _activation(options.teacher_name, options.teacher_expr, True, "--teacher-expr"))
+            if teacher is not None and teacher.name == student.name:
+                raise ValueError("the teacher's activation needs a name apart from the student's")
+            sources = generate_user(student, teacher)
         except QuadratureError as error:
             parser.error(f"no closed form, and no accurate quadrature: {error}")
         except VerificationError as error:
@@ -57,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     for path in write(sources, options.out):
         print(f"wrote {path}")
     return 0
+
+
+def _activation(name: str, expression: str | None, builtin_allowed: bool, flag: str):
+    """The user's activation `name` of `expression`, or without one the built-in `name`."""
+    if expression is not None:
+        return from_expression(name, expression)
+    if not builtin_allowed:
+        raise ValueError(f"a user's activation needs {flag}")
+    try:
+        return get(name)
+    except KeyError as error:
+        raise ValueError(f"{error.args[0]} (or give {flag})") from None
 
 
 if __name__ == "__main__":

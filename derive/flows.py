@@ -1,23 +1,31 @@
 """The order-parameter flows as sums of Gaussian integrals: the ODEs' intermediate form.
 
-Starting point, the online-SGD step of docs/conventions.md for one minibatch of B samples (dt = 1/N):
+The model (docs/conventions.md) is declared by its online-SGD step for one minibatch of B
+samples (dt = 1/N), in :func:`updates`:
 
-    w_i ← w_i + (η/√N) v_i ⟨Δ g'(λ_i) x⟩_B,     v_i ← v_i + (η_v/N) ⟨Δ g(λ_i)⟩_B.
+    w_i ← w_i + (1/√N) ⟨F_i x⟩_B − (λ/N) w_i,    F_i = η e_i Δ g'(λ_i),
+    v_i ← v_i + (1/N) ⟨G_i⟩_B − (λ_v/N) v_i,      G_i = η_v κ Δ g(λ_i),
 
-Projecting the step on w*_n/N gives ΔR_in = (η/N) v_i ⟨Δ g'(λ_i) ρ_n⟩_B; on w_k/N, and adding the
-square of the step, ΔQ_ik = (η/N)[v_i ⟨Δ g'(λ_i) λ_k⟩_B + v_k ⟨Δ g'(λ_k) λ_i⟩_B]
-+ (η²/N²) v_i v_k ⟨Δ g'(λ_i) x⟩_B·⟨Δ g'(λ_k) x⟩_B, in which only the B same-sample pairs
-(x·x/N → 1) survive as N → ∞, leaving (η²/(B N)) v_i v_k ⟨Δ² g'(λ_i) g'(λ_k)⟩. Dividing by dt:
+with Δ = Σ_c a_c g_c(u_c) + σ ξ over the joint index c (students then teachers; g_c the
+activation of unit c's network), a = (−κ v, κ* v*) the signed readout scaled by the output
+scalings κ, κ*, and e the feedback vector that carries the error to the first layer: e = κ v
+for backpropagation, κ b for feedback alignment. Every variant of the model is a value of these
+symbols, so one table serves them all.
 
-    dR_in/dt = η v_i ⟨Δ g'(u_i) u_n⟩
-    dQ_ik/dt = η v_i ⟨Δ g'(u_i) u_k⟩ + η v_k ⟨Δ g'(u_k) u_i⟩ + (η²/B) v_i v_k ⟨Δ Δ' g'(u_i) g'(u_k)⟩
-    dv_i/dt  = η_v ⟨Δ g(u_i)⟩
+Projecting the step on w*_n/N gives ΔR_in = (1/N)[⟨F_i ρ_n⟩_B − λ R_in]; on w_k/N, and adding
+the square of the step, ΔQ_ik = (1/N)[⟨F_i λ_k⟩_B + ⟨F_k λ_i⟩_B − 2λ Q_ik] + (1/N²) ⟨F_i x⟩_B·⟨F_k x⟩_B,
+in which only the B same-sample pairs (x·x/N → 1) survive as N → ∞, leaving (1/(B N)) ⟨F_i F_k⟩
+(the λ² and λη cross terms are O(1/N²)). Dividing by dt:
+
+    dR_in/dt = ⟨F_i u_n⟩ − λ R_in
+    dQ_ik/dt = ⟨F_i u_k⟩ + ⟨F_k u_i⟩ + (1/B) ⟨F_i F'_k⟩ − 2λ Q_ik
+    dv_i/dt  = ⟨G_i⟩ − λ_v v_i
     ε_g      = ½ ⟨Δ₀ Δ₀'⟩
 
-with Δ = Σ_c a_c g(u_c) + σ ξ over the joint index c (students then teachers, a = (−v, v*)),
-Δ' the same sum over a second joint index d, and Δ₀ the noise-free part. This module expands
-those expectations by linearity (⟨ξ⟩ = 0, ⟨ξ²⟩ = 1, ξ independent of u) and names each monomial's
-integral, giving a list of :class:`FlowTerm`.
+F' is F with its own joint index (d for c), Δ₀ the noise-free part of Δ. This module expands
+those expectations by linearity (⟨ξ⟩ = 0, ⟨ξ²⟩ = 1, ξ independent of u) and names each
+monomial's integral, giving a list of :class:`FlowTerm`; monomials without a random factor are
+*state terms* (the decay), a coefficient times an order parameter.
 
 Index letters: i, k run over student units, n over teacher units, c, d over all K + M units.
 """
@@ -29,12 +37,17 @@ from dataclasses import dataclass
 import sympy as sp
 
 lr, lr_v, sigma, batch = sp.symbols("lr lr_v sigma batch", positive=True)
-#: The flow parameters the coefficients are written in, named as the fields of nndyn.Setting
-#: declared with flow=True (the vector field receives them by these names).
-PARAMETERS = (lr, lr_v, sigma, batch)
+kappa = sp.Symbol("kappa", positive=True)
+weight_decay, weight_decay_v = sp.symbols("weight_decay weight_decay_v", nonnegative=True)
+#: The flow parameters the coefficients are written in, named as the vector field receives them:
+#: the fields of nndyn.Setting declared with flow=True, and κ, the student's output scaling.
+PARAMETERS = (lr, lr_v, sigma, batch, kappa, weight_decay, weight_decay_v)
 xi = sp.Symbol("xi", real=True)
 g, g_prime, u = sp.Function("g"), sp.Function("g_prime"), sp.Function("u")
-v, a = sp.IndexedBase("v"), sp.IndexedBase("a")
+#: Readouts: a the signed scaled readout (K+M,), e the feedback vector (K,).
+a, e = sp.IndexedBase("a"), sp.IndexedBase("e")
+#: The order parameters, for state terms.
+Q, R, v = sp.IndexedBase("Q"), sp.IndexedBase("R"), sp.IndexedBase("v")
 i, k, n, c, d = sp.symbols("i k n c d", integer=True)
 
 #: The range of each index letter: "S" student units, "T" teacher units, "J" all units.
@@ -56,38 +69,47 @@ INTEGRALS = {
 _KIND_ORDER = {"g_prime": 0, "u": 1, "g": 2}
 
 
-def error_signal(index: sp.Symbol) -> sp.Expr:
+def error_signal(index: sp.Symbol, noise: bool = True) -> sp.Expr:
     """Δ = Σ_index a_index g(u_index) + σ ξ (the sum over the joint index is implicit)."""
-    return a[index] * g(index) + sigma * xi
+    return a[index] * g(index) + (sigma * xi if noise else 0)
+
+
+def updates(index: sp.Symbol, error: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
+    """The model: (F, G) of student unit `index` with the error's joint index `error`."""
+    return (lr * e[index] * error_signal(error) * g_prime(index),
+            lr_v * kappa * error_signal(error) * g(index))
 
 
 def flow_expectations() -> dict[str, sp.Expr]:
-    """The integrands whose expectations are the flows, before expansion."""
+    """The flows before expansion: integrands (whose expectations are taken) plus state terms."""
+    F_i, G_i = updates(i, c)
+    F_k = updates(k, c)[0]
+    F_k_other = updates(k, d)[0]
     return {
-        "R": lr * v[i] * error_signal(c) * g_prime(i) * u(n),
-        "Q": lr * v[i] * error_signal(c) * g_prime(i) * u(k)
-        + lr * v[k] * error_signal(c) * g_prime(k) * u(i)
-        + lr**2 / batch * v[i] * v[k] * error_signal(c) * error_signal(d) * g_prime(i) * g_prime(k),
-        "v": lr_v * error_signal(c) * g(i),
-        "eg": sp.Rational(1, 2) * (a[c] * g(c)) * (a[d] * g(d)),
+        "R": F_i * u(n) - weight_decay * R[i, n],
+        "Q": F_i * u(k) + F_k * u(i) + F_i * F_k_other / batch - 2 * weight_decay * Q[i, k],
+        "v": G_i - weight_decay_v * v[i],
+        "eg": sp.Rational(1, 2) * error_signal(c, noise=False) * error_signal(d, noise=False),
     }
 
 
 @dataclass(frozen=True)
 class FlowTerm:
-    """One term of a flow: ``scalar · Σ_summed Π weights · integral(indices)``.
+    """One term of a flow: ``scalar · Σ_summed Π weights · integral(indices)``, or for a state
+    term (`integral` None) ``scalar · weights``.
 
     **Arguments:**
 
     - `target`: "R", "Q", "v" or "eg".
-    - `integral`: "I2", "J2", "I3" or "I4".
+    - `integral`: "I2", "J2", "I3", "I4", or None for a state term.
     - `indices`: one index letter per slot of the integral's block, e.g. ("i", "n", "c").
-    - `weights`: indexed second-layer weights, e.g. (("v", "i"), ("a", "c")).
-    - `scalar`: the coefficient in lr, lr_v, sigma, batch.
+    - `weights`: indexed readouts or order parameters with their indices, e.g.
+      (("e", "i"), ("a", "c")) or (("Q", "ik"),).
+    - `scalar`: the coefficient in the flow parameters.
     """
 
     target: str
-    integral: str
+    integral: str | None
     indices: tuple[str, ...]
     weights: tuple[tuple[str, str], ...]
     scalar: sp.Expr
@@ -111,7 +133,7 @@ def _term(target: str, monomial: sp.Expr) -> FlowTerm | None:
         if base == xi:
             noise_power += int(power)
         elif isinstance(base, sp.Indexed):
-            weights.extend([(str(base.base), str(base.indices[0]))] * int(power))
+            weights.extend([(str(base.base), "".join(map(str, base.indices)))] * int(power))
         elif isinstance(base, sp.core.function.AppliedUndef):
             random_factors.extend([(base.func.__name__, str(base.args[0]))] * int(power))
         else:
@@ -123,7 +145,7 @@ def _term(target: str, monomial: sp.Expr) -> FlowTerm | None:
     kinds = tuple(kind for kind, _ in random_factors)
     return FlowTerm(
         target=target,
-        integral=INTEGRALS[kinds],
+        integral=INTEGRALS[kinds] if kinds else None,
         indices=tuple(index for _, index in random_factors),
         weights=tuple(weights),
         scalar=scalar * moment,

@@ -22,6 +22,9 @@ Each monomial is reduced by exact rules, applied recursively:
    SymPy along C_ab from 0, where the expectation factorises into ⟨erf⟩⟨erf⟩ = 0; the sign
    pair and quadruple are the special functions of :mod:`.special` (the quadruple, an orthant
    probability, is not elementary).
+5. *Error functions as signs*: erf(β u) = sign(β) ⟨sign(u + z/(√2|β|))⟩_z, z ~ N(0, 1), so a
+   product of error functions and signs (mixed activations, e.g. a ReLU student on an erf
+   teacher) is a sign pair or quadruple on a covariance with 1/(2β²) added to each erf's variance.
 
 Anything else raises :class:`NoClosedForm`, so that callers can fall back to quadrature.
 """
@@ -122,13 +125,22 @@ def _monomial(term: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) -> sp.Expr:
         return constant * erf_pair(alpha, beta).subs(
             {_CAA: C[a, a], _CBB: C[b, b], _CAB: C[a, b]}, simultaneous=True
         )
-    if not erfs and len(signs) == 2:
-        a, b = sorted(signs)
-        return constant * SignPair(C[a, b], C[a, a], C[b, b])
-    if not erfs and len(signs) == 4:
-        indices = sorted(signs)
-        return constant * SignQuadruple(*[C[indices[p], indices[q]] for p in range(4) for q in range(p, 4)])
+    if len(erfs) + len(signs) in (2, 4):
+        return constant * _sign_product(erfs, sorted(signs), C)
     raise NoClosedForm(f"no closed-form rule for the product {odd}")
+
+
+def _sign_product(erfs: list[tuple[int, sp.Expr]], signs: list[int], C: sp.Matrix) -> sp.Expr:
+    """⟨Π erf(β u_a) Π sign(u_b)⟩ for two or four factors, by rule 5: each erf(β u_a) is
+    sign(β)·⟨sign(u_a + z/(√2|β|))⟩_z with its own z ~ N(0, 1), so the product is a sign pair or
+    quadruple of variables w whose covariance is C's plus 1/(2β²) on each erf's own variance."""
+    slots = [(a, 1 / (2 * beta**2)) for a, beta in erfs] + [(b, sp.Integer(0)) for b in signs]
+    sign = sp.Mul(*[sp.sign(beta) for _, beta in erfs])
+    count = len(slots)
+    W = sp.Matrix(count, count, lambda p, q: C[slots[p][0], slots[q][0]] + (slots[p][1] if p == q else 0))
+    if count == 2:
+        return sign * SignPair(W[0, 1], W[0, 0], W[1, 1])
+    return sign * SignQuadruple(*[W[p, q] for p in range(4) for q in range(p, 4)])
 
 
 def _quadratic_precision(exponent: sp.Expr, u: tuple[sp.Symbol, ...]) -> sp.Matrix:

@@ -13,12 +13,22 @@ from pathlib import Path
 from nndyn.files import write_atomically
 
 from .activations import BUILTINS, Activation, get
-from .lower import flow_spec, kernel_spec
+from .lower import flow_spec, kernel_spec, pair_spec
 from .paths import GENERATED_DIR
 from .render import COMMAND, differences, render_flows, render_module, render_package_init
 
-#: The files of generated/ besides the built-in kernel modules.
+#: The files of generated/ besides the built-in kernel and pair modules.
 SHARED_FILES = ("__init__.py", "flows.py")
+
+
+def pair_name(student: str, teacher: str) -> str:
+    """The module name of the mixed integrals of `student` and `teacher` (activation names)."""
+    return f"{student}__{teacher}"
+
+
+def builtin_pairs() -> list[tuple[str, str]]:
+    """Every ordered pair of distinct built-in activations, sorted."""
+    return [(student, teacher) for student in sorted(BUILTINS) for teacher in sorted(BUILTINS) if student != teacher]
 
 
 @contextlib.contextmanager
@@ -34,22 +44,40 @@ def _parallel_map():
 
 
 def generate(names: list[str] | None = None) -> dict[str, str]:
-    """Render the kernel modules of the built-in activations `names` (all when None), the
-    package's __init__.py and the flow table flows.py; returns file name -> source."""
+    """Render the kernel modules of the built-in activations `names` (all when None), the pair
+    modules of every two of them (all pairs when `names` is None, else those pairs of built-ins
+    that involve `names`), the package's __init__.py and the flow table flows.py; returns file
+    name -> source."""
+    pairs = [pair for pair in builtin_pairs() if names is None or set(pair) & set(names)]
     names = sorted(BUILTINS) if names is None else names
     with _parallel_map() as parallel:
         sources = {f"{name}.py": render_module(kernel_spec(get(name), COMMAND, parallel)) for name in names}
-    sources["__init__.py"] = render_package_init(sorted(BUILTINS))
+        for student, teacher in pairs:
+            sources[f"{pair_name(student, teacher)}.py"] = render_module(
+                pair_spec(get(student), get(teacher), COMMAND, parallel))
+    sources["__init__.py"] = render_package_init(sorted(BUILTINS), builtin_pairs())
     sources["flows.py"] = render_flows(flow_spec(COMMAND))
     return sources
 
 
-def generate_user(activation: Activation) -> dict[str, str]:
-    """Render the kernel module of a user's activation; file name -> source. The command it
-    records holds SymPy's printing of the expression, never the text the user typed."""
-    command = f"{COMMAND} --name {activation.name} --expr {shlex.quote(str(activation.expression))}"
+def generate_user(activation: Activation, teacher: Activation | None = None) -> dict[str, str]:
+    """Render the kernel module of a user's activation, or, with `teacher`, the modules of a
+    student activation and a teacher activation apart: each one's own module (unless it is a
+    built-in) and their pair module; file name -> source. The command each records holds SymPy's
+    printing of the expressions, never the text the user typed."""
+    def options(prefix: str, chosen: Activation) -> str:
+        if chosen.name in BUILTINS and chosen == get(chosen.name):
+            return f" --{prefix}name {chosen.name}"
+        return f" --{prefix}name {chosen.name} --{prefix}expr {shlex.quote(str(chosen.expression))}"
+
+    command = COMMAND + options("", activation) + ("" if teacher is None else options("teacher-", teacher))
     with _parallel_map() as parallel:
-        return {f"{activation.name}.py": render_module(kernel_spec(activation, command, parallel))}
+        sources = {f"{chosen.name}.py": render_module(kernel_spec(chosen, command, parallel))
+                   for chosen in (activation, teacher) if chosen is not None and chosen != BUILTINS.get(chosen.name)}
+        if teacher is not None:
+            sources[f"{pair_name(activation.name, teacher.name)}.py"] = render_module(
+                pair_spec(activation, teacher, command, parallel))
+    return sources
 
 
 def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
@@ -62,6 +90,8 @@ def write(sources: dict[str, str], folder: Path = GENERATED_DIR) -> list[Path]:
 
 def check(sources: dict[str, str], folder: Path = GENERATED_DIR, known: set[str] | None = None) -> list[str]:
     """Differences between `sources` and `folder` (empty when in sync), and orphans: files not
-    in `known` (default: the built-in modules and SHARED_FILES)."""
-    known = {f"{name}.py" for name in BUILTINS} | set(SHARED_FILES) if known is None else known
+    in `known` (default: the built-in kernel and pair modules and SHARED_FILES)."""
+    if known is None:
+        known = {f"{name}.py" for name in [*BUILTINS, *(pair_name(*pair) for pair in builtin_pairs())]}
+        known |= set(SHARED_FILES)
     return differences(sources, folder, known)

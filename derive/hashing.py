@@ -27,7 +27,7 @@ KERNEL_SOURCES = ("activations.py", "gaussian.py", "special.py", "integrals.py",
                   *RENDERING)
 KERNEL_TEMPLATE = "kernel_module.py.jinja"
 #: The derive/ modules whose code the flow table depends on, and its template.
-FLOW_SOURCES = ("flows.py", *RENDERING)
+FLOW_SOURCES = ("flows.py", "integrals.py", *RENDERING)
 FLOW_TEMPLATE = "flows.py.jinja"
 
 
@@ -48,9 +48,9 @@ def code_of(source: str) -> str:
     return "\n".join(kept)
 
 
-def _digest(modules: tuple[str, ...], template: str, activation: Activation | None) -> str:
+def _digest(modules: tuple[str, ...], template: str, *activations: Activation) -> str:
     digest = hashlib.sha256()
-    if activation is not None:
+    for activation in activations:
         digest.update(f"{activation.name}\n{sp.srepr(activation.expression)}\n".encode())
     digest.update(f"sympy {sp.__version__}\n".encode())
     for name in sorted(modules):
@@ -59,11 +59,13 @@ def _digest(modules: tuple[str, ...], template: str, activation: Activation | No
     return digest.hexdigest()
 
 
-def kernel_hash(activation: Activation) -> str:
-    """SHA-256 of what the kernel module of `activation` depends on."""
-    return _digest(KERNEL_SOURCES, KERNEL_TEMPLATE, activation)
+def kernel_hash(*activations: Activation) -> str:
+    """SHA-256 of what the kernel module of an activation, or the pair module of a student and
+    a teacher activation, depends on (a pair's integrals also on the flow table's signatures)."""
+    sources = KERNEL_SOURCES if len(activations) == 1 else (*KERNEL_SOURCES, "flows.py")
+    return _digest(sources, KERNEL_TEMPLATE, *activations)
 
 
 def flow_hash() -> str:
     """SHA-256 of what the flow table depends on."""
-    return _digest(FLOW_SOURCES, FLOW_TEMPLATE, None)
+    return _digest(FLOW_SOURCES, FLOW_TEMPLATE)

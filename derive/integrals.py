@@ -15,13 +15,18 @@ terms like δ(u) H(u)ⁿ⁻¹ are ambiguous (H(0) = ½ makes n = 2 right and n �
 guarded 0/0 limits are noise-sensitive. So non-smooth integrals get *coincidence variants*: for
 every pattern of repeated units, the closed form with those slots' variables identified
 (H(u)² = H(u) exactly), selected at run time where the slots hold one unit (equal block entries).
+
+With the teacher's activation g* apart from the student's g, each slot's g or g' is that of its
+unit's network: an integral's *signature* has a letter per slot, "s" (student, g), "t" (teacher,
+g*) or "-" (the u slot of I3), e.g. I3 "s-t" = ⟨g'(u_0) u_1 g*(u_2)⟩. A student slot and a
+teacher slot hold different units, so their coincidence variants are only needed when both
+activations are non-smooth (when the student matches the teacher, they are the same function).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable
 
 import sympy as sp
 
@@ -30,15 +35,22 @@ from .gaussian import NoClosedForm, expectation
 from .quadrature import QuadratureTerm, lower_dimension
 from .special import PLACKETT_ORDER, SignQuadruple
 
-Integrand = Callable[[Activation, tuple[sp.Symbol, ...]], sp.Expr]
-
-#: name -> (block size, integrand in the block's variables)
-DEFINITIONS: dict[str, tuple[int, Integrand]] = {
-    "I2": (2, lambda act, u: act.g(u[0]) * act.g(u[1])),
-    "J2": (2, lambda act, u: act.g_prime(u[0]) * act.g_prime(u[1])),
-    "I3": (3, lambda act, u: act.g_prime(u[0]) * u[1] * act.g(u[2])),
-    "I4": (4, lambda act, u: act.g_prime(u[0]) * act.g_prime(u[1]) * act.g(u[2]) * act.g(u[3])),
+#: name -> the factor of each slot of its block: g, g' (of the slot's unit's activation) or u.
+DEFINITIONS: dict[str, tuple[str, ...]] = {
+    "I2": ("g", "g"),
+    "J2": ("g_prime", "g_prime"),
+    "I3": ("g_prime", "u", "g"),
+    "I4": ("g_prime", "g_prime", "g", "g"),
 }
+
+
+def integrand(name: str, activations: tuple[Activation | None, ...], u: tuple[sp.Expr, ...]) -> sp.Expr:
+    """The integrand of integral `name` with slot p's factor taken of `activations[p]` (None
+    for the u slot) at u[p]."""
+    factors = []
+    for factor, activation, variable in zip(DEFINITIONS[name], activations, u):
+        factors.append(variable if factor == "u" else getattr(activation, factor)(variable))
+    return sp.Mul(*factors)
 
 
 #: Slot pairs whose exchange leaves each integral unchanged, whatever g is.
@@ -110,15 +122,18 @@ class DerivedIntegral:
 NON_SMOOTH = (sp.Heaviside, sp.sign, sp.DiracDelta, sp.Max, sp.Min, sp.Abs)
 
 
-def coincidences(size: int) -> list[tuple[int, ...]]:
+def coincidences(size: int, networks: str | None = None) -> list[tuple[int, ...]]:
     """Labellings of the slots (each slot's representative, the smallest slot of its class) of
     the set partitions with a repeated unit, finest first: a block of the pattern of a labelling
     also satisfies the equalities of every finer one, so applied in this order the last that
-    holds is its own."""
+    holds is its own. With `networks` (a letter per slot: "s" a student unit, "t" a teacher
+    unit, "-" either), no class joins a student slot with a teacher slot."""
     labellings = []
     for assignment in itertools.product(range(size), repeat=size):
         labels = tuple(min(s for s in range(size) if assignment[s] == assignment[slot]) for slot in range(size))
-        if labels not in labellings and len(set(labels)) < size:
+        mixed = networks is not None and any({networks[p], networks[q]} == {"s", "t"}
+                                             for p in range(size) for q in range(size) if labels[p] == labels[q])
+        if labels not in labellings and len(set(labels)) < size and not mixed:
             labellings.append(labels)
     return sorted(labellings, key=lambda labels: (len(set(labels)), labels), reverse=True)
 
@@ -132,23 +147,26 @@ def _provenance(expression: sp.Expr) -> str:
     return "derived"
 
 
-def derive_integral(activation: Activation, name: str) -> DerivedIntegral:
-    """Derive integral `name` for `activation` with the rules of :mod:`.gaussian`, with its
-    coincidence variants when the integrand is non-smooth, or, when the rules find no closed
-    form, as quadrature terms (the numerical fallback)."""
-    size, integrand_of = DEFINITIONS[name]
+def derive_integral(name: str, activations: tuple[Activation | None, ...], networks: str | None = None,
+                    key: str | None = None) -> DerivedIntegral:
+    """Derive integral `name` with slot p's factor of `activations[p]` (None for the u slot) by
+    the rules of :mod:`.gaussian`, with its coincidence variants when the integrand is non-smooth
+    (restricted by `networks`, see :func:`coincidences`), or, when the rules find no closed
+    form, as quadrature terms (the numerical fallback). `key` names it (default `name`)."""
+    key = key or name
+    size = len(DEFINITIONS[name])
     u = variables(size)
     block = symbolic_block(size)
-    integrand = integrand_of(activation, u)
+    f = integrand(name, activations, u)
     try:
-        expression = expectation(integrand, u, block)
+        expression = expectation(f, u, block)
     except NoClosedForm as reason:
-        terms = tuple(lower_dimension(integrand, u, block))
-        return DerivedIntegral(name, size, integrand, None, f"quadrature: {reason}", quadrature=terms)
+        terms = tuple(lower_dimension(f, u, block))
+        return DerivedIntegral(key, size, f, None, f"quadrature: {reason}", quadrature=terms)
     variants = []
-    if integrand.has(*NON_SMOOTH):
-        for labels in coincidences(size):
-            identified = integrand_of(activation, tuple(u[label] for label in labels))
+    if f.has(*NON_SMOOTH):
+        for labels in coincidences(size, networks):
+            identified = integrand(name, activations, tuple(u[label] for label in labels))
             variant = expectation(identified, u, block)
-            variants.append(DerivedIntegral(name, size, identified, variant, _provenance(variant), labels))
-    return DerivedIntegral(name, size, integrand, expression, _provenance(expression), (), tuple(variants))
+            variants.append(DerivedIntegral(key, size, identified, variant, _provenance(variant), labels))
+    return DerivedIntegral(key, size, f, expression, _provenance(expression), (), tuple(variants))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 
 from . import flows
 from .activations import Activation, x
 from .hashing import flow_hash, kernel_hash
-from .integrals import DEFINITIONS, SYMMETRIC_SLOTS, DerivedIntegral, block_entries, derive_integral
+from .integrals import DEFINITIONS, NON_SMOOTH, SYMMETRIC_SLOTS, DerivedIntegral, block_entries, derive_integral
 from .printing import print_cse, print_scalar
 from .quadrature import RADIUS, QuadratureTerm
-from .spec import FlowSpec, FoldSpec, IntegralSpec, KernelSpec, QuadratureSpec, TermSpec, VariantSpec
+from .spec import AliasSpec, FlowSpec, FoldSpec, IntegralSpec, KernelSpec, QuadratureSpec, TermSpec, VariantSpec
 from .verify import verify, verify_quadrature
 
 
@@ -39,16 +41,17 @@ def check(form: DerivedIntegral) -> tuple[DerivedIntegral, str]:
     return form, verify(form)
 
 
-def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str]]) -> IntegralSpec:
-    """The spec of a derived integral, from the checks of its generic form and its variants."""
+def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str]], key: str) -> IntegralSpec:
+    """The spec of a derived integral, from the checks of its generic form and its variants;
+    `key` is its key in the module's INTEGRALS, as code."""
     (form, verification), variants = checked[0], [variant for variant, _ in checked[1:]]
     arguments = tuple(str(symbol) for symbol in form.arguments)
     if form.quadrature:
-        return IntegralSpec(form.name, form.size, arguments, None, form.provenance, verification, (),
+        return IntegralSpec(form.name, key, form.size, arguments, None, form.provenance, verification, (),
                             tuple(map(_quadrature, form.quadrature)))
     if variants:
         verification += f"; the same for its {len(variants)} coincidence variants"
-    return IntegralSpec(form.name, form.size, arguments, print_cse(form.expression), form.provenance,
+    return IntegralSpec(form.name, key, form.size, arguments, print_cse(form.expression), form.provenance,
                         verification, tuple(map(_variant, variants)), ())
 
 
@@ -57,9 +60,10 @@ def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
     generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
     process pool's map to verify them in parallel (the results do not depend on it)."""
     integrals = []
-    for name in DEFINITIONS:  # one integral at a time: a failure stops before the costlier ones
-        derived = derive_integral(activation, name)
-        integrals.append(_integral(derived, list(map(check, (derived, *derived.variants)))))
+    for name, factors in DEFINITIONS.items():  # one integral at a time: a failure stops before the costlier ones
+        slots = tuple(None if factor == "u" else activation for factor in factors)
+        derived = derive_integral(name, slots)
+        integrals.append(_integral(derived, list(map(check, (derived, *derived.variants))), f'"{name}"'))
     return KernelSpec(
         name=activation.name,
         description=activation.description,
@@ -73,10 +77,91 @@ def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
     )
 
 
+def _swaps(name: str) -> list[tuple[int, ...]]:
+    """The slot permutations that leave integral `name` unchanged (products of its symmetric
+    pair exchanges), the identity first."""
+    size = len(DEFINITIONS[name])
+    permutations = []
+    for chosen in itertools.product((False, True), repeat=len(SYMMETRIC_SLOTS[name])):
+        order = list(range(size))
+        for (p, q), swap in zip(SYMMETRIC_SLOTS[name], chosen):
+            if swap:
+                order[p], order[q] = order[q], order[p]
+        permutations.append(tuple(order))
+    return permutations
+
+
+def _function_name(name: str, signature: str) -> str:
+    return f"{name}_{signature.replace('-', 'u')}"
+
+
+def mixed_signatures() -> dict[tuple[str, str], tuple[str, tuple[int, ...]]]:
+    """Every signature of a mixed integral that the flow table evaluates with teacher and
+    student activations apart: (integral, signature) -> (canonical signature, slot permutation
+    that maps it there). A slot of range J takes either network (its student and teacher parts,
+    nndyn.core.flows), S is "s", T is "t", the u slot "-"; only signatures with both "s" and "t"
+    are mixed (the others are the student's or the teacher's own integrals)."""
+    signatures = {}
+    for term in flows.derive_flows():
+        if term.integral is None:
+            continue
+        factors = DEFINITIONS[term.integral]
+        options = [("s", "t") if flows.INDEX_RANGES[index] == "J" else (flows.INDEX_RANGES[index].lower(),)
+                   for index in term.indices]
+        for letters in itertools.product(*options):
+            signature = "".join("-" if factor == "u" else letter for factor, letter in zip(factors, letters))
+            if {"s", "t"} <= set(signature):
+                canonical, order = min(("".join(signature[p] for p in order), order) for order in _swaps(term.integral))
+                signatures[term.integral, signature] = (canonical, order)
+    return dict(sorted(signatures.items()))
+
+
+def _alias(name: str, signature: str, canonical: str, order: tuple[int, ...]) -> AliasSpec:
+    """Integral `name` of `signature` as its `canonical` form on the block with slots permuted:
+    the canonical slot q holds the unit of slot order[q] (a symmetric exchange)."""
+    arguments = tuple(f"c{p}{q}" for p, q in block_entries(len(order)))
+    permuted = tuple(f"c{min(order[p], order[q])}{max(order[p], order[q])}" for p, q in block_entries(len(order)))
+    return AliasSpec(_function_name(name, signature), f'("{name}", "{signature}")',
+                     _function_name(name, canonical), arguments, permuted)
+
+
+def pair_spec(student: Activation, teacher: Activation, command: str, map=map) -> KernelSpec:
+    """Derive, verify and print the mixed integrals of a student activation and a teacher
+    activation apart (:func:`mixed_signatures`), like :func:`kernel_spec`. Coincidence variants
+    never join a student slot with a teacher slot unless both activations are non-smooth."""
+    both_rough = all(activation.derivative.has(*NON_SMOOTH) for activation in (student, teacher))
+    integrals, aliases, done = [], [], set()
+    for (name, signature), (canonical, order) in mixed_signatures().items():
+        if signature != canonical:
+            aliases.append(_alias(name, signature, canonical, order))
+        if (name, canonical) in done:
+            continue
+        done.add((name, canonical))
+        slots = tuple({"s": student, "t": teacher, "-": None}[letter] for letter in canonical)
+        derived = derive_integral(name, slots, None if both_rough else canonical, _function_name(name, canonical))
+        integrals.append(_integral(derived, list(map(check, (derived, *derived.variants))),
+                                   f'("{name}", "{canonical}")'))
+    return KernelSpec(
+        name=f"{student.name}__{teacher.name}",
+        description=f"the student activation {student.name} with the teacher activation {teacher.name}",
+        expression=str(student.expression),
+        derivative=str(student.derivative),
+        g=None,
+        g_prime=None,
+        integrals=tuple(integrals),
+        input_hash=kernel_hash(student, teacher),
+        command=command,
+        teacher_expression=str(teacher.expression),
+        aliases=tuple(aliases),
+    )
+
+
 def _fold(term: flows.FlowTerm) -> FoldSpec | None:
     """How `term` folds onto pairs x ≤ y of its slots, or None when it does not: every slot must
     be in a symmetric pair of the integral whose two indices share a range, carry one readout
     each of the same name, and are both summed or both free (free ones only in the symmetric Q)."""
+    if term.integral is None:
+        return None
     pairs = SYMMETRIC_SLOTS[term.integral]
     if sorted(slot for pair in pairs for slot in pair) != list(range(len(term.indices))):
         return None
@@ -99,7 +184,7 @@ def _fold(term: flows.FlowTerm) -> FoldSpec | None:
 
 
 def _term(term: flows.FlowTerm) -> TermSpec:
-    subscripts = ",".join(["".join(term.indices)] + [index for _, index in term.weights])
+    subscripts = ",".join(["".join(term.indices)] * (term.integral is not None) + [index for _, index in term.weights])
     return TermSpec(
         target=term.target,
         parameters=tuple(str(p) for p in flows.PARAMETERS if term.scalar.has(p)),
@@ -115,4 +200,4 @@ def _term(term: flows.FlowTerm) -> TermSpec:
 def flow_spec(command: str) -> FlowSpec:
     """The flow table, the same for every activation."""
     return FlowSpec(tuple(str(p) for p in flows.PARAMETERS), tuple(map(_term, flows.derive_flows())),
-                    flow_hash(), command)
+                    dict(DEFINITIONS), flow_hash(), command)

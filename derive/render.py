@@ -32,9 +32,10 @@ def render_module(spec: KernelSpec) -> str:
     return _ENVIRONMENT.get_template("kernel_module.py.jinja").render(spec=spec, format=KERNEL_FORMAT)
 
 
-def render_package_init(names: list[str]) -> str:
-    """The source of generated/__init__.py, listing the built-in modules `names`."""
-    return _ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, command=COMMAND)
+def render_package_init(names: list[str], pairs: list[tuple[str, str]]) -> str:
+    """The source of generated/__init__.py, listing the built-in modules `names` and the pair
+    modules of `pairs` (student, teacher)."""
+    return _ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, pairs=pairs, command=COMMAND)
 
 
 def render_flows(spec: FlowSpec) -> str:

@@ -41,9 +41,11 @@ class QuadratureSpec:
 class IntegralSpec:
     """One block integral, printed: a closed form (`code`, with coincidence `variants` for a
     non-smooth one) or `quadrature` terms, as a function of the block entries `arguments`
-    (c{p}{q}, p ≤ q, row-major)."""
+    (c{p}{q}, p ≤ q, row-major); `name` is its function's name, `key` its key in the module's
+    INTEGRALS, as code."""
 
     name: str
+    key: str
     size: int
     arguments: tuple[str, ...]
     code: PrintedExpression | None
@@ -54,23 +56,41 @@ class IntegralSpec:
 
 
 @dataclass(frozen=True)
+class AliasSpec:
+    """An integral of a non-canonical signature: `target` (a function name) on `permuted`, the
+    block entries of its `arguments` with two symmetric slots exchanged; `key` as code."""
+
+    name: str
+    key: str
+    target: str
+    arguments: tuple[str, ...]
+    permuted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class KernelSpec:
-    """The printed, verified closed forms of one activation, with the hash of their inputs.
-    `expression` and `derivative` are SymPy's printing of g and g' (never text a user typed)."""
+    """The printed, verified closed forms of one activation, or of the mixed integrals of a
+    student activation and a teacher activation apart (a *pair* module: `g` and `g_prime` None,
+    `teacher_expression` set, `aliases` for the signatures computed by exchanging slots), with the
+    hash of their inputs. `expression`, `derivative` and `teacher_expression` are SymPy's
+    printing of g, g' and g* (never text a user typed)."""
 
     name: str
     description: str
     expression: str
     derivative: str
-    g: PrintedExpression
-    g_prime: PrintedExpression
+    g: PrintedExpression | None
+    g_prime: PrintedExpression | None
     integrals: tuple[IntegralSpec, ...]
     input_hash: str
     command: str
+    teacher_expression: str | None = None
+    aliases: tuple[AliasSpec, ...] = ()
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""
-        printed = [self.g, self.g_prime, *(integral.code for integral in self.integrals if integral.code),
+        printed = [*(p for p in (self.g, self.g_prime) if p is not None),
+                   *(integral.code for integral in self.integrals if integral.code),
                    *(variant.code for integral in self.integrals for variant in integral.variants),
                    *(term.integrand for integral in self.integrals for term in integral.quadrature)]
         return any(name in code for p in printed for code in (p.result, *(c for _, c in p.assignments)))
@@ -103,12 +123,13 @@ class FoldSpec:
 class TermSpec:
     """A flow term, printed: its `coefficient` in the flow `parameters` it uses, the integral on
     the blocks of `ranges` (a range letter per slot), contracted with the readouts `weights` by
-    `subscripts`, folded when `fold` is set."""
+    `subscripts`, folded when `fold` is set; with `integral` None, a state term (the coefficient
+    times the order parameter in `weights`)."""
 
     target: str
     parameters: tuple[str, ...]
     coefficient: str
-    integral: str
+    integral: str | None
     ranges: str
     subscripts: str
     weights: tuple[str, ...]
@@ -117,9 +138,11 @@ class TermSpec:
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """The flow table: the flow `parameters` the coefficients use, and every term in order."""
+    """The flow table: the flow `parameters` the coefficients use, every term in order, and the
+    `factors` of each integral's slots ("g", "g_prime", "u")."""
 
     parameters: tuple[str, ...]
     terms: tuple[TermSpec, ...]
+    factors: dict[str, tuple[str, ...]]
     input_hash: str
     command: str

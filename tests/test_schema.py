@@ -100,7 +100,7 @@ def test_every_parameter_is_refused_with_one_message_everywhere(tmp_path, cls, n
 def test_every_parameter_is_accepted_everywhere(tmp_path, cls, name, rule):
     value = REQUIRED.get(name, rule.default)
     if value is None:  # an optional parameter: a valid value instead of its absence
-        value = rule.minimum + 1 if rule.minimum is not None else (rule.above or 0) + 0.5
+        value = "relu" if rule.kind is str else rule.minimum + 1 if rule.minimum is not None else (rule.above or 0) + 0.5
     instance = cls(**{**{key: REQUIRED[key] for key in schema.parameters(cls) if key in REQUIRED}, name: value})
     assert getattr(instance, name) == value
     assert run_config(tmp_path, name, value) == []
@@ -119,13 +119,15 @@ def test_numpy_numbers_are_numbers_and_strings_are_not_booleans():
 
 
 def test_flow_parameters_are_the_generated_flows_parameters():
-    """The vector field receives exactly the Setting's flow parameters, by name."""
+    """The vector field receives exactly the Setting's flow parameters, by name, and the output
+    scalings κ, κ* (derived from output_scaling); the flows use all of them but κ*, which enters
+    through the readout a."""
     from nndyn.generated import flows
 
     declared = tuple(name for name, rule in schema.parameters(nndyn.Setting).items() if rule.flow)
-    assert declared == flows.PARAMETERS
+    assert set(flows.PARAMETERS) == {*declared, "kappa"}
     args = nndyn.Setting(K=2, M=2, lr=0.5).ode_args(np.eye(2), np.ones(2))
-    assert set(args) == {"T", "v_star", "train_v", *declared}
+    assert set(args) == {"T", "v_star", "train_v", "kappa", "kappa_star", *declared}
 
 
 def test_a_sweep_refuses_a_grid_and_points_together_and_the_euler_method(tmp_path):

@@ -74,7 +74,7 @@ def test_sign_pair_and_zero_density_are_guarded():
 def test_verifier_rejects_a_closed_form_off_by_little():
     """Price's identity (to 1e-20) catches a perturbation of 1e-6 in one coefficient of the relu
     I2, and Monte Carlo a wrong constant term."""
-    derived = derive_integral(get("relu"), "I2")
+    derived = derive_integral("I2", (get("relu"), get("relu")))
     c01 = sp.Symbol("c01", real=True)
     blocks = random_blocks(2, 2, seed=1)
     check_price(derived, blocks)

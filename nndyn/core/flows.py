@@ -1,11 +1,13 @@
 """Evaluating the derived flow-term tables: the order-parameter flows and ε_g of one state.
 
 derive/flows.py expands the SGD update into terms, each a coefficient (in the flow parameters
-η, η_v, σ, B, …) times a block integral contracted with readout vectors; the generator writes
-them as the table `nndyn.generated.flows.TERMS`. This module evaluates such a table on the
-integrals of an activation: unfolded terms as `jnp.einsum` over the integral's block tensor,
-terms symmetric in pairs of slots on pairs x <= y only (:func:`~nndyn.core.blocks.folded_contraction`).
-Terms are summed in table order.
+η, η_v, σ, B, κ, λ, …) times a block integral contracted with readout vectors, or times an order
+parameter (a state term: the weight decay); the generator writes them as the table
+`nndyn.generated.flows.TERMS`. This module evaluates such a table on the integrals of a model:
+unfolded terms as `jnp.einsum` over the integral's block tensor, terms symmetric in pairs of
+slots on pairs x <= y only (:func:`~nndyn.core.blocks.folded_contraction`); with teacher and
+student activations apart, every term on block tensors split by network. Terms are summed in
+table order; terms with a concrete zero coefficient are skipped.
 """
 
 from __future__ import annotations
@@ -32,62 +34,102 @@ class Fold:
 @dataclass(frozen=True)
 class Term:
     """One term of a flow: ``coefficient(*parameters) * einsum(subscripts, integral on the
-    blocks of ranges, *weights)``, or with `fold` the same on slot pairs x <= y.
+    blocks of ranges, *weights)``, or with `fold` the same on slot pairs x <= y; with `integral`
+    None, a state term ``coefficient(*parameters) * einsum(subscripts, *weights)``.
 
     **Fields:** `target` ("Q", "R", "v" or "eg"); `parameters`, the names of the flow parameters
-    the coefficient takes, in order; `coefficient`, a function of them; `integral` ("I2", "J2", "I3", "I4"); `ranges`, one range letter per slot;
-    `subscripts`, the einsum of the block tensor and the `weights` (readout names, "v" or "a")
-    into the target's axes; `fold`, or None for an unfolded term.
+    the coefficient takes, in order; `coefficient`, a function of them; `integral` ("I2", "J2",
+    "I3", "I4" or None); `ranges`, one range letter per slot; `subscripts`, the einsum of the
+    block tensor and the `weights` into the target's axes; `weights`, the names of readouts
+    ("a", "e") or order parameters ("Q", "R", "v"); `fold`, or None for an unfolded term.
     """
 
     target: str
     parameters: tuple[str, ...]
     coefficient: Callable
-    integral: str
+    integral: str | None
     ranges: str
     subscripts: str
     weights: tuple[str, ...]
     fold: Fold | None = None
 
 
-def readouts(v, v_star) -> dict:
-    """The readout vectors terms are weighted by: the student's v (K,) and the signed readout
-    a = (−v, v*) (K+M,), so that the error is Δ = Σ_c a_c g(u_c) + σ ξ (docs/conventions.md)."""
-    return {"v": v, "a": jnp.concatenate([-v, v_star])}
+def readouts(v, v_star, feedback=None, kappa=1.0, kappa_star=1.0) -> dict:
+    """The readout vectors terms are weighted by (docs/conventions.md): the signed scaled
+    readout a = (−κ v, κ* v*) (K+M,), so that the error is Δ = Σ_c a_c g_c(u_c) + σ ξ, and the
+    feedback vector e (K,) that carries the error to the first layer: κ v (backpropagation, when
+    `feedback` is None) or κ b (feedback alignment, `feedback` = b)."""
+    return {"a": jnp.concatenate([-kappa * v, kappa_star * v_star]),
+            "e": kappa * (v if feedback is None else feedback)}
 
 
-def evaluate(terms: tuple[Term, ...], integrals: Mapping[str, Callable], targets: tuple[str, ...],
-             Q, R, v, T, v_star, parameters: Mapping) -> tuple:
+def _is_zero(value) -> bool:
+    """Whether `value` is a concrete zero (a term that cannot contribute, e.g. no weight decay)."""
+    return isinstance(value, (int, float)) and value == 0
+
+
+def _mixed_tensor(integral, factors, Omega, ranges, term):
+    """The block tensor of `term` with teacher and student activations apart: each slot of range
+    J is split into its student and teacher parts, each part evaluated with the integral of its
+    signature (a letter per slot: "s" student, "t" teacher, "-" the u slot), and the parts
+    concatenated back."""
+    def part(p, chosen):
+        if p == len(term.ranges):
+            signature = "".join("-" if factor == "u" else letter.lower()
+                                for factor, letter in zip(factors[term.integral], chosen))
+            return block_tensor(integral(term.integral, signature), Omega, tuple(ranges[letter] for letter in chosen))
+        letters = ("S", "T") if term.ranges[p] == "J" else (term.ranges[p],)
+        pieces = [part(p + 1, chosen + letter) for letter in letters]
+        return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=p)
+
+    return part(0, "")
+
+
+def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ...], Q, R, T, weights: Mapping,
+             parameters: Mapping, factors: Mapping | None = None) -> tuple:
     """The sums of the `terms` of each of `targets` on one state, in the order of `targets`.
 
-    **Arguments:** `integrals`, each integral's function of block entries (a kernel module's
-    INTEGRALS); Q (K, K), R (K, M), v (K,), T (M, M), v_star (M,); `parameters`, the flow
-    parameters by name (scalars, or arrays under vmap).
+    **Arguments:** `integral(name, signature)`, the function of block entries of integral `name`
+    with each slot's activation given by `signature` (see :func:`_mixed_tensor`; None when one
+    activation serves every unit); Q (K, K), R (K, M), T (M, M); `weights`, the readouts
+    (:func:`readouts`) and the order parameters Q, R, v by name; `parameters`, the flow
+    parameters by name (scalars, or arrays under vmap); `factors`, each integral's factor per
+    slot ("g", "g_prime", "u"), given when teacher and student activations differ (every
+    term is then evaluated unfolded, on split tensors).
 
     **Returns:** per target, an array of the target's shape: Q (K, K), R (K, M), v (K,), eg ().
     """
     Omega, ranges = joint_covariance(Q, R, T), units(*R.shape)
-    weights = readouts(v, v_star)
     tensors = {}
     for term in terms:
         key = (term.integral, term.ranges)
-        if term.target in targets and term.fold is None and key not in tensors:
-            slots = tuple(ranges[letter] for letter in term.ranges)
-            tensors[key] = block_tensor(integrals[term.integral], Omega, slots)
+        if term.target in targets and term.integral is not None and key not in tensors and (
+                term.fold is None or factors is not None):
+            if factors is None:
+                slots = tuple(ranges[letter] for letter in term.ranges)
+                tensors[key] = block_tensor(integral(term.integral, None), Omega, slots)
+            else:
+                tensors[key] = _mixed_tensor(integral, factors, Omega, ranges, term)
     sums = []
     for target in targets:
         total = None
         for term in terms:
             if term.target != target:
                 continue
-            if term.fold is None:
+            coefficient = term.coefficient(*(parameters[name] for name in term.parameters))
+            if _is_zero(coefficient):
+                continue
+            if term.integral is None:
+                value = jnp.einsum(term.subscripts, *(weights[name] for name in term.weights))
+            elif term.fold is None or factors is not None:
                 value = jnp.einsum(term.subscripts, tensors[term.integral, term.ranges],
                                    *(weights[name] for name in term.weights))
             else:
-                value = folded_contraction(integrals[term.integral], Omega,
+                value = folded_contraction(integral(term.integral, None), Omega,
                                            tuple(ranges[letter] for letter in term.fold.ranges),
                                            tuple(weights[name] for name in term.fold.weights), free=term.fold.free)
-            value = term.coefficient(*(parameters[name] for name in term.parameters)) * value
+            value = coefficient * value
             total = value if total is None else total + value
-        sums.append(total)
+        K, M = R.shape
+        sums.append(jnp.zeros({"Q": (K, K), "R": (K, M), "v": (K,), "eg": ()}[target]) if total is None else total)
     return tuple(sums)

@@ -106,9 +106,11 @@ def _bad(y: dict, threshold: float) -> jax.Array:
     ])
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "options"))
-def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None):
-    """The flows of `activation` from y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
+@functools.partial(jax.jit, static_argnames=("activation", "options", "teacher"))
+def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None,
+          teacher: str | None = None):
+    """The flows of `activation` (the student's; the teacher's `teacher`, default the same) from
+    y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
 
     **Arguments:** `y0` = {"Q": (K, K), "R": (K, M), "v": (K,)}; `args` as for `Kernels.rhs`
     (`Setting.ode_args`; arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
@@ -118,7 +120,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     """
     import diffrax  # imported when tracing: a process that loads an exported solve never needs it (0.4 s)
 
-    kernels = load(activation)
+    kernels = load(activation, teacher)
     adaptive = options.method == "adaptive"
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(kernels.rhs),
@@ -177,21 +179,23 @@ def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = 
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
     elif options.max_steps is None:
         options = dataclasses.replace(options, max_steps=ADAPTIVE_MAX_STEPS)
-    args = setting.ode_args(init.T, init.v_star)
+    args = setting.ode_args(init.T, init.v_star, init.b)
     batch_dims = init.Q.ndim - 2  # batch dimensions of the initial states
+    teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
 
     def program(y0, args, ts, dt):
-        solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt)
+        solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt, teacher=teacher)
         for _ in range(batch_dims):
-            solver = jax.vmap(solver, in_axes=(0, {**{k: None for k in args}, "T": 0, "v_star": 0}))
+            batched = {name: 0 if name in ("T", "v_star", "b") else None for name in args}
+            solver = jax.vmap(solver, in_axes=(0, batched))
         return tuple(solver(y0, args))
 
-    sources = (__file__, *load(setting.activation).sources)
+    sources = (__file__, *setting.kernels.sources)
     solution = Solution(*cache.call(program, (init.as_ode_state(), args, jnp.asarray(ts), dt),
-                                    static=(setting.activation, options, batch_dims), sources=sources))
+                                    static=(setting.activation, teacher, options, batch_dims), sources=sources))
     _raise_if_failed(np.asarray(solution.status), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
     ys = solution.ys
-    return Trajectory(jnp.asarray(ts), solution.eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star)
+    return Trajectory(jnp.asarray(ts), solution.eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
 
 
 def _raise_if_failed(status, failed_at, bad, options: ODEOptions) -> None:

@@ -1,9 +1,10 @@
-"""Kernels: an activation's generated closed forms bound to the flow table, once.
+"""Kernels: a model's generated closed forms bound to the flow table, once.
 
 :func:`load` finds the generated module of an activation (a built-in by name, or a user's module
-written by ``python -m nndyn.derive --name NAME --expr EXPR --out DIR``, by its path) and returns
-a :class:`Kernels`, which evaluates the integrals on covariance blocks and the flows and ε_g of
-a state, with the vector field in Diffrax's signature ``rhs(t, y, args)``.
+written by ``python -m nndyn.derive --name NAME --expr EXPR --out DIR``, by its path), with a
+teacher activation apart also the teacher's and their pair module of mixed integrals, and
+returns a :class:`Kernels`, which evaluates the integrals on covariance blocks and the flows and
+ε_g of a state, with the vector field in Diffrax's signature ``rhs(t, y, args)``.
 """
 
 from __future__ import annotations
@@ -23,68 +24,101 @@ from nndyn.core import blocks, flows, quadrature, special
 KERNEL_FORMAT = 2
 #: The flow targets of the vector field, in the order `flows` returns them.
 FLOW_TARGETS = ("Q", "R", "v")
+#: The values of the flow arguments that a vector field's `args` may omit: the plain model (no
+#: output scaling, no weight decay).
+FLOW_DEFAULTS = {"kappa": 1.0, "kappa_star": 1.0, "weight_decay": 0.0, "weight_decay_v": 0.0}
 
 
 @dataclass(frozen=True, eq=False)
 class Kernels:
-    """The kernels of one activation.
+    """The kernels of a model: the student's activation and, when apart, the teacher's.
 
-    **Fields:** `name`, the activation as given to :func:`load`; `module`, its generated module
-    (closed forms g, g_prime, INTEGRALS, and the records EXPRESSION, INPUT_HASH, PROVENANCE,
-    VERIFICATION).
+    **Fields:** `name`, the student's activation as given to :func:`load`; `module`, its
+    generated module (closed forms g, g_prime, INTEGRALS, and the records EXPRESSION,
+    INPUT_HASH, PROVENANCE, VERIFICATION); `teacher`, the teacher activation's Kernels when it
+    differs (else None: the teacher has g too); `pair`, then, the generated pair module of their
+    mixed integrals (INTEGRALS keyed by (integral, signature), docs/conventions.md).
 
-    Shapes: Q (K, K), R (K, M), v (K,), T (M, M), v_star (M,); covariance blocks C (..., r, r).
+    Shapes: Q (K, K), R (K, M), v (K,), T (M, M), v_star (M,), b (K,); covariance blocks C (..., r, r).
     """
 
     name: str
     module: ModuleType
+    teacher: "Kernels | None" = None
+    pair: ModuleType | None = None
 
     @property
     def g(self):
-        """The activation, elementwise."""
+        """The student's activation, elementwise."""
         return self.module.g
 
     @property
     def g_prime(self):
-        """The activation's derivative, elementwise."""
+        """The student's activation's derivative, elementwise."""
         return self.module.g_prime
+
+    @property
+    def g_star(self):
+        """The teacher's activation, elementwise."""
+        return self.g if self.teacher is None else self.teacher.g
 
     @property
     def sources(self) -> tuple[str, ...]:
         """The files whose code these kernels run (for cache keys)."""
-        return (self.module.__file__, __file__, blocks.__file__, flows.__file__, quadrature.__file__,
-                special.__file__, _flow_table().__file__)
+        own = (self.module.__file__, __file__, blocks.__file__, flows.__file__, quadrature.__file__,
+               special.__file__, _flow_table().__file__)
+        return own if self.teacher is None else (*own, self.teacher.module.__file__, self.pair.__file__)
 
-    def integral(self, name: str, C):
+    def integral(self, name: str, C, signature: str | None = None):
         """Integral `name` ("I2", "J2", "I3", "I4") on covariance blocks C (..., r, r); returns
-        shape (...). Only the upper triangle of C is read."""
-        return blocks.on_blocks(self.module.INTEGRALS[name], C)
+        shape (...). Only the upper triangle of C is read. `signature` (a letter per slot: "s"
+        student, "t" teacher, "-" the u slot) picks the activations; default: the student's."""
+        return blocks.on_blocks(self._integral(name, signature), C)
 
-    def flows(self, Q, R, v, T, v_star, **parameters) -> tuple:
+    def _integral(self, name: str, signature: str | None):
+        if signature is None or self.teacher is None or set(signature) <= {"s", "-"}:
+            return self.module.INTEGRALS[name]
+        if set(signature) <= {"t", "-"}:
+            return self.teacher.module.INTEGRALS[name]
+        return self.pair.INTEGRALS[name, signature]
+
+    def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None):
+        table = _flow_table()
+        weights = {**flows.readouts(v, v_star, feedback, parameters.get("kappa", 1.0),
+                                    parameters.get("kappa_star", 1.0)), "Q": Q, "R": R, "v": v}
+        return flows.evaluate(table.TERMS, self._integral, targets, Q, R, T, weights, parameters,
+                              None if self.teacher is None else table.FACTORS)
+
+    def flows(self, Q, R, v, T, v_star, feedback=None, **parameters) -> tuple:
         """(dQ/dt (K, K), dR/dt (K, M), dv/dt (K,)), the N → ∞ flows; `parameters` are the flow
-        parameters by name (lr, lr_v, sigma, batch: `Setting.ode_args`). dv/dt is the flow of a
+        arguments by name (lr, lr_v, sigma, batch, kappa, kappa_star, weight_decay,
+        weight_decay_v: `Setting.ode_args`; those of FLOW_DEFAULTS may be omitted); `feedback`
+        is b (K,) for feedback alignment, None for backpropagation. dv/dt is the flow of a
         trained second layer."""
-        return flows.evaluate(_flow_table().TERMS, self.module.INTEGRALS, FLOW_TARGETS, Q, R, v, T, v_star, parameters)
+        return self._evaluate(FLOW_TARGETS, Q, R, v, T, v_star, {**FLOW_DEFAULTS, **parameters}, feedback)
 
-    def generalisation_error(self, Q, R, v, T, v_star):
-        """ε_g = ½ <(ŷ − y)²> without label noise, a scalar."""
-        (eg,) = flows.evaluate(_flow_table().TERMS, self.module.INTEGRALS, ("eg",), Q, R, v, T, v_star, {})
+    def generalisation_error(self, Q, R, v, T, v_star, kappa=1.0, kappa_star=1.0):
+        """ε_g = ½ <(ŷ − y)²> without label noise, a scalar (κ, κ* the output scalings)."""
+        (eg,) = self._evaluate(("eg",), Q, R, v, T, v_star, {"kappa": kappa, "kappa_star": kappa_star})
         return eg
 
     def rhs(self, t, y, args) -> dict:
         """The vector field in Diffrax's signature f(t, y, args).
 
         y = {"Q": (K, K), "R": (K, M), "v": (K,)}; args = `Setting.ode_args(T, v_star)`: "T",
-        "v_star", the flow parameters, and "train_v" (1 for a trained second layer, 0 for a
-        fixed one), the scalars possibly arrays under vmap. Returns dy/dt like y.
+        "v_star", the flow arguments (those of FLOW_DEFAULTS may be omitted), "b" (K,) for
+        feedback alignment, and "train_v" (1 for a trained second layer, 0 for a fixed one), the
+        scalars possibly arrays under vmap. Returns dy/dt like y.
         """
-        parameters = {name: args[name] for name in _flow_table().PARAMETERS}
-        dQ, dR, dv = self.flows(y["Q"], y["R"], y["v"], args["T"], args["v_star"], **parameters)
+        parameters = {name: args.get(name, FLOW_DEFAULTS.get(name)) for name in (*_flow_table().PARAMETERS,
+                                                                                 "kappa_star")}
+        dQ, dR, dv = self.flows(y["Q"], y["R"], y["v"], args["T"], args["v_star"], args.get("b"), **parameters)
         return {"Q": dQ, "R": dR, "v": args["train_v"] * dv}
 
     def eg(self, y, args):
         """ε_g of the state y (see `rhs` for y and args), a scalar."""
-        return self.generalisation_error(y["Q"], y["R"], y["v"], args["T"], args["v_star"])
+        return self.generalisation_error(y["Q"], y["R"], y["v"], args["T"], args["v_star"],
+                                         args.get("kappa", 1.0), args.get("kappa_star", 1.0))
 
 
 @functools.cache
@@ -94,11 +128,29 @@ def _flow_table() -> ModuleType:
     return importlib.import_module("nndyn.generated.flows")
 
 
-def load(activation: str) -> Kernels:
-    """The kernels of `activation`: the built-in module `nndyn.generated.<activation>` for a
-    built-in name, or the module file at `activation` when it ends in ".py"; a ValueError of
-    one line otherwise (an unknown name, a missing file, a file not written by nndyn.derive or
-    written by an older version, which names the command that regenerates it)."""
+def load(activation: str, teacher: str | None = None) -> Kernels:
+    """The kernels of a student `activation` and, when it differs, a `teacher` activation: each
+    the built-in module `nndyn.generated.<name>` for a built-in name, or the module file at the
+    path when it ends in ".py", and for two apart their pair module (`nndyn.generated.S__T`
+    for built-ins, else the file S__T.py next to the user's module). A ValueError of one line
+    otherwise (an unknown name, a missing file, a file not written by nndyn.derive or written by
+    an older version, a missing or stale pair module, each naming the command that writes it)."""
+    student = _single(activation)
+    if teacher is None or teacher == activation:
+        return student
+    return _mixed(activation, teacher)
+
+
+@functools.cache
+def _mixed(activation: str, teacher: str) -> Kernels:
+    student = _single(activation)
+    taught = _single(teacher)
+    if Path(student.module.__file__).resolve() == Path(taught.module.__file__).resolve():
+        return student
+    return Kernels(student.name, student.module, taught, _pair(activation, teacher, student, taught))
+
+
+def _single(activation: str) -> Kernels:
     if activation.endswith(".py"):
         return _load_file(str(Path(activation).resolve()))
     if activation not in generated.MODULES:
@@ -108,6 +160,26 @@ def load(activation: str) -> Kernels:
             "g, run `python -m nndyn.derive --name NAME --expr EXPR --out DIR` and pass DIR/NAME.py"
         )
     return _builtin(activation)
+
+
+def _pair(activation: str, teacher: str, student: Kernels, taught: Kernels) -> ModuleType:
+    """The pair module of a student and a teacher activation, checked against their expressions."""
+    names = (student.module.ACTIVATION, taught.module.ACTIVATION)
+    if (activation, teacher) in generated.PAIRS:
+        return importlib.import_module(f"nndyn.generated.{names[0]}__{names[1]}")
+    folders = [Path(name).resolve().parent for name in (activation, teacher) if name.endswith(".py")]
+    command = (f"python -m nndyn.derive --name {names[0]} [--expr EXPR] --teacher-name {names[1]} "
+               f"[--teacher-expr EXPR] --out {folders[0]}")
+    for folder in folders:
+        path = folder / f"{names[0]}__{names[1]}.py"
+        if path.is_file():
+            pair = _load_file(str(path)).module
+            if (pair.EXPRESSION, pair.TEACHER_EXPRESSION) != (student.module.EXPRESSION, taught.module.EXPRESSION):
+                raise ValueError(f"the pair module {path} was written for other activations "
+                                 f"(g = {pair.EXPRESSION}, g* = {pair.TEACHER_EXPRESSION}); regenerate it with: {command}")
+            return pair
+    raise ValueError(f"no mixed integrals for the student activation {names[0]} with the teacher activation "
+                     f"{names[1]}; write them with: {command}")
 
 
 @functools.cache

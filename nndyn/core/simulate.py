@@ -1,11 +1,12 @@
 """Online SGD of a student network on a teacher, at finite input dimension N.
 
 Conventions of docs/conventions.md: inputs x ~ N(0, I_N), local fields λ = W x/√N, ρ = W* x/√N, labels
-y = v*·g(ρ) + σ ξ, prediction ŷ = v·g(λ), error Δ = y − ŷ; per minibatch of B fresh samples
+y = κ* v*·g*(ρ) + σ ξ, prediction ŷ = κ v·g(λ), error Δ = y − ŷ; per minibatch of B fresh samples
 
-    W ← W + (η/√N) v ⊙ ⟨Δ g'(λ) xᵀ⟩_B,    v ← v + (η_v/N) ⟨Δ g(λ)⟩_B   (v only if trained),
+    W ← W − (λ/N) W + (η/√N) e ⊙ ⟨Δ g'(λ) xᵀ⟩_B,    v ← v − (λ_v/N) v + (η_v κ/N) ⟨Δ g(λ)⟩_B,
 
-and each step advances time by 1/N. The whole run is one jitted `lax.scan` (inputs drawn in
+v only if trained, with e = κ v (backpropagation) or κ b (feedback alignment, b fixed); each step
+advances time by 1/N. The whole run is one jitted `lax.scan` (inputs drawn in
 blocks of steps) over groups of seeds; with a progress callback, a few such calls in a row.
 """
 
@@ -25,7 +26,7 @@ from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters, measure
 from nndyn.core.trajectory import Trajectory
-from nndyn.core.weights import student_weights, teacher_weights
+from nndyn.core.weights import feedback_vectors, student_weights, teacher_weights
 
 MAX_BLOCK = 256  # steps whose inputs are drawn at once
 SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
@@ -76,38 +77,41 @@ def _block_size(save_every: int) -> int:
     return max(d for d in range(1, min(save_every, MAX_BLOCK) + 1) if save_every % d == 0)
 
 
-def _records(setting: Setting, W, v, W_teacher, v_star, X_test):
-    """What is recorded of one student W (K, N), v (K,): its order parameters, their ε_g, and
-    the held-out error on the noise-free inputs X_test (P, N)."""
+def _records(setting: Setting, W, v, W_teacher, v_star, b, X_test):
+    """What is recorded of one student W (K, N), v (K,) (feedback vector b (K,) or None): its
+    order parameters, their ε_g, and the held-out error on the noise-free inputs X_test (P, N)."""
     kernels = setting.kernels
     N = W.shape[-1]
     Q, R, T = measure(W, W_teacher)
     state = {"Q": Q, "R": R, "v": v}
-    args = setting.ode_args(T, v_star)
-    prediction = kernels.g(X_test @ W.T / jnp.sqrt(N)) @ v
-    label = kernels.g(X_test @ W_teacher.T / jnp.sqrt(N)) @ v_star
+    args = setting.ode_args(T, v_star, b)
+    prediction = setting.kappa * kernels.g(X_test @ W.T / jnp.sqrt(N)) @ v
+    label = setting.kappa_star * kernels.g_star(X_test @ W_teacher.T / jnp.sqrt(N)) @ v_star
     return state, kernels.eg(state, args), 0.5 * jnp.mean((prediction - label) ** 2)
 
 
 @functools.partial(jax.jit, static_argnames=("setting",))
-def _initial_records(setting: Setting, W, v, W_teacher, v_star, X_test):
-    """`_records` of students (S, K, N), (S, K) before training."""
-    return jax.vmap(lambda W, v: _records(setting, W, v, W_teacher, v_star, X_test))(W, v)
+def _initial_records(setting: Setting, W, v, W_teacher, v_star, b, X_test):
+    """`_records` of students (S, K, N), (S, K), feedback vectors (S, K) or None, before training."""
+    return jax.vmap(lambda W, v, b: _records(setting, W, v, W_teacher, v_star, b, X_test))(W, v, b)
 
 
 @functools.partial(jax.jit, static_argnames=("setting", "save_every", "dtype"))
-def _train(setting: Setting, keys, W, v, W_teacher, v_star, X_test, saves, save_every: int, dtype):
-    """Advance students (S, K, N), (S, K) in `dtype` through the save intervals `saves` (indices; the
-    inputs of interval i are drawn from fold_in(key, i), so chunking a run does not change it);
-    returns the final (W, v) and the records (measured in float64) at the end of each interval."""
+def _train(setting: Setting, keys, W, v, b, W_teacher, v_star, X_test, saves, save_every: int, dtype):
+    """Advance students (S, K, N), (S, K) in `dtype` (feedback vectors b (S, K) or None) through the
+    save intervals `saves` (indices; the inputs of interval i are drawn from fold_in(key, i), so
+    chunking a run does not change it); returns the final (W, v) and the records (measured in
+    float64) at the end of each interval."""
     kernels = setting.kernels
     K, N = W.shape[-2:]
     sqrt_N = jnp.sqrt(N)
     block = _block_size(save_every)
     lr_v = setting.lr_v if setting.train_second_layer else 0.0
-    v_star_step = v_star.astype(dtype)
+    decay_v = setting.weight_decay_v if setting.train_second_layer else 0.0
+    kappa = setting.kappa
+    v_star_step = (setting.kappa_star * v_star).astype(dtype)
 
-    def step(carry, sample):
+    def step(carry, sample, b):
         # fields (K + M, N): the student's W above the teacher's W*, so that one pass over x
         # gives both local fields; the update leaves the teacher's rows exactly unchanged
         fields, v = carry
@@ -115,32 +119,39 @@ def _train(setting: Setting, keys, W, v, W_teacher, v_star, X_test, saves, save_
         x = x.astype(fields.dtype)  # converted inside the step's fusions, not stored as a copy
         local = x @ fields.T / sqrt_N  # (B, K + M)
         lam, rho = local[:, :K], local[:, K:]
-        delta = kernels.g(rho) @ v_star_step + setting.sigma * noise - kernels.g(lam) @ v
-        coefficients = (v * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
-        fields = fields.at[:K].add((setting.lr / (sqrt_N * setting.batch)) * (coefficients @ x))
-        v = v + (lr_v / (N * setting.batch)) * (kernels.g(lam).T @ delta)
+        delta = kernels.g_star(rho) @ v_star_step + setting.sigma * noise - kappa * (kernels.g(lam) @ v)
+        feedback = kappa * (v if b is None else b)
+        coefficients = (feedback * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
+        student = fields[:K]
+        if setting.weight_decay:
+            student = student - (setting.weight_decay / N) * student
+        fields = fields.at[:K].set(student + (setting.lr / (sqrt_N * setting.batch)) * (coefficients @ x))
+        step_v = (lr_v * kappa / (N * setting.batch)) * (kernels.g(lam).T @ delta)
+        v = v + (step_v - (decay_v / N) * v if decay_v else step_v)
         return (fields, v), None
 
-    def one_block(carry, key):
-        key_x, key_noise = jax.random.split(key)
-        # nndyn.normals draws JAX's float32 threefry stream, fused: most of a step's cost
-        samples = (normals.normal(key_x, (block, setting.batch, N)),
-                   normals.normal(key_noise, (block, setting.batch)))
-        return jax.lax.scan(step, carry, samples)[0], None
+    def one_seed(key, W, v, b):
+        b_step = None if b is None else b.astype(dtype)
 
-    def one_save(carry, key):
-        carry = jax.lax.scan(one_block, carry, jax.random.split(key, save_every // block))[0]
-        fields, v = carry
-        W = fields[:K].astype(jnp.float64)
-        return carry, _records(setting, W, v.astype(jnp.float64), W_teacher, v_star, X_test)
+        def one_block(carry, key):
+            key_x, key_noise = jax.random.split(key)
+            # nndyn.normals draws JAX's float32 threefry stream, fused: most of a step's cost
+            samples = (normals.normal(key_x, (block, setting.batch, N)),
+                       normals.normal(key_noise, (block, setting.batch)))
+            return jax.lax.scan(lambda carry, sample: step(carry, sample, b_step), carry, samples)[0], None
 
-    def one_seed(key, W, v):
+        def one_save(carry, key):
+            carry = jax.lax.scan(one_block, carry, jax.random.split(key, save_every // block))[0]
+            fields, v = carry
+            W = fields[:K].astype(jnp.float64)
+            return carry, _records(setting, W, v.astype(jnp.float64), W_teacher, v_star, b, X_test)
+
         save_keys = jax.vmap(lambda index: jax.random.fold_in(key, index))(saves)
         fields = jnp.concatenate([W, W_teacher.astype(dtype)])
         (fields, v), records = jax.lax.scan(one_save, (fields, v), save_keys)
         return (fields[:K], v), records
 
-    return jax.lax.map(lambda args: one_seed(*args), (keys, W, v), batch_size=SEED_GROUP)
+    return jax.lax.map(lambda args: one_seed(*args), (keys, W, v, b), batch_size=SEED_GROUP)
 
 
 def _raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None:
@@ -158,7 +169,7 @@ def _raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> Non
 
 
 def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=None, W_teacher=None, v_star=None,
-             dtype=jnp.float64, progress=None, v_teacher=None, **options) -> Trajectory:
+             b=None, dtype=jnp.float64, progress=None, v_teacher=None, **options) -> Trajectory:
     """Train students by online SGD and record their order parameters.
 
     **Arguments:**
@@ -173,6 +184,8 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=
     - `W0` (S, K, N), `v0` (S, K): the students' initial weights instead of drawn ones.
     - `W_teacher` (M, N), `v_star` (M,): the teacher instead of the drawn one (`v_teacher` is
       the former name of `v_star`, deprecated).
+    - `b` (K,) or (S, K): for feedback alignment, the feedback vectors instead of the drawn ones
+      (:func:`~nndyn.core.weights.feedback_vectors`); recorded in the trajectory.
     - `dtype`: the precision of the SGD steps (the teacher's fields included), float64 (default)
       or float32 (about 1.2× faster on CPU; the inputs are float32 draws either way, and the
       order parameters are measured in float64; benchmarks/RESULTS.md measures the difference).
@@ -213,14 +226,19 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=
     for name, value in (("W0", W0), ("W_teacher", W_teacher), ("v_star", v_star)):
         if value.shape != expected[name]:
             raise ValueError(f"{name} has shape {value.shape}; expected {expected[name]}")
+    if b is None:
+        b = feedback_vectors(setting, seeds)
+    b = setting.check_feedback(b)
+    if b is not None:
+        b = jnp.broadcast_to(jnp.asarray(b), (len(seeds), setting.K))
     OrderParameters.from_weights(W0[0], W_teacher, v0[0], v_star)  # validates shapes
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
     X_test = jax.random.normal(jax.random.PRNGKey(2**31 - 1 - config.teacher_seed), (config.held_out, N))
-    records = [_initial_records(setting, W0, v0, W_teacher, v_star, X_test)]
+    records = [_initial_records(setting, W0, v0, W_teacher, v_star, b, X_test)]
     weights = (W0.astype(dtype), v0.astype(dtype))
     chunks = np.array_split(np.arange(n_saves), min(n_saves, PROGRESS_CHUNKS) if progress else 1)
     for done, saves in enumerate(chunks, start=1):
-        weights, saved = _train(setting, keys, *weights, W_teacher, v_star, X_test,
+        weights, saved = _train(setting, keys, *weights, b, W_teacher, v_star, X_test,
                                 jnp.asarray(saves), save_every=save_every, dtype=dtype)
         _raise_if_diverged(saved[0], (saves + 1) * (save_every / N), seeds)
         records.append(saved)
@@ -234,4 +252,4 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=
     T = jnp.broadcast_to(measure(W_teacher, W_teacher)[2], (S, setting.M, setting.M))
     t = jnp.arange(n_saves + 1) * (save_every / N)
     return Trajectory(t, eg, states["Q"], states["R"], states["v"], T,
-                      jnp.broadcast_to(v_star, (S, setting.M)), eg_test)
+                      jnp.broadcast_to(v_star, (S, setting.M)), eg_test, b)

@@ -25,8 +25,10 @@ class OrderParameters:
     """Order parameters of a teacher–student pair (docs/conventions.md), as one pytree.
 
     **Fields:** `Q` (K, K) = W Wᵀ/N, `R` (K, M) = W W*ᵀ/N, `T` (M, M) = W* W*ᵀ/N, `v` (K,) the
-    student's second layer, `v_star` (M,) the teacher's. Leading batch dimensions are allowed
-    (e.g. one state per seed) and are shared by all fields.
+    student's second layer, `v_star` (M,) the teacher's, and `b` (K,), for feedback alignment,
+    the fixed feedback vector that carries the error to the first layer (None for
+    backpropagation). Leading batch dimensions are allowed (e.g. one state per seed) and are
+    shared by all fields.
     """
 
     Q: jax.Array
@@ -34,10 +36,12 @@ class OrderParameters:
     T: jax.Array
     v: jax.Array
     v_star: jax.Array
+    b: jax.Array | None = None
 
     @classmethod
-    def from_weights(cls, W, W_teacher, v=None, v_star=None, *, v_teacher=None) -> "OrderParameters":
-        """Measure the order parameters of weights W (K, N), W* (M, N), v (K,), v* (M,).
+    def from_weights(cls, W, W_teacher, v=None, v_star=None, *, b=None, v_teacher=None) -> "OrderParameters":
+        """Measure the order parameters of weights W (K, N), W* (M, N), v (K,), v* (M,), with
+        the feedback vector b (K,) of feedback alignment when given.
 
         v and v* default to ones (the soft committee machine); `v_teacher` is the former name
         of `v_star` (deprecated).
@@ -53,7 +57,8 @@ class OrderParameters:
             )
         v = np.ones(W.shape[0]) if v is None else np.asarray(v, dtype=np.float64)
         v_star = np.ones(W_teacher.shape[0]) if v_star is None else np.asarray(v_star, dtype=np.float64)
-        state = cls(*map(jnp.asarray, (*measure(W, W_teacher), v, v_star)))
+        b = None if b is None else jnp.asarray(np.asarray(b, dtype=np.float64))
+        state = cls(*map(jnp.asarray, (*measure(W, W_teacher), v, v_star)), b)
         state.validate()
         return state
 
@@ -82,6 +87,8 @@ class OrderParameters:
         K, M = self.Q.shape[-1], self.T.shape[-1]
         batch = self.Q.shape[:-2]
         expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
+        if self.b is not None:
+            expected["b"] = (K,)
         for name, shape in expected.items():
             actual = getattr(self, name).shape
             if actual != batch + shape:

@@ -23,6 +23,7 @@ class Trajectory:
     - `T` (..., M, M), `v_star` (..., M): the teacher's, constant in time.
     - `eg_test` (..., n) or None: for simulations, ½⟨(ŷ − y)²⟩ measured on a held-out set of
       noise-free examples, an empirical check on `eg`.
+    - `b` (..., K) or None: the feedback vector of feedback alignment, constant in time.
     """
 
     t: jax.Array
@@ -33,12 +34,13 @@ class Trajectory:
     T: jax.Array
     v_star: jax.Array
     eg_test: jax.Array | None = None
+    b: jax.Array | None = None
 
     def state_at(self, index: int) -> OrderParameters:
         """The order parameters at time `t[index]`, with the batch dimensions kept."""
         return OrderParameters(
             self.Q[..., index, :, :], self.R[..., index, :, :], self.T,
-            self.v[..., index, :], self.v_star,
+            self.v[..., index, :], self.v_star, self.b,
         )
 
     def initial_state(self) -> OrderParameters:

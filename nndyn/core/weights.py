@@ -46,6 +46,19 @@ def _unit_students(seeds, K: int, N: int, trained: bool):
     return jax.vmap(one)(seeds)
 
 
+def feedback_vectors(setting: Setting, seeds):
+    """The feedback vectors b (S, K) of the students of `seeds` for feedback alignment (i.i.d.
+    N(0, 1), from fold_in(PRNGKey(seed), 2)), or None for backpropagation."""
+    if setting.feedback != "alignment":
+        return None
+    return np.asarray(_feedback(jnp.asarray(list(seeds)), setting.K))
+
+
+@functools.partial(jax.jit, static_argnames=("K",))
+def _feedback(seeds, K: int):
+    return jax.vmap(lambda seed: jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 2), (K,)))(seeds)
+
+
 def initial_states(setting: Setting, N, seeds, init_scale) -> OrderParameters:
     """The order parameters of the students of `seeds` (P,) against the teacher (seed 0) in input
     dimension N (P,) at scales `init_scale` (P,), batched (P, ...), in NumPy: each student is
@@ -61,6 +74,6 @@ def initial_states(setting: Setting, N, seeds, init_scale) -> OrderParameters:
                                                                 init_scale[members]))
         fields["Q"][members], fields["R"][members], fields["T"][members] = measure(W, W_teacher)
         fields["v"][members], fields["v_star"][members] = v, v_star
-    states = OrderParameters(**fields)
+    states = OrderParameters(**fields, b=feedback_vectors(setting, seeds.tolist()))
     states.validate()
     return states

@@ -57,16 +57,19 @@ def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool
     settings = [sweep.setting(point) for point in padded]
     states = initial_states(settings[0], *([point[name] for point in padded] for name in ("init_N", "seed", "init_scale")))
     y0 = states.as_ode_state()
-    args = {key: np.stack([np.asarray(setting.ode_args(T, v_star)[key], dtype=np.float64)
-                           for setting, T, v_star in zip(settings, states.T, states.v_star)])
-            for key in settings[0].ode_args(states.T[0], states.v_star[0])}
+    b = [None] * len(settings) if states.b is None else states.b
+    args = {key: np.stack([np.asarray(setting.ode_args(T, v_star, b_)[key], dtype=np.float64)
+                           for setting, T, v_star, b_ in zip(settings, states.T, states.v_star, b)])
+            for key in settings[0].ode_args(states.T[0], states.v_star[0], b[0])}
     keep = slice(0, len(indices))
     out = {"index": np.asarray(indices), "t": ts, "T": args["T"][keep]}
     if sharded:
         sharding = NamedSharding(_mesh(), PartitionSpec("grid"))
         y0 = jax.tree_util.tree_map(lambda x: _global(x, sharding), y0)
         args = jax.tree_util.tree_map(lambda x: _global(x, sharding), args)
-    solution = _batched_solver(sweep.activation, ODEOptions(**sweep.options))(y0, args, jnp.asarray(ts))
+    teacher = settings[0].teacher_activation
+    solution = _batched_solver(sweep.activation, None if teacher == sweep.activation else teacher,
+                               ODEOptions(**sweep.options))(y0, args, jnp.asarray(ts))
     out["eg"] = _host(solution.eg)[keep]
     for name in ("Q", "R", "v"):
         out[name] = _host(solution.ys[name])[keep]
@@ -76,9 +79,10 @@ def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool
 
 
 @functools.cache
-def _batched_solver(activation: str, options: ODEOptions):
-    """solve vmapped over the grid axis of y0 and args, jitted once per activation and options."""
-    return jax.jit(jax.vmap(lambda y0, args, ts: solve(activation, y0, args, ts, options), in_axes=(0, 0, None)))
+def _batched_solver(activation: str, teacher: str | None, options: ODEOptions):
+    """solve vmapped over the grid axis of y0 and args, jitted once per model and options."""
+    return jax.jit(jax.vmap(lambda y0, args, ts: solve(activation, y0, args, ts, options, teacher=teacher),
+                            in_axes=(0, 0, None)))
 
 
 def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool = True, progress=None) -> list[dict]:

@@ -3,9 +3,10 @@
 second layer, solver options).
 
 The grid parameters come from the schema: every numeric field of :class:`~nndyn.Setting` (K, M,
-lr, lr_v, sigma, batch, and any added later) and the initial state's `init_scale` (the students'
-weight scale), `init_N` (the input dimension the initial weights are drawn in) and `seed` (the
-student's seed; the teacher's is 0). The Setting's other fields (activation,
+lr, lr_v, sigma, batch, weight_decay, weight_decay_v, and any added later), its model choices
+(teacher_activation, output_scaling, feedback), and the initial state's `init_scale` (the
+students' weight scale), `init_N` (the input dimension the initial weights are drawn in) and
+`seed` (the student's seed; the teacher's is 0). The Setting's other fields (activation,
 train_second_layer) are fixed over a sweep.
 """
 
@@ -25,13 +26,17 @@ from nndyn.core.simulate import Simulation
 
 #: Defaults of the grid parameters that a Setting requires.
 _GRID_DEFAULTS = {"K": 2, "M": 2, "lr": 0.5}
+#: The Setting's non-numeric fields that a grid may vary (points of one value of each of
+#: GROUPING share a compiled program; output_scaling is an argument of it).
+MODEL_CHOICES = ("teacher_activation", "output_scaling", "feedback")
+GROUPING = ("K", "M", "teacher_activation", "feedback")
 
 
 def _grid_parameters() -> dict[str, Parameter]:
     setting = schema.parameters(Setting)
     simulation = schema.parameters(Simulation)
     numeric = {name: rule.replace(default=_GRID_DEFAULTS.get(name, rule.default))
-               for name, rule in setting.items() if rule.kind in (int, float)}
+               for name, rule in setting.items() if rule.kind in (int, float) or name in MODEL_CHOICES}
     return {
         **numeric,
         "init_scale": simulation["init_scale"],
@@ -104,11 +109,12 @@ class Sweep:
     def config(self) -> dict:
         return {**dataclasses.asdict(self), "points": [dict(point) for point in self.points]}
 
-    def groups(self) -> dict[tuple[int, int], list[int]]:
-        """(K, M) -> indices of the points of that shape, in grid order."""
-        groups: dict[tuple[int, int], list[int]] = {}
+    def groups(self) -> dict[tuple, list[int]]:
+        """The values of GROUPING (K, M, teacher_activation, feedback) -> indices of the points
+        with them (one compiled program each), in grid order."""
+        groups: dict[tuple, list[int]] = {}
         for index, point in enumerate(self.points):
-            groups.setdefault((point["K"], point["M"]), []).append(index)
+            groups.setdefault(tuple(point[name] for name in GROUPING), []).append(index)
         return groups
 
 

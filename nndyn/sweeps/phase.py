@@ -28,6 +28,10 @@ def _mean_over(rows, keys, observable):
             for key, values in groups.items()}
 
 
+def _label(value) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path]:
     """phase_<observable>.png for each of DRAWN, averaged over seeds (log scales clip at 1e-16): a heat map over the first
     two varying parameters, or a curve over the only one; nothing when none varies.
@@ -41,7 +45,7 @@ def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path
         fig, ax = plt.subplots(figsize=(5, 4))
         if len(axes_names) == 1:
             xs = sorted(key[0] for key in values)
-            ax.plot(xs, [values[(x,)] for x in xs], "o-")
+            ax.plot(list(map(_label, xs)) if isinstance(xs[0], str) else xs, [values[(x,)] for x in xs], "o-")
             ax.set_xlabel(axes_names[0])
             ax.set_ylabel(label)
             if log:
@@ -52,8 +56,8 @@ def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path
             image = np.array([[values.get((x, y), np.nan) for x in xs] for y in ys])
             shown = np.log10(np.clip(image, 1e-16, None)) if log else image
             mesh = ax.pcolormesh(np.arange(len(xs) + 1), np.arange(len(ys) + 1), shown, shading="flat")
-            ax.set_xticks(np.arange(len(xs)) + 0.5, [f"{x:g}" for x in xs], rotation=90)
-            ax.set_yticks(np.arange(len(ys)) + 0.5, [f"{y:g}" for y in ys])
+            ax.set_xticks(np.arange(len(xs)) + 0.5, list(map(_label, xs)), rotation=90)
+            ax.set_yticks(np.arange(len(ys)) + 0.5, list(map(_label, ys)))
             ax.set_xlabel(axes_names[0])
             ax.set_ylabel(axes_names[1])
             fig.colorbar(mesh, ax=ax, label=f"log10 {label}" if log else label)

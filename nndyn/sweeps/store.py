@@ -1,5 +1,6 @@
 """A sweep's folder: sweep.json (what the sweep is, to resume only the same sweep), one file per
-finished chunk (chunks/<K>x<M>-<index>.npz, written atomically), and results.csv.
+finished chunk (chunks/<K>x<M>[-<model choices' hash>]-<index>.npz, written atomically), and
+results.csv.
 
 A chunk holds `index` (P,) the grid indices of its points, `t` (n,) the saved times, `T`
 (P, M, M), `eg` (P, n), `Q` (P, n, K, K), `R` (P, n, K, M), `v` (P, n, K), `status` (P,) a
@@ -10,6 +11,7 @@ did not fail).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 
 from nndyn.core.integrate import Status
 from nndyn.files import write_atomically
-from nndyn.sweeps.grid import PARAMETERS, Sweep
+from nndyn.sweeps.grid import GROUPING, PARAMETERS, Sweep
 from nndyn.sweeps.observables import FIELDS, summarise
 
 #: The columns of results.csv.
@@ -48,9 +50,13 @@ def prepare(sweep: Sweep, folder: Path, force: bool) -> None:
     write_atomically(marker, json.dumps({"fingerprint": sweep.fingerprint(), "sweep": sweep.config()}, indent=2) + "\n")
 
 
-def chunk_path(folder: Path, shape: tuple[int, int], index: int) -> Path:
-    """The file of chunk `index` of the points of shape (K, M)."""
-    return folder / "chunks" / f"{shape[0]}x{shape[1]}-{index:05d}.npz"
+def chunk_path(folder: Path, group: tuple, index: int) -> Path:
+    """The file of chunk `index` of the points of `group` (K, M, and the model choices of
+    Sweep.groups: a hash of them in the name when they are not the defaults)."""
+    K, M, *choices = group
+    extra = "" if all(value == PARAMETERS[name] for name, value in zip(GROUPING[2:], choices)) else (
+        "-" + hashlib.sha256(repr(choices).encode()).hexdigest()[:8])
+    return folder / "chunks" / f"{K}x{M}{extra}-{index:05d}.npz"
 
 
 def save_chunk(path: Path, chunk: dict) -> None:
@@ -76,7 +82,8 @@ def rows(sweep: Sweep, chunk: dict) -> list[dict]:
         point = sweep.points[int(index)]
         status = Status(int(chunk["status"][j]))
         lr_v = point["lr"] if point["lr_v"] is None else point["lr_v"]
-        row = {"index": int(index), **point, "lr_v": lr_v, "status": status.name,
+        teacher = point["teacher_activation"] or sweep.activation
+        row = {"index": int(index), **point, "lr_v": lr_v, "teacher_activation": teacher, "status": status.name,
                "failed_at": float(chunk["failed_at"][j])}
         if status == Status.ok:
             row.update(summarise(chunk["t"], chunk["eg"][j], chunk["Q"][j, -1], chunk["R"][j, -1],
