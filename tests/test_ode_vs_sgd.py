@@ -81,3 +81,64 @@ def test_relu_two_layer():
     eg = np.asarray(ode.eg).mean(axis=0)
     assert eg[-1] < 0.1 * eg[0], "the run must cover the learning"
     assert_agrees(sim, ode)
+
+
+# -- the model description (issue 13) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("student, teacher", [("relu", "erf"), ("erf", "relu")])
+def test_student_and_teacher_activations_apart(student, teacher):
+    """Two-layer networks (trained v) whose student activation is not the teacher's."""
+    setting = nndyn.Setting(K=3, M=2, lr=0.5, lr_v=0.5, sigma=0.1, train_second_layer=True, activation=student,
+                            teacher_activation=teacher)
+    sim, ode = run(setting, t_max=30, init_scale=1.0)
+    eg = np.asarray(ode.eg).mean(axis=0)
+    assert eg[-1] < 0.5 * eg[0], "the run must cover the learning"
+    assert_agrees(sim, ode)
+
+
+def test_linear_student_on_an_erf_teacher():
+    """K = 1 linear student, M = 2 erf teacher (unrealisable): SGD follows the ODE towards the
+    best linear fit (tests/test_model.py holds the fit's closed form)."""
+    setting = nndyn.Setting(K=1, M=2, lr=0.2, activation="linear", teacher_activation="erf")
+    assert_agrees(*run(setting, t_max=30, init_scale=0.5))
+
+
+def test_weight_decay_with_a_trained_second_layer_and_the_error_it_costs():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, train_second_layer=True, weight_decay=0.1, weight_decay_v=0.1)
+    sim, ode = run(setting, t_max=40, init_scale=0.5)
+    assert_agrees(sim, ode)
+    plain = nndyn.integrate(setting.replace(weight_decay=0.0, weight_decay_v=0.0), sim.initial_state(), sim.t)
+    shift = np.asarray(ode.eg[:, -1] - plain.eg[:, -1])
+    assert np.all(shift > 0.01), f"weight decay must raise the final ε_g: shift {shift}"
+    # and SGD sees the shift: the decayed runs end above the undecayed ODE by many standard errors
+    excess = np.asarray(sim.eg[:, -1] - plain.eg[:, -1])
+    assert excess.mean() > 5 * excess.std(ddof=1) / np.sqrt(SEEDS)
+
+
+def alignment(trajectory):
+    """cos(v, b) (seeds, times): how the readout aligns with the feedback vector."""
+    v, b = np.asarray(trajectory.v), np.asarray(trajectory.b)[:, None, :]
+    return np.sum(v * b, axis=-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@pytest.mark.parametrize("K", [2, 4])
+def test_feedback_alignment_follows_sgd_and_aligns(K):
+    """Feedback alignment (Refinetti et al. 2022): the first layer learns through a fixed random
+    b, the second by its gradient; v turns towards b ("align, then memorise")."""
+    setting = nndyn.Setting(K=K, M=2, lr=0.5, lr_v=0.5, train_second_layer=True, feedback="alignment")
+    sim, ode = run(setting, t_max=40, init_scale=0.5)
+    assert_agrees(sim, ode)
+    cosine = alignment(ode)
+    # measured: mean cos(v, b) 0.44 -> 0.96 (K = 2), 0.31 -> 0.89 (K = 4) over t = 40
+    assert cosine[:, -1].mean() > cosine[:, 0].mean() + 0.3 and np.all(cosine[:, -1] > 0.6), (
+        f"cos(v, b) from {cosine[:, 0]} to {cosine[:, -1]}")
+    np.testing.assert_allclose(alignment(sim)[:, -1], cosine[:, -1], atol=0.1)
+
+
+def test_output_scaling_one_over_K_at_K_8():
+    setting = nndyn.Setting(K=8, M=2, lr=2.0, lr_v=2.0, train_second_layer=True, output_scaling="1/K")
+    sim, ode = run(setting, t_max=30, init_scale=1.0)
+    eg = np.asarray(ode.eg).mean(axis=0)
+    assert eg[-1] < 0.7 * eg[0], "the run must cover some learning"
+    assert_agrees(sim, ode)

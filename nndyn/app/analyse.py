@@ -12,6 +12,7 @@ largest eigenvalues. For a realizable setting without label noise, η_max and η
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from nndyn.core.fixed_points import (
@@ -33,16 +34,17 @@ def starts(panel) -> dict[str, OrderParameters]:
     """Named starting states for Newton's method (see the module docstring)."""
     setting, simulation = panel.setting, panel.simulation
     first = initial_states(setting, [simulation.N], [0], [simulation.init_scale])
-    first = OrderParameters(*(np.asarray(getattr(first, name))[0] for name in ("Q", "R", "T", "v", "v_star")))
+    first = jax.tree_util.tree_map(lambda value: np.asarray(value)[0], first)
     options = {key: value for key, value in vars(panel.options).items() if key != "method"}
     late = integrate(setting, first, np.array([0.0, simulation.t_max]), **options).state_at(-1)
     named = {f"ODE at t = {simulation.t_max:g}": late}
     K, M = setting.K, setting.M
     if K == M:
         eye, ones = np.eye(K), np.ones(K)
-        named["perfect learning"] = OrderParameters(eye, eye, eye, ones, ones)
+        named["perfect learning"] = OrderParameters(eye, eye, eye, ones, ones, first.b)
         named["symmetric plateau"] = OrderParameters(np.full((K, K), 1 / (2 * K - 1)),
-                                                     np.full((K, K), 1 / np.sqrt(K * (2 * K - 1))), eye, ones, ones)
+                                                     np.full((K, K), 1 / np.sqrt(K * (2 * K - 1))), eye, ones, ones,
+                                                     first.b)
     return named
 
 

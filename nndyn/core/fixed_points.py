@@ -97,14 +97,15 @@ def _coordinates(K: int, M: int, trained: bool):
 
 def _field(setting: Setting):
     """The jitted vector field and its Jacobian in the independent coordinates of `setting`
-    (compiled once per shape and activation: η, σ, B enter as arguments)."""
-    return _compiled_field(setting.activation, setting.K, setting.M, setting.train_second_layer)
+    (compiled once per shape and model: η, σ, B, κ, λ enter as arguments)."""
+    return _compiled_field(setting.activation, setting.teacher_activation, setting.K, setting.M,
+                           setting.train_second_layer)
 
 
 @functools.cache
-def _compiled_field(activation: str, K: int, M: int, trained: bool):
+def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool):
     flatten, unflatten = _coordinates(K, M, trained)
-    kernels = load(activation)
+    kernels = load(activation, teacher)
 
     def field(x, v, args):
         return flatten(kernels.rhs(0.0, unflatten(x, v), args))
@@ -127,7 +128,7 @@ def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 
     if (start.K, start.M) != (setting.K, setting.M):
         raise ValueError(f"start has K={start.K}, M={start.M} but the setting has K={setting.K}, M={setting.M}")
     field, jacobian, flatten, unflatten = _field(setting)
-    args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star))
+    args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star), start.b)
     v = jnp.asarray(start.v)
     x = flatten(start.as_ode_state())
     flow = np.asarray(field(x, v, args))
@@ -155,7 +156,7 @@ def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 
     y = unflatten(x, v)
     values, vectors = np.linalg.eig(np.asarray(jacobian(x, v, args)))
     order = np.argsort(-values.real, kind="stable")
-    state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star))
+    state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star), start.b)
     eg = float(setting.kernels.eg(y, args))
     return FixedPoint(state, eg, residual, iterations, values[order], vectors[:, order], eigen_tolerance)
 
