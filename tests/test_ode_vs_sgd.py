@@ -9,6 +9,8 @@ all the comparisons made, so a correct ODE fails with probability < 1e-3 while a
 (deviations of order one rather than 1/√N) fails by far.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,17 @@ FAMILY_LEVEL = 1e-3
 def assert_agrees(sim, ode):
     verdict = nndyn.agreement(sim, ode, family_level=FAMILY_LEVEL)
     assert verdict.passed, f"largest |mean deviation|/SE {verdict.scores} > {verdict.threshold:.2f}"
+
+
+def assert_distinguishes(sim, ode, wrong, factor=10):
+    """The wrong model's ODE deviates from the simulations by more than `factor` times the right
+    one's (root mean square over seeds, times and the entries of ε_g, Q, R, v). The check with
+    power where the agreement test has none: a wrong model whose error changes sign from seed
+    to seed (e.g. through each seed's feedback vector) leaves the mean deviation small."""
+    def rms(other):
+        return np.sqrt(np.mean(np.concatenate([np.ravel(getattr(sim, name) - getattr(other, name))
+                                               for name in ("eg", "Q", "R", "v")]) ** 2))
+    assert rms(wrong) > factor * rms(ode), f"rms deviations: right {rms(ode):.3g}, wrong {rms(wrong):.3g}"
 
 
 def run(setting, t_max, init_scale, **ode_options):
@@ -95,6 +108,9 @@ def test_student_and_teacher_activations_apart(student, teacher):
     eg = np.asarray(ode.eg).mean(axis=0)
     assert eg[-1] < 0.5 * eg[0], "the run must cover the learning"
     assert_agrees(sim, ode)
+    wrong = nndyn.integrate(setting.replace(teacher_activation=student), sim.initial_state(), sim.t)
+    with pytest.raises(AssertionError, match="largest"):
+        assert_agrees(sim, wrong)
 
 
 def test_linear_student_on_an_erf_teacher():
@@ -134,6 +150,9 @@ def test_feedback_alignment_follows_sgd_and_aligns(K):
     assert cosine[:, -1].mean() > cosine[:, 0].mean() + 0.3 and np.all(cosine[:, -1] > 0.6), (
         f"cos(v, b) from {cosine[:, 0]} to {cosine[:, -1]}")
     np.testing.assert_allclose(alignment(sim)[:, -1], cosine[:, -1], atol=0.1)
+    backprop = dataclasses.replace(sim.initial_state(), b=None)
+    # measured rms ratio 36 (K = 2); the mean-deviation test alone does not reject backprop here
+    assert_distinguishes(sim, ode, nndyn.integrate(setting.replace(feedback="backprop"), backprop, sim.t))
 
 
 def test_output_scaling_one_over_K_at_K_8():
@@ -142,3 +161,6 @@ def test_output_scaling_one_over_K_at_K_8():
     eg = np.asarray(ode.eg).mean(axis=0)
     assert eg[-1] < 0.7 * eg[0], "the run must cover some learning"
     assert_agrees(sim, ode)
+    # measured rms ratio 20 against 1/sqrt(K)
+    assert_distinguishes(sim, ode, nndyn.integrate(setting.replace(output_scaling="1/sqrt(K)"), sim.initial_state(),
+                                                   sim.t))
