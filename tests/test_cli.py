@@ -78,11 +78,37 @@ def test_run_a_config(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["mine"]["panels"][0]["agrees"]
 
 
+@pytest.mark.slow
+def test_run_a_model_config_records_the_feedback_vector(tmp_path):
+    model = CONFIG + ('activation = "relu"\nteacher_activation = "erf"\ntrain_second_layer = true\n'
+                      'feedback = "alignment"\noutput_scaling = "1/K"\nweight_decay = 0.05\n')
+    (tmp_path / "model.toml").write_text(model)
+    result = nndyn("run", tmp_path / "model.toml", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    data = np.load(tmp_path / "out" / "mine.npz")
+    np.testing.assert_array_equal(data["p0_sim_b"], data["p0_ode_b"])
+    assert data["p0_sim_b"].shape == (2, 2)
+    setting = json.loads((tmp_path / "out" / "config.json").read_text())["experiments"]["mine"][0]["setting"]
+    assert setting["teacher_activation"] == "erf" and setting["feedback"] == "alignment"
+
+
+@pytest.mark.slow
+def test_reproduce_mismatch(tmp_path):
+    result = nndyn("reproduce", "mismatch", *TINY, "--out", tmp_path / "mismatch")
+    assert result.returncode == 0, result.stderr
+    assert {"mismatch.png", "mismatch.npz", "summary.json"} <= {path.name for path in (tmp_path / "mismatch").iterdir()}
+    assert "ReLU student, erf teacher" in result.stdout and "feedback alignment" in result.stdout
+    assert np.load(tmp_path / "mismatch" / "mismatch.npz")["p1_sim_b"].shape == (3, 4)
+
+
 @pytest.mark.parametrize("line, message", [
     ("colour = 3", "unknown field 'colour'"),
     ('K = "two"', "K must be an integer >= 1, got 'two'"),
     ("sigma = -1.0", "sigma must be a finite number >= 0, got -1.0"),
     ('activation = "tanh"', "activation: unknown activation 'tanh'"),
+    ('teacher_activation = "tanh"', "teacher_activation: unknown activation 'tanh'"),
+    ("weight_decay = -0.5", "weight_decay must be a finite number >= 0, got -0.5"),
+    ('feedback = "random"', "feedback must be one of 'backprop', 'alignment', got 'random'"),
 ])
 def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, message):
     text = "\n".join(l for l in CONFIG.splitlines() if not l.startswith(line.split()[0] + " ")) + "\n" + line + "\n"

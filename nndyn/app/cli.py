@@ -1,4 +1,4 @@
-"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|all`, `nndyn run CONFIG.toml`,
+"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|mismatch|all`, `nndyn run CONFIG.toml`,
 `nndyn analyse CONFIG.toml` and `nndyn sweep SWEEP.toml`."""
 
 from __future__ import annotations
@@ -44,13 +44,16 @@ def _bar(label: str):
 
 
 def _table(summaries: dict) -> str:
-    lines = [f"{'figure':<8}{'panel':<28}{'max|Δε_g|':>11}{'rel':>8}{'min align R/Q/v':>22}{'max z':>8}{'z crit':>8}  agrees"]
+    first = max(8, *(len(name) + 2 for name in summaries))
+    second = max(28, *(len(panel["label"]) + 2 for summary in summaries.values() for panel in summary["panels"]))
+    lines = [f"{'figure':<{first}}{'panel':<{second}}{'max|Δε_g|':>11}{'rel':>8}{'min align R/Q/v':>22}{'max z':>8}"
+             f"{'z crit':>8}  agrees"]
     for name, summary in summaries.items():
         for panel in summary["panels"]:
             z = max(panel["max_deviation_over_se"].values())
             align = f"{panel['min_alignment_R']:.3f}/{panel['min_alignment_Q']:.3f}/{panel['min_alignment_v']:.3f}"
             lines.append(
-                f"{name:<8}{panel['label']:<28}{panel['max_abs_eg_gap_mean']:>11.2e}"
+                f"{name:<{first}}{panel['label']:<{second}}{panel['max_abs_eg_gap_mean']:>11.2e}"
                 f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>8.1f}{panel['t_threshold']:>8.1f}  "
                 f"{'yes' if panel['agrees'] else 'NO'}"
             )

@@ -33,7 +33,8 @@ class Panel:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A figure: its panels and the rows to plot ("eg", "eg_seeds", "R", "Q", "v", "alignment")."""
+    """A figure: its panels and the rows to plot ("eg", "eg_seeds", "R", "Q", "v", "alignment",
+    "feedback")."""
 
     name: str
     title: str
@@ -85,8 +86,10 @@ N_BLOG, M_BLOG = 784, 4
 
 
 def figure(name: str, full: bool = False) -> Experiment:
-    """The blog's figure `name` ("fig1", "fig2", "fig3"): the quick variant (3 seeds, short t,
-    the same N = 784) unless `full`, which runs at blog scale (10 seeds, t = 1000)."""
+    """The figure `name`: the blog's "fig1", "fig2", "fig3", or "mismatch" (models the blog's
+    ODEs cannot express: a ReLU student on an erf teacher, and feedback alignment); the quick
+    variant (3 seeds, short t, the same N = 784) unless `full`, which runs at blog scale (10
+    seeds, t = 1000)."""
     seeds, t_max = (10, 1000.0) if full else (3, 300.0)
 
     def scale(init_scale: float) -> Simulation:
@@ -113,7 +116,18 @@ def figure(name: str, full: bool = False) -> Experiment:
         )
         return Experiment("fig3", "Large initial weights: each seed and its own ODE, K = M = 4",
                           panels, rows=("eg_seeds", "R", "Q"))
-    raise ValueError(f"unknown figure {name!r}; choose fig1, fig2 or fig3")
+    if name == "mismatch":
+        mismatch = Simulation(N=N_BLOG, t_max=t_max / 3, seeds=seeds, init_scale=0.5)
+        panels = (
+            Panel("ReLU student, erf teacher",
+                  Setting(K=4, M=2, lr=0.5, train_second_layer=True, activation="relu", teacher_activation="erf"),
+                  mismatch),
+            Panel("feedback alignment (erf)",
+                  Setting(K=4, M=2, lr=0.5, train_second_layer=True, feedback="alignment"), mismatch),
+        )
+        return Experiment("mismatch", "Beyond one g and backpropagation, K = 4, M = 2", panels,
+                          rows=("eg", "R", "Q", "v", "feedback"))
+    raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
 
 
-FIGURES = ("fig1", "fig2", "fig3")
+FIGURES = ("fig1", "fig2", "fig3", "mismatch")

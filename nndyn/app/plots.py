@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 SIM, ODE = "tab:blue", "tab:red"
 ROW_LABELS = {
     "eg": "ε_g (log)", "eg_seeds": "ε_g per seed (log)", "R": "R (seed 0)", "Q": "Q (seed 0)",
-    "v": "v (seed 0)", "alignment": "alignment sim·ODE",
+    "v": "v (seed 0)", "alignment": "alignment sim·ODE", "feedback": "cos(v, b)",
 }
 
 
@@ -43,6 +43,14 @@ def _row(ax, row, result):
             ax.plot(t, np.asarray(getattr(result.comparison, f"{name}_alignment")).mean(axis=0),
                     color="k", ls=style, label=name)
         ax.set_ylim(min(0.9, ax.get_ylim()[0]), 1.005)
+    elif row == "feedback":
+        if sim.b is None:
+            ax.set_axis_off()
+            return
+        for trajectory, color, style, label in ((sim, SIM, "-", "simulation (mean)"), (ode, ODE, "--", "ODE (mean)")):
+            v, b = np.asarray(trajectory.v), np.asarray(trajectory.b)[:, None, :]
+            cosine = np.sum(v * b, axis=-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1))
+            ax.plot(t, cosine.mean(axis=0), color=color, ls=style, label=label)
     else:
         raise ValueError(f"unknown row {row!r}")
 
@@ -60,7 +68,7 @@ def plot_experiment(experiment, results, path) -> None:
                 axes[r, column].set_ylabel(ROW_LABELS[row])
         axes[-1, column].set_xlabel("t = steps / N")
     for r, row in enumerate(rows):
-        if row in ("eg", "eg_seeds", "alignment"):
+        if row in ("eg", "eg_seeds", "alignment", "feedback"):
             axes[r, -1].legend(fontsize=7, loc="best")
     dimensions = ", ".join(sorted({f"{result.panel.simulation.N}" for result in results}, key=int))
     fig.suptitle(f"{experiment.title}, N = {dimensions}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
