@@ -52,7 +52,7 @@ def test_mixed_integrals_agree_with_monte_carlo(pair):
     for name, signature in SIGNATURES:
         @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
         @given(covariance_blocks(len(signature)))
-        def check(C):
+        def check(C, name=name, signature=signature):
             mean, error = monte_carlo(integrand(name, signature, student, teacher), C, 400_000, seed_of(C))
             value = float(kernels.integral(name, jnp.asarray(C), signature))
             assert abs(value - mean) <= 5 * error + 1e-12, (

@@ -12,7 +12,6 @@ from nndyn.core import schema
 from nndyn.core.kernels import Kernels, load
 from nndyn.core.schema import parameter
 
-
 #: The output scalings κ(width): ŷ = κ Σ_k v_k g(λ_k) (the teacher's with its width M).
 SCALINGS = {"1": lambda width: 1.0, "1/K": lambda width: 1.0 / width, "1/sqrt(K)": lambda width: 1.0 / math.sqrt(width)}
 
