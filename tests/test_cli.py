@@ -80,7 +80,7 @@ def test_run_a_config(tmp_path):
 
 @pytest.mark.slow
 def test_run_a_model_config_records_the_feedback_vector(tmp_path):
-    model = CONFIG + ('activation = "relu"\nteacher_activation = "erf"\ntrain_second_layer = true\n'
+    model = CONFIG + ('activation = "linear"\nteacher_activation = "erf"\ntrain_second_layer = true\n'
                       'feedback = "alignment"\noutput_scaling = "1/K"\nweight_decay = 0.05\n')
     (tmp_path / "model.toml").write_text(model)
     result = nndyn("run", tmp_path / "model.toml", "--out", tmp_path / "out")
