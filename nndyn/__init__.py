@@ -10,6 +10,9 @@ The public API:
   several seeds at once;
 - :func:`compare`, :func:`agreement`: errors, alignments and a statistical verdict between
   simulations and ODEs;
+- :class:`Teachers`, :class:`Phase`, :class:`Protocol`, :func:`simulate_protocol`,
+  :func:`integrate_protocol` (a :class:`ContinualTrajectory`): continual learning, several
+  teachers of controlled similarity trained on in phases, ODE beside SGD;
 - :func:`fixed_point` (a :class:`FixedPoint`), :func:`learning_rate_threshold`: fixed points of
   the flows, their eigenvalues and stability, and η_max;
 - :func:`sweep`, :func:`grid`, :class:`Sweep`, :func:`run_sweep`, :func:`read_sweep`: ODEs over
@@ -47,6 +50,8 @@ cache.enable_compilation_cache()
 
 from nndyn.app.config import read_sweep  # noqa: E402
 from nndyn.core.compare import Agreement, Comparison, agreement, compare  # noqa: E402
+from nndyn.core.continual import (  # noqa: E402
+    ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol)
 from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold  # noqa: E402
 from nndyn.core.integrate import DivergenceError, ODEOptions, Solution, Status, integrate, solve  # noqa: E402
 from nndyn.core.setting import Setting  # noqa: E402
@@ -56,7 +61,8 @@ from nndyn.core.trajectory import Trajectory  # noqa: E402
 from nndyn.sweeps import Sweep, grid, run_sweep, sweep  # noqa: E402
 
 __all__ = [
-    "Agreement", "Comparison", "DivergenceError", "FixedPoint", "ODEOptions", "OrderParameters", "Setting",
+    "Agreement", "Comparison", "ContinualTrajectory", "DivergenceError", "Phase", "Protocol", "Teachers",
+    "integrate_protocol", "simulate_protocol", "FixedPoint", "ODEOptions", "OrderParameters", "Setting",
     "Simulation", "Solution", "Status", "Sweep", "Trajectory", "agreement", "compare", "fixed_point", "grid",
     "integrate", "learning_rate_threshold", "read_sweep", "run_sweep", "simulate", "solve", "sweep",
 ]

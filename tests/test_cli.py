@@ -93,6 +93,22 @@ def test_run_a_model_config_records_the_feedback_vector(tmp_path):
 
 
 @pytest.mark.slow
+def test_run_a_continual_config(tmp_path):
+    text = ('name = "cl"\nK = 2\nM = 1\nlr = 0.5\nN = 100\nseeds = 2\ntrain_second_layer = true\n'
+            '[teachers]\ncount = 2\nfeature_similarity = 0.5\nheads = "multi"\n'
+            '[[phases]]\nteacher = 0\nt = 3\nthreshold = 1e-9\n[[phases]]\nteacher = 1\nt = 2\nlr = 0.25\n')
+    (tmp_path / "cl.toml").write_text(text)
+    result = nndyn("run", tmp_path / "cl.toml", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    data = np.load(tmp_path / "out" / "cl.npz")
+    assert data["sim_eg_teacher"].shape == data["ode_eg_teacher"].shape == (2, 6, 2)
+    assert data["T"].shape == (2, 2, 2) and data["v_star"].shape == (2, 2, 1)
+    panel = json.loads((tmp_path / "out" / "summary.json").read_text())["cl"]["panels"][0]
+    assert len(panel["forgetting_sim"]) == len(panel["transfer_ode"]) == 2
+    assert "phase 0: SGD ε_g on teacher 0 did not fall below 1e-09 within t = 3" in result.stderr
+
+
+@pytest.mark.slow
 def test_reproduce_mismatch(tmp_path):
     result = nndyn("reproduce", "mismatch", *TINY, "--out", tmp_path / "mismatch")
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|mismatch|all`, `nndyn run CONFIG.toml`,
+"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|mismatch|continual|all`, `nndyn run CONFIG.toml`,
 `nndyn analyse CONFIG.toml` and `nndyn sweep SWEEP.toml`."""
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def _table(summaries: dict) -> str:
     for name, summary in summaries.items():
         for panel in summary["panels"]:
             z = max(panel["max_deviation_over_se"].values())
-            align = f"{panel['min_alignment_R']:.3f}/{panel['min_alignment_Q']:.3f}/{panel['min_alignment_v']:.3f}"
+            align = ("/".join(f"{panel[f'min_alignment_{name}']:.3f}" for name in "RQv")
+                     if "min_alignment_R" in panel else "-")
             lines.append(
                 f"{name:<{first}}{panel['label']:<{second}}{panel['max_abs_eg_gap_mean']:>11.2e}"
                 f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>8.1f}{panel['t_threshold']:>8.1f}  "
@@ -91,6 +92,15 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict)
             name: {"title": summary["title"], "panels": summary["panels"]} for name, summary in summaries.items()
         })
     print(_table(summaries))
+    for summary in summaries.values():
+        for panel, config in zip(summary["panels"], summary["config"]):
+            for kind, name in (("sim", "SGD"), ("ode", "ODE")):
+                for phase in sorted({missed["phase"] for missed in panel.get(f"unreached_{kind}", [])}):
+                    step = config["phases"][phase]
+                    seeds = [missed["seed"] for missed in panel[f"unreached_{kind}"] if missed["phase"] == phase]
+                    print(f"note: {panel['label']}, phase {phase}: {name} ε_g on teacher {step['teacher']} did not fall "
+                          f"below {step['threshold']:g} within t = {step['t']:g} (seeds {seeds}); it switched at "
+                          "that maximum", file=sys.stderr)
     print(f"wrote {folder}")
     return 0
 

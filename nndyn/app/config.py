@@ -3,7 +3,9 @@ SWEEP.toml` (ODEs over a grid). Every key is a parameter of the schema (:mod:`nn
 checked by the same rule as in the Python API; every problem of a file is reported, one line each.
 
 A run config takes `name` and the fields of :class:`~nndyn.Setting`, :class:`~nndyn.Simulation`
-(seeds >= 2: the verdict estimates fluctuations from the seeds) and :class:`~nndyn.ODEOptions`.
+(seeds >= 2: the verdict estimates fluctuations from the seeds) and :class:`~nndyn.ODEOptions`;
+for continual learning also a [teachers] table (:class:`~nndyn.Teachers`) and [[phases]] tables
+(:class:`~nndyn.Phase`; t_max is then the sum of the phases' t).
 A sweep config takes `name`, `t_max`, `saves`, `chunk` and the Setting's fields fixed over a
 sweep (activation, train_second_layer) at the top; the grid parameters in a [defaults] table
 and either a [grid] table of lists (the Cartesian product) or [[points]] tables; and
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from nndyn.app.experiments import Experiment, Panel
 from nndyn.core import schema
+from nndyn.core.continual import Phase, Protocol, Teachers
 from nndyn.core.integrate import ODEOptions
 from nndyn.core.schema import Parameter
 from nndyn.core.setting import Setting
@@ -66,7 +69,10 @@ def _build(build, problems: list[str]):
 
 def read_config(path: Path) -> Experiment:
     """The one-panel experiment of the run config `path`; raises ConfigError."""
-    values, problems = schema.read(run_parameters(), _load(path))
+    raw = _load(path)
+    protocol, problems = _read_protocol(raw)
+    values, found = schema.read(run_parameters(), raw)
+    problems += found
     fields = {cls: {name: values[name] for name in schema.parameters(cls) if name in values}
               for cls in (Setting, Simulation, ODEOptions)}
     setting = _build(lambda: Setting(**fields[Setting]), problems)
@@ -74,9 +80,42 @@ def read_config(path: Path) -> Experiment:
     options = _build(lambda: ODEOptions(**fields[ODEOptions]), problems)
     if problems:
         raise ConfigError(path, problems)
-    panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}", setting, simulation, options)
+    panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}", setting, simulation, options, protocol)
+    if protocol is not None:
+        return Experiment(values["name"], f"{values['name']}: {panel.label}, {protocol.teachers.count} teachers",
+                          (panel,), ("eg_teacher", "R", "Q"))
     rows = ("eg", "R", "Q", "v", "alignment") if setting.train_second_layer else ("eg", "R", "Q")
     return Experiment(values["name"], f"{values['name']}: {panel.label}", (panel,), rows)
+
+
+def _read_protocol(raw: dict) -> tuple[Protocol | None, list[str]]:
+    """The protocol of a run config's [teachers] and [[phases]] tables (removed from `raw`,
+    which gets t_max = the protocol's duration when it has none), and its problems."""
+    if "teachers" not in raw and "phases" not in raw:
+        return None, []
+    problems = []
+    table, phases = raw.pop("teachers", {}), raw.pop("phases", [])
+    if not isinstance(table, dict):
+        return None, ["'teachers' must be a [teachers] table"]
+    if not isinstance(phases, list) or not phases or not all(isinstance(phase, dict) for phase in phases):
+        return None, ["a protocol needs [[phases]] tables (one or more)"]
+    teachers, found = schema.read(schema.parameters(Teachers), table)
+    problems += [f"[teachers] {problem}" for problem in found]
+    read = []
+    for index, phase in enumerate(phases):
+        values, found = schema.read(schema.parameters(Phase), phase)
+        problems += [f"[[phases]] {index}: {problem}" for problem in found]
+        read.append(values)
+    if problems:
+        raw.setdefault("t_max", 1.0)  # a placeholder: the protocol's own problems are what is reported
+        return None, problems
+    protocol = _build(lambda: Protocol(Teachers(**teachers), tuple(Phase(**values) for values in read)), problems)
+    if protocol is not None:
+        if "t_max" in raw and raw["t_max"] != protocol.duration:
+            problems.append(f"t_max = {raw['t_max']!r} differs from the protocol's duration {protocol.duration:g} "
+                            "(the sum of the phases' t); leave t_max out")
+        raw.setdefault("t_max", protocol.duration)
+    return protocol, problems
 
 
 def read_sweep(path: Path) -> Sweep:

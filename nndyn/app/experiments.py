@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from nndyn.core.compare import Agreement, Comparison, agreement, compare
+from nndyn.core.continual import ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
 from nndyn.core.integrate import ODEOptions, integrate
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation, simulate
@@ -17,18 +19,21 @@ from nndyn.core.trajectory import Trajectory
 class Panel:
     """One column of a figure: `setting` simulated by SGD at the scale `simulation`, and
     integrated with `options` from each seed's initial state (with method "euler", at the SGD's
-    step dt = 1/N)."""
+    step dt = 1/N); with a `protocol`, trained through its phases (continual learning)."""
 
     label: str
     setting: Setting
     simulation: Simulation
     options: ODEOptions = field(default_factory=ODEOptions)
+    protocol: Protocol | None = None
 
     def config(self) -> dict:
-        """The panel as plain data (for config.json): label, setting, and the simulation's and
-        the solver's fields."""
+        """The panel as plain data (for config.json): label, setting, the simulation's and the
+        solver's fields, and the protocol when there is one."""
+        protocol = {} if self.protocol is None else {"teachers": asdict(self.protocol.teachers),
+                                                     "phases": [asdict(phase) for phase in self.protocol.phases]}
         return {"label": self.label, "setting": asdict(self.setting), **asdict(self.simulation),
-                **asdict(self.options)}
+                **asdict(self.options), **protocol}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class Experiment:
     title: str
     panels: tuple[Panel, ...]
     rows: tuple[str, ...] = ("eg", "R", "Q")
+    #: "panels" (a column per panel), or "similarity" (continual panels that differ in the
+    #: teachers' feature similarity: ε_g over time, forgetting and transfer against γ_f)
+    layout: str = "panels"
 
 
 @dataclass(frozen=True)
@@ -74,12 +82,65 @@ class PanelResult:
         }
 
 
-def run_panel(panel: Panel, progress=None) -> PanelResult:
-    """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare."""
+@dataclass(frozen=True)
+class ContinualResult:
+    """A continual panel's simulation (seed axis first), its ODEs, and how well they agree."""
+
+    panel: Panel
+    sim: ContinualTrajectory
+    ode: ContinualTrajectory
+    agreement: Agreement
+
+    def summary(self) -> dict:
+        """Per task (lists over teachers), the final ε_g, forgetting and transfer of SGD (mean and
+        standard error over seeds) and of the ODE (mean), the phases whose threshold was not
+        reached, and the t-test over ε_g per teacher, Q, R and the heads."""
+        gap = np.asarray(self.sim.eg_teacher - self.ode.eg_teacher).mean(axis=0)
+        mean_ode = np.asarray(self.ode.eg_teacher).mean(axis=0)
+        summary = {"label": self.panel.label,
+                   "max_abs_eg_gap_mean": float(np.max(np.abs(gap))),
+                   "max_relative_eg_gap_mean": float(np.max(np.abs(gap) / np.maximum(mean_ode, 1e-12)))}
+        for kind, trajectory in (("sim", self.sim), ("ode", self.ode)):
+            for name, values in trajectory.metrics(self.panel.protocol).items():
+                with warnings.catch_warnings():  # a task never trained or never left: NaN, shown as null
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    summary[f"{name}_{kind}"] = _finite(np.nanmean(values, axis=0))
+                    if kind == "sim":
+                        summary[f"{name}_sim_se"] = _finite(np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values)))
+            missed = np.argwhere(~np.asarray(trajectory.reached))
+            summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
+        summary.update({"max_deviation_over_se": self.agreement.scores, "t_threshold": self.agreement.threshold,
+                        "agrees": self.agreement.passed})
+        return summary
+
+
+def _finite(values) -> list:
+    """A list of floats with NaN as None (JSON has no NaN)."""
+    return [float(value) if np.isfinite(value) else None for value in np.asarray(values)]
+
+
+def run_panel(panel: Panel, progress=None):
+    """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare:
+    a PanelResult, or for a protocol a ContinualResult."""
+    if panel.protocol is not None:
+        return _run_protocol(panel, progress)
     sim = simulate(panel.setting, progress=progress, **asdict(panel.simulation))
     dt = 1 / panel.simulation.N if panel.options.method == "euler" else None
     ode = integrate(panel.setting, sim.initial_state(), sim.t, dt=dt, **asdict(panel.options))
     return PanelResult(panel, sim, ode, compare(sim, ode), agreement(sim, ode))
+
+
+def _run_protocol(panel: Panel, progress=None) -> ContinualResult:
+    scale = asdict(panel.simulation)
+    sim = simulate_protocol(panel.setting, panel.protocol, **{k: v for k, v in scale.items() if k != "held_out"})
+    if progress:
+        progress(0.5)
+    init, heads = sim.initial_state()
+    options = {key: value for key, value in asdict(panel.options).items() if key != "method"}
+    ode = integrate_protocol(panel.setting, panel.protocol, init, sim.t, heads=heads, **options)
+    if progress:
+        progress(1.0)
+    return ContinualResult(panel, sim, ode, agreement(sim, ode, fields=("eg_teacher", "Q", "R", "heads")))
 
 
 N_BLOG, M_BLOG = 784, 4
@@ -127,7 +188,28 @@ def figure(name: str, full: bool = False) -> Experiment:
         )
         return Experiment("mismatch", "Beyond one g and backpropagation, K = 4, M = 2", panels,
                           rows=("eg", "R", "Q", "v", "feedback"))
+    if name == "continual":
+        return _continual(full)
     raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
 
 
-FIGURES = ("fig1", "fig2", "fig3", "mismatch")
+#: The feature similarities of `nndyn reproduce continual`.
+SIMILARITIES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _continual(full: bool) -> Experiment:
+    """Lee et al. (2021): a two-layer erf student, K = 2, learns teacher 0 (M = 1), then teacher
+    1 of feature similarity γ_f (readouts equal), one shared head; forgetting of task 0 and
+    transfer to task 1 against γ_f."""
+    seeds, t_phase = (10, 50.0) if full else (4, 20.0)
+    setting = Setting(K=2, M=1, lr=1.0, train_second_layer=True)
+    panels = tuple(
+        Panel(f"γ_f = {similarity:g}", setting, Simulation(N=N_BLOG, t_max=2 * t_phase, seeds=seeds, init_scale=0.5),
+              protocol=Protocol(Teachers(count=2, feature_similarity=similarity, readout_similarity=1.0),
+                                (Phase(teacher=0, t=t_phase), Phase(teacher=1, t=t_phase))))
+        for similarity in SIMILARITIES)
+    return Experiment("continual", "Continual learning: teacher 0, then teacher 1 (erf, K = 2, M = 1 per teacher)",
+                      panels, rows=("eg_teacher",), layout="similarity")
+
+
+FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual")

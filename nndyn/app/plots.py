@@ -12,6 +12,7 @@ SIM, ODE = "tab:blue", "tab:red"
 ROW_LABELS = {
     "eg": "ε_g (log)", "eg_seeds": "ε_g per seed (log)", "R": "R (seed 0)", "Q": "Q (seed 0)",
     "v": "v (seed 0)", "alignment": "alignment sim·ODE", "feedback": "cos(v, b)",
+    "eg_teacher": "ε_g per teacher (log)",
 }
 
 
@@ -43,6 +44,15 @@ def _row(ax, row, result):
             ax.plot(t, np.asarray(getattr(result.comparison, f"{name}_alignment")).mean(axis=0),
                     color="k", ls=style, label=name)
         ax.set_ylim(min(0.9, ax.get_ylim()[0]), 1.005)
+    elif row == "eg_teacher":
+        for teacher in range(sim.eg_teacher.shape[-1]):
+            ax.plot(t, np.asarray(sim.eg_teacher)[..., teacher].mean(axis=0), color=f"C{teacher}",
+                    label=f"teacher {teacher} SGD (mean)")
+            ax.plot(t, np.asarray(ode.eg_teacher)[..., teacher].mean(axis=0), color=f"C{teacher}", ls="--",
+                    label=f"teacher {teacher} ODE (mean)")
+        for start in np.asarray(ode.starts).mean(axis=0)[1:-1]:
+            ax.axvline(start, color="0.6", lw=0.8)
+        ax.set_yscale("log")
     elif row == "feedback":
         if sim.b is None:
             ax.set_axis_off()
@@ -55,8 +65,49 @@ def _row(ax, row, result):
         raise ValueError(f"unknown row {row!r}")
 
 
+def plot_similarity(experiment, results, path) -> None:
+    """Continual panels that differ in the feature similarity γ_f: ε_g on both teachers over time
+    (one colour per γ_f; SGD solid, ODE dashed), and forgetting of task 0 and transfer to task 1
+    against γ_f (ODE line, SGD mean ± standard error over seeds)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    similarities, metrics = [], {"sim": [], "ode": []}
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(results)))
+    for colour, result in zip(colours, results):
+        similarity = result.panel.protocol.teachers.feature_similarity
+        similarities.append(similarity)
+        t = np.asarray(result.sim.t)
+        for teacher, style in ((0, "-"), (1, ":")):
+            axes[0].plot(t, np.asarray(result.ode.eg_teacher)[..., teacher].mean(axis=0), color=colour, ls=style,
+                         label=f"γ_f = {similarity:g}" if teacher == 0 else None)
+        for kind in metrics:
+            metrics[kind].append(getattr(result, kind).metrics(result.panel.protocol))
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("t = steps / N")
+    axes[0].set_ylabel("ε_g, ODE (task 0 solid, task 1 dotted)")
+    axes[0].legend(fontsize=7)
+    for ax, (name, task, label) in zip(axes[1:], (("forgetting", 0, "forgetting of task 0"),
+                                                  ("transfer", 1, "forward transfer to task 1"))):
+        ode = [np.nanmean(values[name][..., task]) for values in metrics["ode"]]
+        sim = [values[name][..., task] for values in metrics["sim"]]
+        ax.plot(similarities, ode, color=ODE, label="ODE (mean over seeds' starts)")
+        ax.errorbar(similarities, [np.nanmean(s) for s in sim],
+                    yerr=[np.nanstd(s, ddof=1) / np.sqrt(len(s)) for s in sim], fmt="o", color=SIM,
+                    label="SGD (mean ± SE)")
+        ax.set_xlabel("feature similarity γ_f")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    N = results[0].panel.simulation.N
+    fig.suptitle(f"{experiment.title}, N = {N}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_experiment(experiment, results, path) -> None:
     """Draw `results` (one PanelResult per panel) in a grid of rows × panels, saved to `path`."""
+    if experiment.layout == "similarity":
+        plot_similarity(experiment, results, path)
+        return
     rows, columns = experiment.rows, len(results)
     fig, axes = plt.subplots(len(rows), columns, figsize=(3.6 * columns, 2.4 * len(rows)),
                              sharex=True, squeeze=False)
@@ -68,7 +119,7 @@ def plot_experiment(experiment, results, path) -> None:
                 axes[r, column].set_ylabel(ROW_LABELS[row])
         axes[-1, column].set_xlabel("t = steps / N")
     for r, row in enumerate(rows):
-        if row in ("eg", "eg_seeds", "alignment", "feedback"):
+        if row in ("eg", "eg_seeds", "alignment", "feedback", "eg_teacher"):
             axes[r, -1].legend(fontsize=7, loc="best")
     dimensions = ", ".join(sorted({f"{result.panel.simulation.N}" for result in results}, key=int))
     fig.suptitle(f"{experiment.title}, N = {dimensions}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)

@@ -125,13 +125,19 @@ def write_json(path: Path, data) -> None:
 
 
 def save_experiment(folder: Path, experiment, results) -> dict:
-    """Write <name>.png, <name>.npz (every trajectory: p<i>_sim_<field>, p<i>_ode_<field>) and
-    return the experiment's summary (one entry per panel)."""
+    """Write <name>.png, <name>.npz (every trajectory: p<i>_sim_<field>, p<i>_ode_<field>; for
+    a continual run also sim_eg_teacher, ode_eg_teacher (seeds, times, teachers), T and v_star)
+    and return the experiment's summary (one entry per panel)."""
     arrays = {}
     for index, result in enumerate(results):
         for kind, trajectory in (("sim", result.sim), ("ode", result.ode)):
             for name, value in trajectory.to_numpy().items():
                 arrays[f"p{index}_{kind}_{name}"] = value
+    continual = [result for result in results if result.panel.protocol is not None]
+    if len(results) == 1 and continual:  # a continual run: its main arrays by their own names too
+        sim, ode = continual[0].sim, continual[0].ode
+        arrays.update(sim_eg_teacher=np.asarray(sim.eg_teacher), ode_eg_teacher=np.asarray(ode.eg_teacher),
+                      T=np.asarray(sim.T), v_star=np.asarray(sim.v_star))
     np.savez_compressed(folder / f"{experiment.name}.npz", **arrays)
     plot_experiment(experiment, results, folder / f"{experiment.name}.png")
     return {

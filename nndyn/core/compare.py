@@ -86,10 +86,12 @@ class Agreement:
         return max(self.scores.values()) <= self.threshold
 
 
-def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3) -> Agreement:
+def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3,
+              fields: tuple[str, ...] = ("eg", "Q", "R", "v")) -> Agreement:
     """Do simulations (S seeds) agree with their ODEs, each started from its seed's state?
 
-    For every time t > t[0] and every entry X of ε_g, Q, R, v, the seeds' deviations
+    For every time t > t[0] and every entry X of the `fields` (default ε_g, Q, R, v; other
+    trajectories, e.g. a ContinualTrajectory's eg_teacher, Q, R, heads), the seeds' deviations
     d_s = X_sim,s − X_ode,s (fluctuations of order 1/√N) must have a mean within z · SE,
     SE = std_s(d)/√S, where z is the two-sided Student-t quantile with S − 1 degrees of freedom at
     the family-wise level `family_level`, Bonferroni-corrected over all comparisons. Entries that
@@ -97,15 +99,18 @@ def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3) -> A
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`
 
-    _check_alike(sim, ode)
-    if jnp.shape(sim.eg) != jnp.shape(ode.eg) or jnp.ndim(sim.eg) != 2:
-        raise ValueError(f"agreement needs one ODE per seed: eg of shapes (seeds, times), got {jnp.shape(sim.eg)} "
-                         f"and {jnp.shape(ode.eg)}")
-    seeds = sim.eg.shape[0]
+    if isinstance(sim, Trajectory):
+        _check_alike(sim, ode)
+    first = fields[0]
+    shapes = [(jnp.shape(getattr(sim, name)), jnp.shape(getattr(ode, name))) for name in fields]
+    if any(a != b for a, b in shapes) or jnp.ndim(getattr(sim, first)) < 2:
+        raise ValueError(f"agreement needs one ODE per seed: {first} of shapes (seeds, times, ...), got "
+                         f"{shapes[0][0]} and {shapes[0][1]}")
+    seeds = jnp.shape(getattr(sim, first))[0]
     if seeds < 2:
         raise ValueError("agreement needs at least two seeds to estimate the fluctuations")
     scores, comparisons = {}, 0
-    for name in ("eg", "Q", "R", "v"):
+    for name in fields:
         deviation = jnp.asarray(getattr(sim, name) - getattr(ode, name))[:, 1:].reshape(seeds, -1)
         spread = jnp.std(deviation, axis=0, ddof=1)
         varying = spread > 0

@@ -90,6 +90,34 @@ def _records(setting: Setting, W, v, W_teacher, v_star, b, X_test):
     return state, kernels.eg(state, args), 0.5 * jnp.mean((prediction - label) ** 2)
 
 
+def sgd_step(kernels, fields, v, x, noise, *, lr, lr_v, sigma, kappa, v_star, feedback, decay, decay_v, batch):
+    """One online-SGD step of docs/conventions.md on a minibatch: returns the new (fields, v).
+
+    **Arguments:** `fields` (K + M, N), the student's W above the teacher's W* (so that one pass
+    over x gives both local fields; the step leaves the teacher's rows exactly unchanged); `v`
+    (K,); `x` (B, N) and `noise` (B,), float32 draws; `v_star` (M,) the teacher's readout times
+    κ*; `feedback` (K,) the feedback vector e (κ v or κ b); the rates η (`lr`), η_v (`lr_v`, 0
+    for a fixed v), σ, κ, λ (`decay`), λ_v (`decay_v`), numbers or traced scalars (a concrete 0
+    decay is skipped); `batch` B.
+    """
+    K, N = v.shape[0], fields.shape[-1]
+    x = x.astype(fields.dtype)  # converted inside the step's fusions, not stored as a copy
+    local = x @ fields.T / jnp.sqrt(N)  # (B, K + M)
+    lam, rho = local[:, :K], local[:, K:]
+    delta = kernels.g_star(rho) @ v_star + sigma * noise - kappa * (kernels.g(lam) @ v)
+    coefficients = (feedback * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
+    student = fields[:K]
+    if not _is_zero(decay):
+        student = student - (decay / N) * student
+    fields = fields.at[:K].set(student + (lr / (jnp.sqrt(N) * batch)) * (coefficients @ x))
+    step_v = (lr_v * kappa / (N * batch)) * (kernels.g(lam).T @ delta)
+    return fields, (v + step_v if _is_zero(decay_v) else v + (step_v - (decay_v / N) * v))
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, (int, float)) and value == 0
+
+
 @functools.partial(jax.jit, static_argnames=("setting",))
 def _initial_records(setting: Setting, W, v, W_teacher, v_star, b, X_test):
     """`_records` of students (S, K, N), (S, K), feedback vectors (S, K) or None, before training."""
@@ -104,7 +132,6 @@ def _train(setting: Setting, keys, W, v, b, W_teacher, v_star, X_test, saves, sa
     float64) at the end of each interval."""
     kernels = setting.kernels
     K, N = W.shape[-2:]
-    sqrt_N = jnp.sqrt(N)
     block = _block_size(save_every)
     lr_v = setting.lr_v if setting.train_second_layer else 0.0
     decay_v = setting.weight_decay_v if setting.train_second_layer else 0.0
@@ -112,23 +139,12 @@ def _train(setting: Setting, keys, W, v, b, W_teacher, v_star, X_test, saves, sa
     v_star_step = (setting.kappa_star * v_star).astype(dtype)
 
     def step(carry, sample, b):
-        # fields (K + M, N): the student's W above the teacher's W*, so that one pass over x
-        # gives both local fields; the update leaves the teacher's rows exactly unchanged
         fields, v = carry
         x, noise = sample  # (B, N) and (B,) float32
-        x = x.astype(fields.dtype)  # converted inside the step's fusions, not stored as a copy
-        local = x @ fields.T / sqrt_N  # (B, K + M)
-        lam, rho = local[:, :K], local[:, K:]
-        delta = kernels.g_star(rho) @ v_star_step + setting.sigma * noise - kappa * (kernels.g(lam) @ v)
         feedback = kappa * (v if b is None else b)
-        coefficients = (feedback * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
-        student = fields[:K]
-        if setting.weight_decay:
-            student = student - (setting.weight_decay / N) * student
-        fields = fields.at[:K].set(student + (setting.lr / (sqrt_N * setting.batch)) * (coefficients @ x))
-        step_v = (lr_v * kappa / (N * setting.batch)) * (kernels.g(lam).T @ delta)
-        v = v + (step_v - (decay_v / N) * v if decay_v else step_v)
-        return (fields, v), None
+        return sgd_step(kernels, fields, v, x, noise, lr=setting.lr, lr_v=lr_v, sigma=setting.sigma, kappa=kappa,
+                        v_star=v_star_step, feedback=feedback, decay=setting.weight_decay, decay_v=decay_v,
+                        batch=setting.batch), None
 
     def one_seed(key, W, v, b):
         b_step = None if b is None else b.astype(dtype)

@@ -1,0 +1,483 @@
+"""Continual learning: one student trained through a protocol of phases, each on one of several
+teachers of controlled similarity, by the ODE and by SGD side by side (docs/conventions.md).
+
+Teachers (Lee et al., ICML 2021): `count` teachers of M units each; teacher t's first layer is
+W*_t = γ_f W*_0 + √(1 − γ_f²) W*_⊥,t and its readout v*_t = γ_r v*_0 + √(1 − γ_r²) v*_⊥,t, with
+W*_0 the usual teacher (PRNGKey(teacher_seed)), v*_0 = 1, and independent N(0, 1) entries in
+W*_⊥,t (fold_in(PRNGKey(teacher_seed), t)) and v*_⊥,t (fold_in(…, 1000 + t)). The order
+parameters cover all teachers at once: R (K, count·M) against every teacher unit, T the joint
+teacher overlap (count·M, count·M). Training on teacher t is the plain model with the joint
+teacher and the readout v*_t on t's units, zero on the others, so one flow table serves every
+phase and every protocol.
+
+Heads: "single" (one readout v for every task) or "multi" (one v per teacher, only the active
+task's head trains; task t is evaluated with head t). A phase trains on one teacher for a time
+`t`, or until ε_g on that teacher falls below `threshold` (checked at every saved time, for the
+ODE as for each SGD seed; `t` is then the most it may take), with optional η, η_v, σ, a frozen
+first layer, and Saad & Solla's annealing η(t) = η/(1 + (t − t_start)/τ) (η_v likewise).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nndyn.core import normals, schema
+from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, DivergenceError, ODEOptions
+from nndyn.core.kernels import load
+from nndyn.core.schema import parameter
+from nndyn.core.setting import Setting
+from nndyn.core.simulate import SEED_GROUP, Simulation, _block_size, sgd_step
+from nndyn.core.state import OrderParameters, measure
+from nndyn.core.weights import feedback_vectors, student_weights
+
+
+@dataclass(frozen=True)
+class Teachers:
+    """The teachers of a protocol. Each field is a parameter of the schema (the [teachers]
+    table of a run config).
+
+    **Arguments:** `count` teachers of the Setting's M units each; `feature_similarity` γ_f and
+    `readout_similarity` γ_r in [−1, 1]; `heads`, "single" or "multi".
+    """
+
+    count: int = parameter(2, doc="number of teachers", minimum=1)
+    feature_similarity: float = parameter(0.0, doc="γ_f: W*_t = γ_f W*_0 + √(1 − γ_f²) W*_⊥,t", minimum=-1,
+                                          maximum=1)
+    readout_similarity: float = parameter(1.0, doc="γ_r: v*_t = γ_r v*_0 + √(1 − γ_r²) v*_⊥,t", minimum=-1,
+                                          maximum=1)
+    heads: str = parameter("single", doc="single (one readout for all tasks) or multi (one per teacher)",
+                           choices=("single", "multi"))
+
+    def __post_init__(self) -> None:
+        schema.validate(self)
+
+    @property
+    def head_count(self) -> int:
+        return self.count if self.heads == "multi" else 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a protocol (a [[phases]] table of a run config).
+
+    **Arguments:** `teacher`, the index of the teacher trained on; `t`, the phase's duration, or
+    with `threshold` its longest; `threshold`, switch when ε_g on the active teacher falls below
+    it; `lr`, `lr_v`, `sigma`, overrides of the Setting's for this phase; `anneal`, τ of
+    η(t) = η/(1 + (t − t_start)/τ); `frozen`, the first layer does not learn (nor decay).
+    """
+
+    teacher: int = parameter(doc="index of the teacher trained on", minimum=0)
+    t: float = parameter(doc="duration of the phase (with a threshold: the longest)", above=0)
+    threshold: float | None = parameter(None, doc="switch when ε_g on the active teacher falls below this", above=0)
+    lr: float | None = parameter(None, doc="η in this phase; default: the Setting's", above=0)
+    lr_v: float | None = parameter(None, doc="η_v in this phase; default: the Setting's", minimum=0)
+    sigma: float | None = parameter(None, doc="σ in this phase; default: the Setting's", minimum=0)
+    anneal: float | None = parameter(None, doc="τ of the annealing η(t) = η/(1 + (t − t_start)/τ)", above=0)
+    frozen: bool = parameter(False, doc="freeze the first layer in this phase")
+
+    def __post_init__(self) -> None:
+        schema.validate(self)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Teachers and the phases trained on them, in order."""
+
+    teachers: Teachers
+    phases: tuple[Phase, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phases", tuple(self.phases))
+        if not self.phases:
+            raise ValueError("phases: a protocol needs at least one phase")
+        for index, phase in enumerate(self.phases):
+            if phase.teacher >= self.teachers.count:
+                raise schema.ParameterError("teacher", f"phases[{index}].teacher = {phase.teacher} names no teacher "
+                                                       f"(there are {self.teachers.count}: 0 to {self.teachers.count - 1})")
+
+    @property
+    def duration(self) -> float:
+        """The longest the protocol can take: the sum of the phases' t."""
+        return float(sum(phase.t for phase in self.phases))
+
+    def head(self, teacher: int) -> int:
+        """The head that learns and evaluates `teacher`."""
+        return teacher if self.teachers.heads == "multi" else 0
+
+    def rates(self, setting: Setting, phase: Phase) -> dict:
+        """η, η_v, σ, λ, λ_v and τ (inf without annealing) of `phase`, as floats."""
+        frozen = phase.frozen
+        return {"lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
+                "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
+                "sigma": phase.sigma if phase.sigma is not None else setting.sigma,
+                "weight_decay": 0.0 if frozen else setting.weight_decay,
+                "weight_decay_v": setting.weight_decay_v if setting.train_second_layer else 0.0,
+                "tau": phase.anneal if phase.anneal is not None else math.inf}
+
+
+def teachers_weights(setting: Setting, teachers: Teachers, N: int, seed: int = 0):
+    """The teachers' first layers W* (count, M, N) and readouts v* (count, M) (module docstring)."""
+    M, gf, gr = setting.M, teachers.feature_similarity, teachers.readout_similarity
+    base = jax.random.normal(jax.random.PRNGKey(seed), (M, N))
+    W, v = [base], [jnp.ones(M)]
+    for t in range(1, teachers.count):
+        key = jax.random.PRNGKey(seed)
+        W.append(gf * base + math.sqrt(1 - gf**2) * jax.random.normal(jax.random.fold_in(key, t), (M, N)))
+        v.append(gr * jnp.ones(M) + math.sqrt(1 - gr**2) * jax.random.normal(jax.random.fold_in(key, 1000 + t), (M,)))
+    return jnp.stack(W), jnp.stack(v)
+
+
+def masked_readout(v_star, teacher):
+    """The joint readout (count·M,) of teacher `teacher`: its v* on its units, zero elsewhere."""
+    count = v_star.shape[-2]
+    return (v_star * (jnp.arange(count) == teacher)[:, None]).reshape(v_star.shape[:-2] + (-1,))
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ContinualTrajectory:
+    """A protocol's run, from the ODE or measured in a simulation.
+
+    **Fields** (`...` optional leading batch dimensions, e.g. seeds): `t` (n,); `eg_teacher`
+    (..., n, count), ε_g on every teacher (with its head); `Q` (..., n, K, K); `R` (..., n, K,
+    count·M) against every teacher unit; `heads` (..., n, H, K), the readouts (H = 1 single,
+    count multi); `T` (..., count·M, count·M) the joint teacher overlap; `v_star` (..., count, M)
+    the teachers' readouts; `phase` (..., n), the phase that trained up to each time (the
+    number of phases once the protocol is over: the student then rests); `starts` (..., P + 1),
+    each phase's start time and the protocol's end; `reached` (..., P), whether each phase's
+    threshold was reached (True for phases of fixed duration); `b` (..., K) or None.
+    """
+
+    t: jax.Array
+    eg_teacher: jax.Array
+    Q: jax.Array
+    R: jax.Array
+    heads: jax.Array
+    T: jax.Array
+    v_star: jax.Array
+    phase: jax.Array
+    starts: jax.Array
+    reached: jax.Array
+    b: jax.Array | None = None
+
+    def initial_state(self) -> tuple[OrderParameters, jax.Array]:
+        """(state, heads) at t[0]: start `integrate_protocol` here to compare with this run. The
+        state's v is head 0 and its v_star the teachers' readouts concatenated (count·M,)."""
+        heads = self.heads[..., 0, :, :]
+        flat = self.v_star.reshape(self.v_star.shape[:-2] + (-1,))
+        return OrderParameters(self.Q[..., 0, :, :], self.R[..., 0, :, :], self.T, heads[..., 0, :], flat, self.b), heads
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The fields as NumPy arrays (None fields left out), e.g. for `np.savez`."""
+        return {name: np.asarray(value) for name, value in vars(self).items() if value is not None}
+
+    def metrics(self, protocol: Protocol) -> dict:
+        """Per task, arrays over the batch dimensions: `final` ε_g at the end; `forgetting`, its
+        ε_g at the end minus when training last left it (NaN for a task never trained, or still
+        in training at the end); `transfer`, its ε_g at t = 0 minus at the moment it is first
+        trained (how much earlier tasks helped; NaN for a task never trained)."""
+        eg = np.asarray(self.eg_teacher)
+        t, starts = np.asarray(self.t), np.asarray(self.starts)
+        count = eg.shape[-1]
+        batch = eg.shape[:-2]
+        final, forgetting, transfer = (np.full(batch + (count,), np.nan) for _ in range(3))
+        final[...] = eg[..., -1, :]
+        for index in np.ndindex(*batch):
+            times = starts[index]
+            for task in range(count):
+                trained = [p for p, phase in enumerate(protocol.phases) if phase.teacher == task]
+                if not trained:
+                    continue
+                first, last = trained[0], trained[-1]
+                at_start = np.searchsorted(t, times[first] - 1e-9 * max(1.0, t[-1]))
+                transfer[index + (task,)] = eg[index + (0, task)] - eg[index + (at_start, task)]
+                if last < len(protocol.phases) - 1:
+                    left = np.searchsorted(t, times[last + 1] - 1e-9 * max(1.0, t[-1]))
+                    forgetting[index + (task,)] = eg[index + (-1, task)] - eg[index + (left, task)]
+        return {"final": final, "forgetting": forgetting, "transfer": transfer}
+
+
+def _phase_table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
+    """Per phase (and a last row for "over": nothing learns), the arrays the SGD scan looks up."""
+    rows = [protocol.rates(setting, phase) for phase in protocol.phases]
+    rows.append({"lr": 0.0, "lr_v": 0.0, "sigma": 0.0, "weight_decay": 0.0, "weight_decay_v": 0.0, "tau": math.inf})
+    table = {name: jnp.asarray([row[name] for row in rows]) for name in rows[0]}
+    teachers = [phase.teacher for phase in protocol.phases] + [protocol.phases[-1].teacher]
+    table["readout"] = jnp.stack([setting.kappa_star * masked_readout(v_star, teacher) for teacher in teachers])
+    table["head"] = jnp.asarray([protocol.head(teacher) for teacher in teachers])
+    table["teacher"] = jnp.asarray(teachers)
+    table["saves"] = jnp.asarray([round(phase.t / save_interval) for phase in protocol.phases] + [2**30])
+    table["threshold"] = jnp.asarray([phase.threshold or -math.inf for phase in protocol.phases] + [-math.inf])
+    return table
+
+
+def _eg_per_teacher(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star, b):
+    """ε_g on every teacher (count,), each with its head."""
+    kernels = setting.kernels
+    teachers = jnp.arange(protocol.teachers.count)
+
+    def one(teacher):
+        v = heads[jnp.where(protocol.teachers.heads == "multi", teacher, 0)]
+        args = setting.ode_args(T, masked_readout(v_star, teacher), b)
+        return kernels.eg({"Q": Q, "R": R, "v": v}, args)
+
+    return jax.vmap(one)(teachers)
+
+
+@functools.partial(jax.jit, static_argnames=("setting", "protocol", "save_every", "saves", "dtype"))
+def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_teacher, v_star, save_every: int,
+                    saves: int, dtype):
+    """Students (S, K, N), heads (S, H, K), feedback vectors (S, K) or None, through `saves`
+    save intervals of the protocol, each seed switching phases on its own; returns the records
+    at the end of each interval: Q, R, heads, ε_g per teacher, the phase trained, and whether
+    its threshold was met."""
+    kernels = setting.kernels
+    K, N = W.shape[-2:]
+    block = _block_size(save_every)
+    table = _phase_table(setting, protocol, v_star, save_every / N)
+    kappa = setting.kappa
+    W_joint = W_teacher.reshape(-1, N)
+
+    def step(carry, sample, b, rates):
+        fields, heads, count = carry
+        x, noise = sample
+        elapsed = (count - rates["start"]) / N
+        anneal = 1.0 / (1.0 + elapsed / rates["tau"])
+        v = heads[rates["head"]]
+        feedback = kappa * (v if b is None else b)
+        fields, v = sgd_step(kernels, fields, v, x, noise, lr=anneal * rates["lr"], lr_v=anneal * rates["lr_v"],
+                             sigma=rates["sigma"], kappa=kappa, v_star=rates["readout"].astype(dtype),
+                             feedback=feedback, decay=rates["weight_decay"], decay_v=rates["weight_decay_v"],
+                             batch=setting.batch)
+        return (fields, heads.at[rates["head"]].set(v), count + 1), None
+
+    def one_seed(key, W, heads, b):
+        b_step = None if b is None else b.astype(dtype)
+
+        def one_save(carry, index):
+            fields, heads, count, phase, start = carry
+            rates = {name: value[phase] for name, value in table.items()} | {"start": start * save_every}
+
+            def one_block(inner, key):
+                key_x, key_noise = jax.random.split(key)
+                samples = (normals.normal(key_x, (block, setting.batch, N)),
+                           normals.normal(key_noise, (block, setting.batch)))
+                return jax.lax.scan(lambda c, s: step(c, s, b_step, rates), inner, samples)[0], None
+
+            inner = jax.lax.scan(one_block, (fields, heads, count),
+                                 jax.random.split(jax.random.fold_in(key, index), save_every // block))[0]
+            fields, heads, count = inner
+            Q, R, T = measure(fields[:K].astype(jnp.float64), W_joint)
+            eg = _eg_per_teacher(setting, protocol, Q, R, heads.astype(jnp.float64), T, v_star, b)
+            met = eg[table["teacher"][phase]] < table["threshold"][phase]
+            over = (index + 1 - start >= table["saves"][phase]) | met
+            moved = over & (phase < len(protocol.phases))
+            carry = (fields, heads, count, phase + moved, jnp.where(moved, index + 1, start))
+            return carry, (Q, R, heads.astype(jnp.float64), eg, phase, met)
+
+        fields = jnp.concatenate([W, W_joint.astype(dtype)])
+        carry = (fields, heads, jnp.asarray(0), jnp.asarray(0), jnp.asarray(0))
+        return jax.lax.scan(one_save, carry, jnp.arange(saves))[1]
+
+    return jax.lax.map(lambda args: one_seed(*args), (keys, W, heads, b), batch_size=SEED_GROUP)
+
+
+def _starts(phase: np.ndarray, t: np.ndarray, count: int) -> np.ndarray:
+    """Each phase's start time and the end (..., P + 1) from the phase trained in each interval
+    (..., n − 1) ending at t[1:]."""
+    starts = np.full(phase.shape[:-1] + (count + 1,), t[-1])
+    for index in np.ndindex(*phase.shape[:-1]):
+        for p in range(count + 1):
+            later = np.flatnonzero(phase[index] >= p)
+            starts[index + (p,)] = t[later[0]] if later.size else t[-1]
+    return starts
+
+
+def _reached(phase: np.ndarray, met: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """Per phase (..., P): its threshold met when it ended (True without a threshold)."""
+    reached = np.ones(phase.shape[:-1] + (len(protocol.phases),), dtype=bool)
+    for p, step in enumerate(protocol.phases):
+        if step.threshold is None:
+            continue
+        for index in np.ndindex(*phase.shape[:-1]):
+            inside = np.flatnonzero(phase[index] == p)
+            reached[index + (p,)] = bool(inside.size and met[index][inside[-1]])
+    return reached
+
+
+def simulate_protocol(setting: Setting, protocol: Protocol, N: int, *, seeds=4, dtype=jnp.float64,
+                      **options) -> ContinualTrajectory:
+    """Train students by online SGD through `protocol` (module docstring), each seed switching
+    phases on its own, and record them once per save interval.
+
+    **Arguments:** `setting` (M is each teacher's width; `batch` is fixed over the protocol);
+    `N`; `seeds`, a count; `options`, the other fields of :class:`~nndyn.core.simulate.Simulation`
+    (save_every, init_scale, init_scale_v, teacher_seed; t_max is the protocol's duration). Every
+    phase's t must be a whole number of save intervals.
+
+    **Returns:** a :class:`ContinualTrajectory` with a leading seed axis.
+    """
+    options.pop("t_max", None)
+    save_every = options.get("save_every") or N
+    interval = save_every / N
+    for index, phase in enumerate(protocol.phases):
+        if abs(phase.t / interval - round(phase.t / interval)) > 1e-9 or round(phase.t / interval) < 1:
+            raise schema.ParameterError("t", f"phases[{index}].t = {phase.t:g} is not a whole number of save "
+                                             f"intervals ({interval:g} at N = {N}, save_every = {save_every})")
+    config = Simulation(N=N, t_max=protocol.duration, seeds=seeds, **options)
+    saves = sum(round(phase.t / interval) for phase in protocol.phases)
+    seed_list = list(range(config.seeds))
+    W_teacher, v_star = teachers_weights(setting, protocol.teachers, N, config.teacher_seed)
+    W, v = student_weights(setting, N, seed_list, config.init_scale, config.init_scale_v)
+    heads = jnp.stack([v] + [_extra_head(setting, seed_list, h, config) for h in range(1, protocol.teachers.head_count)],
+                      axis=1)
+    b = feedback_vectors(setting, seed_list)
+    b = None if b is None else jnp.asarray(b)
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seed_list])
+    Q, R, heads_t, eg, phase, met = _train_protocol(setting, protocol, keys, W.astype(dtype), heads.astype(dtype), b,
+                                                    W_teacher, v_star, save_every=save_every, saves=saves,
+                                                    dtype=jnp.dtype(dtype))
+    Q0, R0, T = measure(W, W_teacher.reshape(-1, N))
+    eg0 = jax.vmap(lambda Q, R, h, b: _eg_per_teacher(setting, protocol, Q, R, h, T, v_star, b))(Q0, R0, heads, b)
+    t = np.arange(saves + 1) * interval
+    phase, met = np.asarray(phase), np.asarray(met)
+    S = len(seed_list)
+    first = np.zeros((S, 1), dtype=phase.dtype)
+    return ContinualTrajectory(
+        jnp.asarray(t), jnp.concatenate([eg0[:, None], eg], axis=1), jnp.concatenate([Q0[:, None], Q], axis=1),
+        jnp.concatenate([R0[:, None], R], axis=1), jnp.concatenate([heads[:, None], heads_t], axis=1),
+        jnp.broadcast_to(T, (S,) + T.shape), jnp.broadcast_to(v_star, (S,) + v_star.shape),
+        jnp.asarray(np.concatenate([first, phase], axis=1)), jnp.asarray(_starts(phase, t, len(protocol.phases))),
+        jnp.asarray(_reached(phase, met, protocol)), b)
+
+
+def _extra_head(setting: Setting, seeds, head: int, config: Simulation):
+    """Head `head` ≥ 1 of a multi-head student: ones for a fixed v, else N(0, init_scale_v²)
+    from fold_in(PRNGKey(seed), 10 + head)."""
+    if not setting.train_second_layer:
+        return jnp.ones((len(seeds), setting.K))
+    scale = config.init_scale if config.init_scale_v is None else config.init_scale_v
+    return scale * jnp.stack([jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 10 + head), (setting.K,))
+                              for seed in seeds])
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "teacher", "options"))
+def _solve_phase(activation: str, teacher: str | None, y0: dict, args: dict, ts, t0, t1, options: ODEOptions):
+    """The flows from y0 at t0 to t1, saved at `ts` (clipped to [t0, t1]), with η and η_v
+    annealed by args["tau"] from args["t_start"]; returns (ys, finished)."""
+    import diffrax
+
+    kernels = load(activation, teacher)
+
+    def rhs(t, y, args):
+        anneal = 1.0 / (1.0 + (t - args["t_start"]) / args["tau"])
+        return kernels.rhs(t, y, {**args, "lr": anneal * args["lr"], "lr_v": anneal * args["lr_v"]})
+
+    solution = diffrax.diffeqsolve(
+        diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=t0, t1=t1, dt0=None, y0=y0, args=args,
+        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=options.rtol, atol=options.atol),
+        max_steps=options.max_steps or ADAPTIVE_MAX_STEPS, throw=False,
+        event=diffrax.Event(lambda t, y, args, **_: jnp.any(jnp.stack(
+            [jnp.any(~jnp.isfinite(value) | (jnp.abs(value) > options.divergence_threshold)) for value in y.values()]))),
+    )
+    return solution.ys, solution.result == diffrax.RESULTS.successful
+
+
+def integrate_protocol(setting: Setting, protocol: Protocol, init: OrderParameters, t, heads=None,
+                       **options) -> ContinualTrajectory:
+    """Integrate the flows through `protocol` from `init` and record them at the times `t`.
+
+    **Arguments:** `init`, with R (..., K, count·M), T the joint teacher overlap, v_star the
+    teachers' readouts concatenated (count·M,), b for feedback alignment; leading batch
+    dimensions (seeds) are integrated one after the other (each switches on its own); `t` (n,),
+    equally spaced from 0 to at least the protocol's duration, every phase's t a whole number of
+    its spacing; `heads` (..., H, K), default: every head equal to init.v; `options`, fields of
+    :class:`~nndyn.ODEOptions` (adaptive only).
+
+    **Returns:** a :class:`ContinualTrajectory` (batch dimensions as init's).
+    """
+    options = ODEOptions(**options)
+    if options.method != "adaptive":
+        raise ValueError("method must be 'adaptive' for a protocol")
+    init.validate()
+    count, M, H = protocol.teachers.count, setting.M, protocol.teachers.head_count
+    if init.T.shape[-1] != count * M or init.K != setting.K:
+        raise ValueError(f"init must have K = {setting.K} and count·M = {count * M} teacher units, got K = {init.K} "
+                         f"and {init.T.shape[-1]}")
+    grid = np.asarray(t, dtype=np.float64)
+    spacing = grid[1] - grid[0] if grid.size > 1 else 0.0
+    if grid.ndim != 1 or grid.size < 2 or grid[0] != 0 or not np.allclose(np.diff(grid), spacing, rtol=1e-9):
+        raise ValueError("t must be equally spaced times from 0")
+    batch = init.Q.shape[:-2]
+    heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K)) if heads is None else heads
+    runs = [_integrate_one(setting, protocol, jax.tree_util.tree_map(lambda value: np.asarray(value)[index], init),
+                           np.asarray(heads)[index], grid, spacing, options) for index in np.ndindex(*batch)]
+    fields = [np.stack([run[k] for run in runs]).reshape(batch + runs[0][k].shape) for k in range(len(runs[0]))]
+    eg, Q, R, heads_t, phase = fields
+    v_star = np.asarray(init.v_star).reshape(batch + (count, M))
+    return ContinualTrajectory(jnp.asarray(grid), jnp.asarray(eg), jnp.asarray(Q), jnp.asarray(R), jnp.asarray(heads_t),
+                               jnp.asarray(init.T), jnp.asarray(v_star), jnp.asarray(phase),
+                               jnp.asarray(_starts(phase[..., 1:], grid, len(protocol.phases))),
+                               jnp.asarray(_reached_ode(phase, eg, protocol)), init.b)
+
+
+def _reached_ode(phase, eg, protocol: Protocol) -> np.ndarray:
+    met = np.zeros(phase.shape[:-1] + (phase.shape[-1] - 1,), dtype=bool)
+    for index in np.ndindex(*phase.shape[:-1]):
+        for j in range(1, phase.shape[-1]):
+            p = phase[index + (j,)]
+            if p < len(protocol.phases) and protocol.phases[p].threshold is not None:
+                met[index + (j - 1,)] = eg[index + (j, protocol.phases[p].teacher)] < protocol.phases[p].threshold
+    return _reached(phase[..., 1:], met, protocol)
+
+
+def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, heads, grid, spacing,
+                   options: ODEOptions):
+    """One student through the protocol: (ε_g per teacher, Q, R, heads, phase) at every grid time."""
+    n, H = grid.size, heads.shape[0]
+    v_star = np.asarray(init.v_star).reshape(protocol.teachers.count, setting.M)
+    T = np.asarray(init.T)
+    Q, R, heads = np.asarray(init.Q), np.asarray(init.R), np.array(heads)
+    eg_of = jax.jit(lambda Q, R, heads: _eg_per_teacher(setting, protocol, Q, R, heads, T, v_star, init.b))
+    record = {"eg": np.empty((n, protocol.teachers.count)), "Q": np.empty((n,) + Q.shape),
+              "R": np.empty((n,) + R.shape), "heads": np.empty((n,) + heads.shape),
+              "phase": np.full(n, len(protocol.phases))}
+    record["eg"][0], record["Q"][0], record["R"][0], record["heads"][0], record["phase"][0] = \
+        eg_of(Q, R, heads), Q, R, heads, 0
+    teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
+    index = 0  # the grid index where the current phase starts
+    for p, phase in enumerate(protocol.phases):
+        if index == n - 1:
+            break
+        head = protocol.head(phase.teacher)
+        rates = protocol.rates(setting, phase)
+        args = {**setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
+                **{name: rates[name] for name in ("lr", "lr_v", "sigma", "weight_decay", "weight_decay_v")},
+                "t_start": grid[index], "tau": rates["tau"]}
+        end = min(n - 1, index + round(phase.t / spacing))
+        y0 = {"Q": Q, "R": R, "v": heads[head]}
+        ys, finished = _solve_phase(setting.activation, teacher, y0, args, jnp.clip(jnp.asarray(grid), grid[index],
+                                    grid[end]), grid[index], grid[end], options)
+        if not bool(finished):
+            raise DivergenceError(float(grid[index]), None, f"phase {p} could not be integrated (it diverged or used up "
+                                  f"{options.max_steps or ADAPTIVE_MAX_STEPS} steps)")
+        for j in range(index + 1, end + 1):
+            heads_j = heads.copy()
+            heads_j[head] = np.asarray(ys["v"][j])
+            record["Q"][j], record["R"][j], record["heads"][j] = ys["Q"][j], ys["R"][j], heads_j
+            record["eg"][j], record["phase"][j] = eg_of(ys["Q"][j], ys["R"][j], heads_j), p
+            if phase.threshold is not None and record["eg"][j, phase.teacher] < phase.threshold:
+                end = j
+                break
+        Q, R = np.asarray(ys["Q"][end]), np.asarray(ys["R"][end])
+        heads[head] = np.asarray(ys["v"][end])
+        index = end
+    for j in range(index + 1, n):  # the protocol is over: the student rests
+        record["eg"][j], record["Q"][j], record["R"][j], record["heads"][j] = record["eg"][index], Q, R, heads
+    return record["eg"], record["Q"], record["R"], record["heads"], record["phase"]
