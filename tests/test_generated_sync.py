@@ -41,6 +41,7 @@ def test_check_reports_edits_and_orphans(sources, repo, tmp_path):
     assert any("erf.py (committed)" in p and "+" in p for p in problems)
 
 
+@pytest.mark.slow  # `--check linear` regenerates linear and its six pair modules
 def test_cli_check_fails_on_a_stale_folder(repo, tmp_path):
     stale = tmp_path / "generated"
     shutil.copytree(repo / "generated", stale, ignore=shutil.ignore_patterns("__pycache__"))

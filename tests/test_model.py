@@ -106,7 +106,7 @@ def sgd_update_samples(student, teacher, state, args, rng):
     # a ReLU student compiles for a minute here (its coincidence variants on every block); the
     # ODE-against-SGD tests cover it
     pytest.param("erf", "relu", "alignment", "1/K", marks=pytest.mark.slow),
-    ("quadratic", "erf", "backprop", "1/sqrt(K)"),
+    pytest.param("quadratic", "erf", "backprop", "1/sqrt(K)", marks=pytest.mark.slow),
     ("linear", "erf", "alignment", "1"),
 ])
 def test_vector_field_agrees_with_the_sgd_update(student, teacher, feedback, scaling):
