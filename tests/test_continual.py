@@ -19,6 +19,7 @@ def protocol(similarity=0.5, heads="single", readout=1.0, **second):
 SETTING = nndyn.Setting(K=2, M=1, lr=0.8, train_second_layer=True)
 
 
+@pytest.mark.slow  # SGD and the ODE through a protocol
 def test_one_phase_is_the_plain_model():
     single = nndyn.Protocol(nndyn.Teachers(count=1), (nndyn.Phase(teacher=0, t=5),))
     setting = nndyn.Setting(K=2, M=2, lr=0.5, train_second_layer=True)
@@ -43,6 +44,7 @@ def test_teachers_have_the_stated_similarity():
     assert np.asarray(v).shape == (3, 3) and np.all(np.asarray(v)[0] == 1)
 
 
+@pytest.mark.slow  # SGD and the ODE through a protocol
 def test_per_teacher_error_is_the_plain_error_with_that_teachers_readout():
     sim = nndyn.simulate_protocol(SETTING, protocol(readout=0.3), N=200, seeds=2)
     kernels = SETTING.kernels
@@ -54,6 +56,7 @@ def test_per_teacher_error_is_the_plain_error_with_that_teachers_readout():
             assert float(eg) == pytest.approx(float(sim.eg_teacher[0, j, teacher]), rel=1e-12)
 
 
+@pytest.mark.slow  # SGD and the ODE through a protocol
 def test_identical_teachers_forget_nothing():
     same = protocol(similarity=1.0)
     sim = nndyn.simulate_protocol(SETTING, same, N=200, seeds=2)
@@ -63,6 +66,7 @@ def test_identical_teachers_forget_nothing():
     assert np.all(ode.metrics(same)["forgetting"][:, 0] <= 1e-12)
 
 
+@pytest.mark.slow  # SGD and the ODE through a protocol
 def test_multi_heads_train_only_the_active_head():
     multi = protocol(heads="multi")
     sim = nndyn.simulate_protocol(SETTING, multi, N=200, seeds=2)
@@ -73,6 +77,7 @@ def test_multi_heads_train_only_the_active_head():
     assert np.all(np.asarray(sim.phase)[:, 1:] == np.where(np.asarray(sim.t)[1:] <= 4, 0, 1))
 
 
+@pytest.mark.slow  # SGD and the ODE through a protocol
 def test_threshold_switch_and_one_that_is_never_reached():
     reachable = nndyn.Protocol(nndyn.Teachers(count=2), (nndyn.Phase(teacher=0, t=20, threshold=0.05),
                                                          nndyn.Phase(teacher=1, t=4)))
@@ -128,6 +133,7 @@ def test_a_run_config_with_a_protocol(tmp_path):
                         "frozen)", "[[phases]] 1: missing field 't'"]
 
 
+@pytest.mark.slow  # SGD and the ODE through a protocol
 def test_frozen_first_layer_and_annealing():
     frozen = protocol(frozen=True)
     sim = nndyn.simulate_protocol(SETTING, frozen, N=200, seeds=2)

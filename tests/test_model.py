@@ -42,7 +42,8 @@ def integrand(name, signature, student, teacher):
 
 
 @pytest.mark.parametrize("signature", SIGNATURES, ids="".join)
-@pytest.mark.parametrize("pair", generated.PAIRS, ids="__".join)
+@pytest.mark.parametrize("pair", [pytest.param(pair, marks=pytest.mark.slow) if "relu" in pair else pair
+                                  for pair in generated.PAIRS], ids="__".join)
 def test_mixed_integrals_agree_with_monte_carlo(pair, signature):
     """Every mixed integral of every built-in pair, on full, near-singular and repeated-row
     blocks (a repeated row between a student and a teacher slot is a student unit that matches
