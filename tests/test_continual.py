@@ -129,8 +129,8 @@ def test_a_run_config_with_a_protocol(tmp_path):
         read_config(tmp_path / "bad.toml")
     problems = [problem.split(": ", 1)[1] for problem in refused.value.problems]
     assert problems == ["[teachers] readout_similarity must be a finite number in [-1, 1], got -2",
-                        "[[phases]] 1: unknown field 'colour' (known: teacher, t, threshold, lr, lr_v, sigma, anneal, "
-                        "frozen)", "[[phases]] 1: missing field 't'"]
+                        "[[phases]] 1: unknown field 'colour' (known: teacher, t, threshold, lr, lr_v, sigma, batch, "
+                        "anneal, frozen)", "[[phases]] 1: missing field 't'"]
 
 
 @pytest.mark.slow  # SGD and the ODE through a protocol

@@ -169,19 +169,22 @@ def test_output_scaling_one_over_K_at_K_8():
 # -- continual learning (issue 14) ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("activation, heads", [("erf", "single"), ("erf", "multi"), ("relu", "multi")])
-def test_continual_learning_across_a_switch(activation, heads):
-    """Teacher 0, then teacher 1 (γ_f = γ_r = 0.5) with its own η, annealed: every teacher's ε_g,
-    Q, R and the heads agree across the switch; the protocol without the switch is told apart."""
+@pytest.mark.parametrize("activation, heads, batch", [("erf", "single", None), ("erf", "multi", None),
+                                                      ("relu", "single", 4), ("relu", "multi", None)])
+def test_continual_learning_across_a_switch(activation, heads, batch):
+    """Teacher 0, then teacher 1 (γ_f = γ_r = 0.5) with its own η, annealed (and its own
+    minibatch): every teacher's ε_g, Q, R and the heads agree across the switch; the protocol
+    without the switch is told apart."""
     setting = nndyn.Setting(K=2, M=1, lr=0.8, train_second_layer=True, activation=activation)
     teachers = nndyn.Teachers(count=2, feature_similarity=0.5, readout_similarity=0.5, heads=heads)
-    protocol = nndyn.Protocol(teachers, (nndyn.Phase(teacher=0, t=10), nndyn.Phase(teacher=1, t=10, lr=0.5, anneal=5)))
+    protocol = nndyn.Protocol(teachers, (nndyn.Phase(teacher=0, t=10),
+                                         nndyn.Phase(teacher=1, t=10, lr=0.5, anneal=5, batch=batch)))
     sim = nndyn.simulate_protocol(setting, protocol, N=N, seeds=SEEDS, init_scale=0.5)
     init, start_heads = sim.initial_state()
     ode = nndyn.integrate_protocol(setting, protocol, init, sim.t, heads=start_heads)
     verdict = nndyn.agreement(sim, ode, family_level=FAMILY_LEVEL, fields=("eg_teacher", "Q", "R", "heads"))
     assert verdict.passed, f"largest |mean deviation|/SE {verdict.scores} > {verdict.threshold:.2f}"
-    if heads == "single":  # with a head per task, forgetting is smaller and of either sign
+    if (activation, heads) == ("erf", "single"):  # else smaller, and of either sign from seed to seed
         forgetting = ode.metrics(protocol)["forgetting"][:, 0]
         assert np.all(forgetting > 0.01), f"training on teacher 1 must cost task 0: {forgetting}"
     stay = nndyn.Protocol(teachers, (nndyn.Phase(teacher=0, t=10), nndyn.Phase(teacher=0, t=10, lr=0.5, anneal=5)))

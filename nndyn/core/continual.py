@@ -13,7 +13,7 @@ phase and every protocol.
 Heads: "single" (one readout v for every task) or "multi" (one v per teacher, only the active
 task's head trains; task t is evaluated with head t). A phase trains on one teacher for a time
 `t`, or until ε_g on that teacher falls below `threshold` (checked at every saved time, for the
-ODE as for each SGD seed; `t` is then the most it may take), with optional η, η_v, σ, a frozen
+ODE as for each SGD seed; `t` is then the most it may take), with optional η, η_v, σ, B, a frozen
 first layer, and Saad & Solla's annealing η(t) = η/(1 + (t − t_start)/τ) (η_v likewise).
 """
 
@@ -68,7 +68,7 @@ class Phase:
 
     **Arguments:** `teacher`, the index of the teacher trained on; `t`, the phase's duration, or
     with `threshold` its longest; `threshold`, switch when ε_g on the active teacher falls below
-    it; `lr`, `lr_v`, `sigma`, overrides of the Setting's for this phase; `anneal`, τ of
+    it; `lr`, `lr_v`, `sigma`, `batch`, overrides of the Setting's for this phase; `anneal`, τ of
     η(t) = η/(1 + (t − t_start)/τ); `frozen`, the first layer does not learn (nor decay).
     """
 
@@ -78,6 +78,7 @@ class Phase:
     lr: float | None = parameter(None, doc="η in this phase; default: the Setting's", above=0)
     lr_v: float | None = parameter(None, doc="η_v in this phase; default: the Setting's", minimum=0)
     sigma: float | None = parameter(None, doc="σ in this phase; default: the Setting's", minimum=0)
+    batch: int | None = parameter(None, doc="minibatch size B in this phase; default: the Setting's", minimum=1)
     anneal: float | None = parameter(None, doc="τ of the annealing η(t) = η/(1 + (t − t_start)/τ)", above=0)
     frozen: bool = parameter(False, doc="freeze the first layer in this phase")
 
@@ -111,9 +112,10 @@ class Protocol:
         return teacher if self.teachers.heads == "multi" else 0
 
     def rates(self, setting: Setting, phase: Phase) -> dict:
-        """η, η_v, σ, λ, λ_v and τ (inf without annealing) of `phase`, as floats."""
+        """η, η_v, σ, B, λ, λ_v and τ (inf without annealing) of `phase`, as floats."""
         frozen = phase.frozen
         return {"lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
+                "batch": float(phase.batch if phase.batch is not None else setting.batch),
                 "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
                 "sigma": phase.sigma if phase.sigma is not None else setting.sigma,
                 "weight_decay": 0.0 if frozen else setting.weight_decay,
@@ -206,7 +208,8 @@ class ContinualTrajectory:
 def _phase_table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
     """Per phase (and a last row for "over": nothing learns), the arrays the SGD scan looks up."""
     rows = [protocol.rates(setting, phase) for phase in protocol.phases]
-    rows.append({"lr": 0.0, "lr_v": 0.0, "sigma": 0.0, "weight_decay": 0.0, "weight_decay_v": 0.0, "tau": math.inf})
+    rows.append({"lr": 0.0, "batch": float(setting.batch), "lr_v": 0.0, "sigma": 0.0, "weight_decay": 0.0,
+                 "weight_decay_v": 0.0, "tau": math.inf})
     table = {name: jnp.asarray([row[name] for row in rows]) for name in rows[0]}
     teachers = [phase.teacher for phase in protocol.phases] + [protocol.phases[-1].teacher]
     table["readout"] = jnp.stack([setting.kappa_star * masked_readout(v_star, teacher) for teacher in teachers])
@@ -243,6 +246,8 @@ def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_t
     table = _phase_table(setting, protocol, v_star, save_every / N)
     kappa = setting.kappa
     W_joint = W_teacher.reshape(-1, N)
+    largest = max(phase.batch or setting.batch for phase in protocol.phases)  # samples drawn per step
+    varying = any(phase.batch not in (None, setting.batch) for phase in protocol.phases)
 
     def step(carry, sample, b, rates):
         fields, heads, count = carry
@@ -254,7 +259,8 @@ def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_t
         fields, v = sgd_step(kernels, fields, v, x, noise, lr=anneal * rates["lr"], lr_v=anneal * rates["lr_v"],
                              sigma=rates["sigma"], kappa=kappa, v_star=rates["readout"].astype(dtype),
                              feedback=feedback, decay=rates["weight_decay"], decay_v=rates["weight_decay_v"],
-                             batch=setting.batch)
+                             batch=rates["batch"] if varying else setting.batch,
+                             used=(jnp.arange(largest) < rates["batch"]) if varying else None)
         return (fields, heads.at[rates["head"]].set(v), count + 1), None
 
     def one_seed(key, W, heads, b):
@@ -266,8 +272,7 @@ def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_t
 
             def one_block(inner, key):
                 key_x, key_noise = jax.random.split(key)
-                samples = (normals.normal(key_x, (block, setting.batch, N)),
-                           normals.normal(key_noise, (block, setting.batch)))
+                samples = (normals.normal(key_x, (block, largest, N)), normals.normal(key_noise, (block, largest)))
                 return jax.lax.scan(lambda c, s: step(c, s, b_step, rates), inner, samples)[0], None
 
             inner = jax.lax.scan(one_block, (fields, heads, count),
@@ -316,7 +321,7 @@ def simulate_protocol(setting: Setting, protocol: Protocol, N: int, *, seeds=4, 
     """Train students by online SGD through `protocol` (module docstring), each seed switching
     phases on its own, and record them once per save interval.
 
-    **Arguments:** `setting` (M is each teacher's width; `batch` is fixed over the protocol);
+    **Arguments:** `setting` (M is each teacher's width);
     `N`; `seeds`, a count; `options`, the other fields of :class:`~nndyn.core.simulate.Simulation`
     (save_every, init_scale, init_scale_v, teacher_seed; t_max is the protocol's duration). Every
     phase's t must be a whole number of save intervals.
@@ -458,7 +463,7 @@ def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, 
         head = protocol.head(phase.teacher)
         rates = protocol.rates(setting, phase)
         args = {**setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
-                **{name: rates[name] for name in ("lr", "lr_v", "sigma", "weight_decay", "weight_decay_v")},
+                **{name: rates[name] for name in ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v")},
                 "t_start": grid[index], "tau": rates["tau"]}
         end = min(n - 1, index + round(phase.t / spacing))
         y0 = {"Q": Q, "R": R, "v": heads[head]}

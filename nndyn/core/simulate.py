@@ -90,7 +90,8 @@ def _records(setting: Setting, W, v, W_teacher, v_star, b, X_test):
     return state, kernels.eg(state, args), 0.5 * jnp.mean((prediction - label) ** 2)
 
 
-def sgd_step(kernels, fields, v, x, noise, *, lr, lr_v, sigma, kappa, v_star, feedback, decay, decay_v, batch):
+def sgd_step(kernels, fields, v, x, noise, *, lr, lr_v, sigma, kappa, v_star, feedback, decay, decay_v, batch,
+             used=None):
     """One online-SGD step of docs/conventions.md on a minibatch: returns the new (fields, v).
 
     **Arguments:** `fields` (K + M, N), the student's W above the teacher's W* (so that one pass
@@ -98,13 +99,16 @@ def sgd_step(kernels, fields, v, x, noise, *, lr, lr_v, sigma, kappa, v_star, fe
     (K,); `x` (B, N) and `noise` (B,), float32 draws; `v_star` (M,) the teacher's readout times
     κ*; `feedback` (K,) the feedback vector e (κ v or κ b); the rates η (`lr`), η_v (`lr_v`, 0
     for a fixed v), σ, κ, λ (`decay`), λ_v (`decay_v`), numbers or traced scalars (a concrete 0
-    decay is skipped); `batch` B.
+    decay is skipped); `batch` B; `used` (B_max,), when given, marks the samples of x that
+    belong to the minibatch (the others, up to the largest batch of a protocol, are ignored).
     """
     K, N = v.shape[0], fields.shape[-1]
     x = x.astype(fields.dtype)  # converted inside the step's fusions, not stored as a copy
     local = x @ fields.T / jnp.sqrt(N)  # (B, K + M)
     lam, rho = local[:, :K], local[:, K:]
     delta = kernels.g_star(rho) @ v_star + sigma * noise - kappa * (kernels.g(lam) @ v)
+    if used is not None:
+        delta = delta * used
     coefficients = (feedback * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
     student = fields[:K]
     if not _is_zero(decay):
