@@ -32,7 +32,7 @@ from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, DivergenceError, ODEOptions
 from nndyn.core.kernels import load
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
-from nndyn.core.simulate import SEED_GROUP, Simulation, _block_size, sgd_step
+from nndyn.core.simulate import SEED_GROUP, Simulation, block_size, raise_if_diverged, sgd_step
 from nndyn.core.state import OrderParameters, measure
 from nndyn.core.weights import feedback_vectors, student_weights
 
@@ -242,7 +242,7 @@ def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_t
     its threshold was met."""
     kernels = setting.kernels
     K, N = W.shape[-2:]
-    block = _block_size(save_every)
+    block = block_size(save_every)
     table = _phase_table(setting, protocol, v_star, save_every / N)
     kappa = setting.kappa
     W_joint = W_teacher.reshape(-1, N)
@@ -348,6 +348,7 @@ def simulate_protocol(setting: Setting, protocol: Protocol, N: int, *, seeds=4, 
     Q, R, heads_t, eg, phase, met = _train_protocol(setting, protocol, keys, W.astype(dtype), heads.astype(dtype), b,
                                                     W_teacher, v_star, save_every=save_every, saves=saves,
                                                     dtype=jnp.dtype(dtype))
+    raise_if_diverged({"Q": Q, "R": R, "v": heads_t}, (np.arange(saves) + 1) * interval, seed_list)
     Q0, R0, T = measure(W, W_teacher.reshape(-1, N))
     eg0 = jax.vmap(lambda Q, R, h, b: _eg_per_teacher(setting, protocol, Q, R, h, T, v_star, b))(Q0, R0, heads, b)
     t = np.arange(saves + 1) * interval

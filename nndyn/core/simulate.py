@@ -73,7 +73,8 @@ class Simulation:
         return self.N if self.save_every is None else self.save_every
 
 
-def _block_size(save_every: int) -> int:
+def block_size(save_every: int) -> int:
+    """The steps whose inputs are drawn at once: the largest divisor of `save_every` up to MAX_BLOCK."""
     return max(d for d in range(1, min(save_every, MAX_BLOCK) + 1) if save_every % d == 0)
 
 
@@ -136,7 +137,7 @@ def _train(setting: Setting, keys, W, v, b, W_teacher, v_star, X_test, saves, sa
     float64) at the end of each interval."""
     kernels = setting.kernels
     K, N = W.shape[-2:]
-    block = _block_size(save_every)
+    block = block_size(save_every)
     lr_v = setting.lr_v if setting.train_second_layer else 0.0
     decay_v = setting.weight_decay_v if setting.train_second_layer else 0.0
     kappa = setting.kappa
@@ -174,7 +175,7 @@ def _train(setting: Setting, keys, W, v, b, W_teacher, v_star, X_test, saves, sa
     return jax.lax.map(lambda args: one_seed(*args), (keys, W, v, b), batch_size=SEED_GROUP)
 
 
-def _raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None:
+def raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None:
     """Raise DivergenceError at the first recorded time (`times` (n,)) at which an order
     parameter of `states` (each (S, n, ...)) of any seed is non-finite or exceeds ODEOptions'
     divergence threshold in magnitude."""
@@ -260,7 +261,7 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=
     for done, saves in enumerate(chunks, start=1):
         weights, saved = _train(setting, keys, *weights, b, W_teacher, v_star, X_test,
                                 jnp.asarray(saves), save_every=save_every, dtype=dtype)
-        _raise_if_diverged(saved[0], (saves + 1) * (save_every / N), seeds)
+        raise_if_diverged(saved[0], (saves + 1) * (save_every / N), seeds)
         records.append(saved)
         if progress:
             jax.block_until_ready(weights)
