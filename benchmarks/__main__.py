@@ -10,9 +10,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import ode, sgd, startup, sweep, vector_field
+from benchmarks import model, ode, sgd, startup, sweep, tail, vector_field
 
-BENCHMARKS = (ode, startup, vector_field, sgd, sweep)
+BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail)
 
 
 def machine() -> list[str]:

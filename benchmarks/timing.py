@@ -42,6 +42,20 @@ def repeat(function, repeats: int) -> Timing:
     return Timing(statistics.median(samples), min(samples), max(samples))
 
 
+def per_evaluation(rhs, y, args, evaluations: int, repeats: int) -> Timing:
+    """Seconds per evaluation of the vector field `rhs(t, y, args)` inside one jitted loop (each
+    evaluation depends on the last)."""
+    @jax.jit
+    def loop(y):
+        def body(_, y):
+            flow = rhs(0.0, y, args)
+            return {name: y[name] + 1e-9 * flow[name] for name in y}
+        return jax.lax.fori_loop(0, evaluations, body, y)
+
+    jax.block_until_ready(loop(y))
+    return repeat(lambda: jax.block_until_ready(loop(y)), repeats).scaled(1 / evaluations)
+
+
 def ratio(baseline: Timing, ours: Timing) -> str:
     """baseline / ours on the medians, with the range from the extreme pairs."""
     return f"{baseline.median / ours.median:.1f}× [{baseline.low / ours.high:.1f}–{baseline.high / ours.low:.1f}]"

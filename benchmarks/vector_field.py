@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 import nndyn
-from benchmarks.timing import peak_flops, repeat
+from benchmarks.timing import peak_flops, per_evaluation
 from nndyn.core import blocks
 from nndyn.core.kernels import load
 
@@ -23,19 +23,10 @@ def _state(K: int):
     return init.as_ode_state(), args
 
 
-def per_evaluation(K: int, evaluations: int, repeats: int):
-    """Seconds per evaluation inside one jitted loop (each evaluation depends on the last)."""
+def by_width(K: int, evaluations: int, repeats: int):
+    """Seconds per evaluation inside one jitted loop, FLOPs and temporary memory."""
     y, args = _state(K)
-
-    @jax.jit
-    def loop(y):
-        def body(_, y):
-            flow = erf.rhs(0.0, y, args)
-            return {name: y[name] + 1e-9 * flow[name] for name in y}
-        return jax.lax.fori_loop(0, evaluations, body, y)
-
-    jax.block_until_ready(loop(y))
-    timing = repeat(lambda: jax.block_until_ready(loop(y)), repeats)
+    timing = per_evaluation(erf.rhs, y, args, evaluations, repeats)
     memory = jax.jit(erf.rhs).lower(0.0, y, args).compile().memory_analysis().temp_size_in_bytes
     # XLA's cost analysis counts a loop body once: count the FLOPs of the unchunked program
     # (traced afresh: a new function, so that JAX's trace cache does not return the chunked one)
@@ -45,7 +36,7 @@ def per_evaluation(K: int, evaluations: int, repeats: int):
     finally:
         blocks.CHUNK_ELEMENTS = chunk
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return timing.scaled(1 / evaluations), float(cost.get("flops", float("nan"))), memory
+    return timing, float(cost.get("flops", float("nan"))), memory
 
 
 def run(toy: bool) -> dict:
@@ -54,13 +45,13 @@ def run(toy: bool) -> dict:
     rows = [("float64 matmul peak of this machine", f"{peak / 1e9:.1f} GFLOP/s")]
     for K in widths:
         evaluations = max(2, int(2e5 / K**4))
-        timing, flops, memory = per_evaluation(K, evaluations, repeats)
+        timing, flops, memory = by_width(K, evaluations, repeats)
         achieved = flops / timing.median
         rows.append((f"K = M = {K}: time per evaluation", str(timing)))
         rows.append((f"K = M = {K}: FLOPs, achieved, fraction of peak, temp memory",
                      f"{flops:.3g}, {achieved / 1e9:.2f} GFLOP/s, {achieved / peak:.1%}, {memory / 2**20:.2f} MiB"))
     if not toy:  # the widest: chunked contractions keep it within memory; one evaluation
-        timing, flops, memory = per_evaluation(100, 1, 1)
+        timing, flops, memory = by_width(100, 1, 1)
         rows.append(("K = M = 100: time of one evaluation, FLOPs, temp memory",
                      f"{timing}, {flops:.3g}, {memory / 2**20:.0f} MiB"))
     return {"title": "3. Vector field: one evaluation by width (two-layer erf)", "rows": rows}

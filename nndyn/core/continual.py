@@ -422,8 +422,8 @@ def integrate_protocol(setting: Setting, protocol: Protocol, init: OrderParamete
         raise ValueError("t must be equally spaced times from 0")
     batch = init.Q.shape[:-2]
     heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K)) if heads is None else heads
-    runs = [_integrate_one(setting, protocol, jax.tree_util.tree_map(lambda value: np.asarray(value)[index], init),
-                           np.asarray(heads)[index], grid, spacing, options) for index in np.ndindex(*batch)]
+    runs = [_integrate_one(setting, protocol, _element(init, index), np.asarray(heads)[index], grid, spacing, options)
+            for index in np.ndindex(*batch)]
     fields = [np.stack([run[k] for run in runs]).reshape(batch + runs[0][k].shape) for k in range(len(runs[0]))]
     eg, Q, R, heads_t, phase = fields
     v_star = np.asarray(init.v_star).reshape(batch + (count, M))
@@ -431,6 +431,11 @@ def integrate_protocol(setting: Setting, protocol: Protocol, init: OrderParamete
                                jnp.asarray(init.T), jnp.asarray(v_star), jnp.asarray(phase),
                                jnp.asarray(_starts(phase[..., 1:], grid, len(protocol.phases))),
                                jnp.asarray(_reached_ode(phase, eg, protocol)), init.b)
+
+
+def _element(state: OrderParameters, index: tuple) -> OrderParameters:
+    """Batch element `index` of a state whose fields all carry the batch dimensions."""
+    return jax.tree_util.tree_map(lambda value: np.asarray(value)[index], state)
 
 
 def _reached_ode(phase, eg, protocol: Protocol) -> np.ndarray:
@@ -446,7 +451,7 @@ def _reached_ode(phase, eg, protocol: Protocol) -> np.ndarray:
 def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, heads, grid, spacing,
                    options: ODEOptions):
     """One student through the protocol: (ε_g per teacher, Q, R, heads, phase) at every grid time."""
-    n, H = grid.size, heads.shape[0]
+    n = grid.size
     v_star = np.asarray(init.v_star).reshape(protocol.teachers.count, setting.M)
     T = np.asarray(init.T)
     Q, R, heads = np.asarray(init.Q), np.asarray(init.R), np.array(heads)

@@ -63,7 +63,7 @@ def readouts(v, v_star, feedback=None, kappa=1.0, kappa_star=1.0) -> dict:
             "e": kappa * (v if feedback is None else feedback)}
 
 
-def _is_zero(value) -> bool:
+def is_zero(value) -> bool:
     """Whether `value` is a concrete zero (a term that cannot contribute, e.g. no weight decay)."""
     return isinstance(value, (int, float)) and value == 0
 
@@ -117,7 +117,7 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
             if term.target != target:
                 continue
             coefficient = term.coefficient(*(parameters[name] for name in term.parameters))
-            if _is_zero(coefficient):
+            if is_zero(coefficient):
                 continue
             if term.integral is None:
                 value = jnp.einsum(term.subscripts, *(weights[name] for name in term.weights))

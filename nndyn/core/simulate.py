@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nndyn.core import normals, schema
+from nndyn.core.flows import is_zero
 from nndyn.core.integrate import DivergenceError, ODEOptions
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
@@ -112,15 +113,11 @@ def sgd_step(kernels, fields, v, x, noise, *, lr, lr_v, sigma, kappa, v_star, fe
         delta = delta * used
     coefficients = (feedback * delta[:, None] * kernels.g_prime(lam)).T  # (K, B)
     student = fields[:K]
-    if not _is_zero(decay):
+    if not is_zero(decay):
         student = student - (decay / N) * student
     fields = fields.at[:K].set(student + (lr / (jnp.sqrt(N) * batch)) * (coefficients @ x))
     step_v = (lr_v * kappa / (N * batch)) * (kernels.g(lam).T @ delta)
-    return fields, (v + step_v if _is_zero(decay_v) else v + (step_v - (decay_v / N) * v))
-
-
-def _is_zero(value) -> bool:
-    return isinstance(value, (int, float)) and value == 0
+    return fields, (v + step_v if is_zero(decay_v) else v + (step_v - (decay_v / N) * v))
 
 
 @functools.partial(jax.jit, static_argnames=("setting",))
