@@ -224,3 +224,30 @@ def test_an_unreadable_chunk_is_computed_again(tmp_path):
     chunk.write_bytes(chunk.read_bytes()[:100])
     again = nndyn.sweep(points, folder=folder, t_max=10.0, saves=11, chunk=1)
     assert [row["final_eg"] for row in again] == [row["final_eg"] for row in first]
+
+
+@pytest.mark.slow
+def test_the_models_choices_are_grid_axes(tmp_path):
+    """teacher_activation, feedback, output_scaling and weight_decay vary over one sweep; each
+    point equals `integrate` of its setting from its own initial state (feedback vector included)."""
+    from nndyn.core.weights import initial_states
+
+    points = nndyn.grid(defaults={"K": 2, "M": 2, "lr": 0.5},
+                        product={"teacher_activation": ["erf", "relu"], "feedback": ["backprop", "alignment"],
+                                 "output_scaling": ["1", "1/K"], "weight_decay": [0.0, 0.05]})
+    rows = nndyn.sweep(points, t_max=5.0, folder=tmp_path / "out", saves=6, train_second_layer=True)
+    assert len(rows) == 16 and all(row["status"] == "ok" for row in rows)
+    for row in rows[::5]:
+        point = {name: row[name] for name in ("K", "M", "lr", "teacher_activation", "feedback", "output_scaling",
+                                              "weight_decay")}
+        setting = nndyn.Setting(**point, train_second_layer=True)
+        state = first_element(initial_states(setting, [row["init_N"]], [row["seed"]], [row["init_scale"]]))
+        expected = nndyn.integrate(setting, state, np.linspace(0, 5, 6))
+        assert row["final_eg"] == pytest.approx(float(expected.eg[-1]), rel=1e-6)
+
+
+def first_element(state):
+    """The first batch element of a batched state."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda value: np.asarray(value)[0], state)
