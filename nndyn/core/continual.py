@@ -226,7 +226,7 @@ def _eg_per_teacher(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star
     teachers = jnp.arange(protocol.teachers.count)
 
     def one(teacher):
-        v = heads[jnp.where(protocol.teachers.heads == "multi", teacher, 0)]
+        v = heads[teacher if protocol.teachers.heads == "multi" else 0]
         args = setting.ode_args(T, masked_readout(v_star, teacher), b)
         return kernels.eg({"Q": Q, "R": R, "v": v}, args)
 
@@ -448,6 +448,12 @@ def _reached_ode(phase, eg, protocol: Protocol) -> np.ndarray:
     return _reached(phase[..., 1:], met, protocol)
 
 
+@functools.partial(jax.jit, static_argnames=("setting", "protocol"))
+def _eg_over_times(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star, b):
+    """ε_g on every teacher (n, count) of states Q (n, K, K), R (n, K, count·M), heads (n, H, K)."""
+    return jax.vmap(lambda Q, R, heads: _eg_per_teacher(setting, protocol, Q, R, heads, T, v_star, b))(Q, R, heads)
+
+
 def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, heads, grid, spacing,
                    options: ODEOptions):
     """One student through the protocol: (ε_g per teacher, Q, R, heads, phase) at every grid time."""
@@ -455,12 +461,15 @@ def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, 
     v_star = np.asarray(init.v_star).reshape(protocol.teachers.count, setting.M)
     T = np.asarray(init.T)
     Q, R, heads = np.asarray(init.Q), np.asarray(init.R), np.array(heads)
-    eg_of = jax.jit(lambda Q, R, heads: _eg_per_teacher(setting, protocol, Q, R, heads, T, v_star, init.b))
+
+    def eg_of(Q, R, heads):
+        return np.asarray(_eg_over_times(setting, protocol, Q, R, heads, T, v_star, init.b))
+
     record = {"eg": np.empty((n, protocol.teachers.count)), "Q": np.empty((n,) + Q.shape),
               "R": np.empty((n,) + R.shape), "heads": np.empty((n,) + heads.shape),
               "phase": np.full(n, len(protocol.phases))}
-    record["eg"][0], record["Q"][0], record["R"][0], record["heads"][0], record["phase"][0] = \
-        eg_of(Q, R, heads), Q, R, heads, 0
+    record["eg"][:1] = eg_of(Q[None], R[None], heads[None])
+    record["Q"][0], record["R"][0], record["heads"][0], record["phase"][0] = Q, R, heads, 0
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
     index = 0  # the grid index where the current phase starts
     for p, phase in enumerate(protocol.phases):
@@ -478,17 +487,21 @@ def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, 
         if not bool(finished):
             raise DivergenceError(float(grid[index]), None, f"phase {p} could not be integrated (it diverged or used up "
                                   f"{options.max_steps or ADAPTIVE_MAX_STEPS} steps)")
-        for j in range(index + 1, end + 1):
-            heads_j = heads.copy()
-            heads_j[head] = np.asarray(ys["v"][j])
-            record["Q"][j], record["R"][j], record["heads"][j] = ys["Q"][j], ys["R"][j], heads_j
-            record["eg"][j], record["phase"][j] = eg_of(ys["Q"][j], ys["R"][j], heads_j), p
-            if phase.threshold is not None and record["eg"][j, phase.teacher] < phase.threshold:
-                end = j
-                break
-        Q, R = np.asarray(ys["Q"][end]), np.asarray(ys["R"][end])
-        heads[head] = np.asarray(ys["v"][end])
+        inside = slice(index + 1, end + 1)
+        ys = {name: np.asarray(value)[inside] for name, value in ys.items()}
+        heads_t = np.repeat(heads[None], end - index, axis=0)
+        heads_t[:, head] = ys["v"]
+        eg = eg_of(ys["Q"], ys["R"], heads_t)
+        if phase.threshold is not None:  # switch at the first saved time below the threshold
+            below = np.flatnonzero(eg[:, phase.teacher] < phase.threshold)
+            if below.size:
+                end = index + 1 + below[0]
+        kept = end - index
+        inside = slice(index + 1, end + 1)
+        record["Q"][inside], record["R"][inside], record["heads"][inside] = ys["Q"][:kept], ys["R"][:kept], heads_t[:kept]
+        record["eg"][inside], record["phase"][inside] = eg[:kept], p
+        Q, R, heads = ys["Q"][kept - 1], ys["R"][kept - 1], heads_t[kept - 1].copy()
         index = end
-    for j in range(index + 1, n):  # the protocol is over: the student rests
-        record["eg"][j], record["Q"][j], record["R"][j], record["heads"][j] = record["eg"][index], Q, R, heads
+    rest = slice(index + 1, n)  # the protocol is over: the student rests
+    record["eg"][rest], record["Q"][rest], record["R"][rest], record["heads"][rest] = record["eg"][index], Q, R, heads
     return record["eg"], record["Q"], record["R"], record["heads"], record["phase"]
