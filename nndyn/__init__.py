@@ -8,15 +8,19 @@ The public API:
   Diffrax; :func:`solve`, its pure, vmappable core (a :class:`Solution` with a :class:`Status`);
 - :func:`simulate` (scale :class:`Simulation`): online SGD of a real student at finite N,
   several seeds at once;
-- :func:`compare`, :func:`agreement`: errors, alignments and a statistical verdict between
-  simulations and ODEs;
+- :func:`compare`, :func:`agreement`, :func:`verdict`: errors and alignments between
+  simulations and ODEs, a t-test of whole trajectories, and the verdict (the ODE restarted at
+  every recorded state of the simulation) that has power at a few seeds;
 - :class:`Teachers`, :class:`Phase`, :class:`Protocol`, :func:`simulate_protocol`,
   :func:`integrate_protocol` (a :class:`ContinualTrajectory`): continual learning, several
   teachers of controlled similarity trained on in phases, ODE beside SGD;
 - :func:`fixed_point` (a :class:`FixedPoint`), :func:`learning_rate_threshold`: fixed points of
   the flows, their eigenvalues and stability, and η_max;
 - :func:`sweep`, :func:`grid`, :class:`Sweep`, :func:`run_sweep`, :func:`read_sweep`: ODEs over
-  grids of settings, sharded and resumable.
+  grids of settings, sharded and resumable;
+- :func:`load_run`, :func:`load_sweep` (:class:`PanelData`, :class:`SweepPoint`),
+  :func:`sweep_dataframe`, and `Trajectory.to_dataframe()`/`to_xarray()`: results read back from
+  their folders as objects and tidy tables (pandas, xarray: optional).
 
 The packages show the layers: :mod:`nndyn.core` (everything above but sweeps), :mod:`nndyn.sweeps`,
 :mod:`nndyn.app` (the `nndyn` command, run configs, run folders, figures), and the derivation's
@@ -49,7 +53,8 @@ from nndyn.core import cache  # noqa: E402
 cache.enable_compilation_cache()
 
 from nndyn.app.config import read_sweep  # noqa: E402
-from nndyn.core.compare import Agreement, Comparison, agreement, compare  # noqa: E402
+from nndyn.app.results import PanelData, SweepPoint, load_run, load_sweep, sweep_dataframe  # noqa: E402
+from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict  # noqa: E402
 from nndyn.core.continual import (  # noqa: E402
     ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol)
 from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold  # noqa: E402
@@ -64,5 +69,5 @@ __all__ = [
     "Agreement", "Comparison", "ContinualTrajectory", "DivergenceError", "Phase", "Protocol", "Teachers",
     "integrate_protocol", "simulate_protocol", "FixedPoint", "ODEOptions", "OrderParameters", "Setting",
     "Simulation", "Solution", "Status", "Sweep", "Trajectory", "agreement", "compare", "fixed_point", "grid",
-    "integrate", "learning_rate_threshold", "read_sweep", "run_sweep", "simulate", "solve", "sweep",
+    "integrate", "learning_rate_threshold", "load_run", "load_sweep", "PanelData", "SweepPoint", "sweep_dataframe", "read_sweep", "run_sweep", "simulate", "solve", "sweep", "verdict",
 ]

@@ -44,9 +44,9 @@ def test_summary_metrics_are_finite_and_within_tolerance(fig2_run):
     assert len(panels) == 3
     for panel in panels:
         numbers = [value for value in panel.values() if isinstance(value, float)]
-        numbers += list(panel["max_deviation_over_se"].values())
+        numbers += list(panel["verdict_scores"].values())
         assert np.all(np.isfinite(numbers)), panel
-        assert panel["agrees"], panel  # nndyn.agreement's t-test, as in test_ode_vs_sgd
+        assert panel["agrees"], panel  # nndyn.verdict, as in test_ode_vs_sgd
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from nndyn.core.compare import Agreement, Comparison, agreement, compare
+from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict
 from nndyn.core.continual import ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
 from nndyn.core.integrate import ODEOptions, integrate
 from nndyn.core.setting import Setting
@@ -52,7 +52,8 @@ class Experiment:
 
 @dataclass(frozen=True)
 class PanelResult:
-    """A panel's simulation (seed axis first), its ODEs, and how well they agree."""
+    """A panel's simulation (seed axis first), its ODEs, how well they agree, and the verdict
+    (:func:`~nndyn.verdict`) on whether the simulation follows the flows."""
 
     panel: Panel
     sim: Trajectory
@@ -62,7 +63,8 @@ class PanelResult:
 
     def summary(self) -> dict:
         """Agreement metrics, all finite numbers: the largest gap in ε_g over time (of the seed
-        mean, and of single seeds), relative to ε_g; the smallest alignments; the t-test."""
+        mean, and of single seeds), relative to ε_g; the smallest alignments; the verdict's
+        scores (normal deviates), threshold and answer."""
         gap = np.asarray(self.sim.eg - self.ode.eg)
         mean_ode = np.asarray(self.ode.eg).mean(axis=0)
         comparison = self.comparison
@@ -76,8 +78,8 @@ class PanelResult:
             "min_alignment_Q": float(np.min(comparison.Q_alignment)),
             "min_alignment_R": float(np.min(comparison.R_alignment)),
             "min_alignment_v": float(np.min(comparison.v_alignment)),
-            "max_deviation_over_se": self.agreement.scores,
-            "t_threshold": self.agreement.threshold,
+            "verdict_scores": self.agreement.scores,
+            "verdict_threshold": self.agreement.threshold,
             "agrees": self.agreement.passed,
         }
 
@@ -94,7 +96,8 @@ class ContinualResult:
     def summary(self) -> dict:
         """Per task (lists over teachers), the final ε_g, forgetting and transfer of SGD (mean and
         standard error over seeds) and of the ODE (mean), the phases whose threshold was not
-        reached, and the t-test over ε_g per teacher, Q, R and the heads."""
+        reached, and the trajectory t-test over ε_g per teacher, Q, R and the heads
+        (:func:`~nndyn.agreement`, without power at a few seeds: no verdict, `agrees` is None)."""
         gap = np.asarray(self.sim.eg_teacher - self.ode.eg_teacher).mean(axis=0)
         mean_ode = np.asarray(self.ode.eg_teacher).mean(axis=0)
         summary = {"label": self.panel.label,
@@ -109,8 +112,9 @@ class ContinualResult:
                         summary[f"{name}_sim_se"] = _finite(np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values)))
             missed = np.argwhere(~np.asarray(trajectory.reached))
             summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
-        summary.update({"max_deviation_over_se": self.agreement.scores, "t_threshold": self.agreement.threshold,
-                        "agrees": self.agreement.passed})
+        summary.update({"trajectory_t_scores": self.agreement.scores,
+                        "trajectory_t_threshold": self.agreement.threshold,
+                        "trajectory_t_passed": self.agreement.passed, "agrees": None})
         return summary
 
 
@@ -127,7 +131,8 @@ def run_panel(panel: Panel, progress=None):
     sim = simulate(panel.setting, progress=progress, **asdict(panel.simulation))
     dt = 1 / panel.simulation.N if panel.options.method == "euler" else None
     ode = integrate(panel.setting, sim.initial_state(), sim.t, dt=dt, **asdict(panel.options))
-    return PanelResult(panel, sim, ode, compare(sim, ode), agreement(sim, ode))
+    answer = verdict(panel.setting, sim, dt=dt, **asdict(panel.options))
+    return PanelResult(panel, sim, ode, compare(sim, ode), answer)
 
 
 def _run_protocol(panel: Panel, progress=None) -> ContinualResult:

@@ -62,7 +62,9 @@ def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool
                            for setting, T, v_star, b_ in zip(settings, states.T, states.v_star, b)])
             for key in settings[0].ode_args(states.T[0], states.v_star[0], b[0])}
     keep = slice(0, len(indices))
-    out = {"index": np.asarray(indices), "t": ts, "T": args["T"][keep]}
+    out = {"index": np.asarray(indices), "t": ts, "T": args["T"][keep], "v_star": np.asarray(states.v_star)[keep]}
+    if states.b is not None:
+        out["b"] = np.asarray(states.b)[keep]
     if sharded:
         sharding = NamedSharding(_mesh(), PartitionSpec("grid"))
         y0 = jax.tree_util.tree_map(lambda x: _global(x, sharding), y0)

@@ -3,7 +3,7 @@ finished chunk (chunks/<K>x<M>[-<model choices' hash>]-<index>.npz, written atom
 results.csv.
 
 A chunk holds `index` (P,) the grid indices of its points, `t` (n,) the saved times, `T`
-(P, M, M), `eg` (P, n), `Q` (P, n, K, K), `R` (P, n, K, M), `v` (P, n, K), `status` (P,) a
+(P, M, M), `v_star` (P, M), `b` (P, K) for feedback alignment, `eg` (P, n), `Q` (P, n, K, K), `R` (P, n, K, M), `v` (P, n, K), `status` (P,) a
 :class:`~nndyn.Status` value, and `failed_at` (P,) the time a failed solve stopped (NaN when it
 did not fail).
 """

@@ -1,0 +1,113 @@
+"""Reading results back: run folders (`nndyn run`, `nndyn reproduce`) and sweep folders
+(`nndyn sweep`) as the objects that made them, with no parsing of file keys by hand.
+
+Tidy tables of them: :meth:`Trajectory.to_dataframe` and :meth:`Trajectory.to_xarray`, and
+:func:`sweep_dataframe` (pandas and xarray are optional, imported on use).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nndyn.core.continual import ContinualTrajectory
+from nndyn.core.trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class PanelData:
+    """One panel of a run folder: its `label`, the simulation `sim` and the ODEs `ode` (seed
+    axis first; :class:`~nndyn.ContinualTrajectory` for a continual run), its `summary` (as in
+    summary.json) and `config` (as in config.json)."""
+
+    label: str
+    sim: Trajectory | ContinualTrajectory
+    ode: Trajectory | ContinualTrajectory
+    summary: dict
+    config: dict
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep folder: its `row` of results.csv as a dict (parameters, status,
+    observables; numbers as numbers) and its ODE `trajectory` (None when its solve failed or its
+    chunk is missing)."""
+
+    row: dict
+    trajectory: Trajectory | None
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path.parent} is not a finished nndyn folder: no {path.name}") from None
+
+
+def load_run(folder) -> dict[str, list[PanelData]]:
+    """The panels of the run folder `folder`, per experiment (figure) name, in order."""
+    folder = Path(folder)
+    config, summary = _json(folder / "config.json"), _json(folder / "summary.json")
+    experiments = {}
+    for name, panels in config["experiments"].items():
+        with np.load(folder / f"{name}.npz") as stored:
+            arrays = dict(stored)
+        loaded = []
+        for index, panel_config in enumerate(panels):
+            pair = []
+            for kind in ("sim", "ode"):
+                prefix = f"p{index}_{kind}_"
+                fields = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+                pair.append((ContinualTrajectory if "eg_teacher" in fields else Trajectory)(**fields))
+            loaded.append(PanelData(summary[name]["panels"][index]["label"], *pair, summary[name]["panels"][index],
+                                    panel_config))
+        experiments[name] = loaded
+    return experiments
+
+
+def _cell(column: str, text: str):
+    """A results.csv cell as the value it was written from (grid parameters by their kind;
+    observables as floats or booleans; "" as None)."""
+    from nndyn.sweeps.grid import GRID_PARAMETERS
+
+    if text == "":
+        return None
+    if column in GRID_PARAMETERS:
+        kind = GRID_PARAMETERS[column].kind
+        return text == "True" if kind is bool else kind(text)
+    if column == "index":
+        return int(text)
+    if column == "status":
+        return text
+    return {"True": True, "False": False}[text] if text in ("True", "False") else float(text)
+
+
+def load_sweep(folder) -> list[SweepPoint]:
+    """The points of the sweep folder `folder` in grid order, with their ODE trajectories."""
+    import csv
+
+    folder = Path(folder)
+    _json(folder / "sweep.json")
+    with open(folder / "results.csv", newline="", encoding="utf-8") as stream:
+        table = [{key: _cell(key, value) for key, value in row.items()} for row in csv.DictReader(stream)]
+    trajectories = {}
+    for path in sorted((folder / "chunks").glob("*.npz")):
+        with np.load(path) as chunk:
+            arrays = dict(chunk)
+        if "v_star" not in arrays:
+            raise ValueError(f"{path} was written by an older nndyn (no v_star): run the sweep again with --force")
+        for j, index in enumerate(arrays["index"]):
+            trajectories[int(index)] = Trajectory(
+                t=arrays["t"], eg=arrays["eg"][j], Q=arrays["Q"][j], R=arrays["R"][j], v=arrays["v"][j],
+                T=arrays["T"][j], v_star=arrays["v_star"][j], b=arrays["b"][j] if "b" in arrays else None)
+    return [SweepPoint(row, trajectories.get(row["index"]) if row["status"] == "ok" else None) for row in table]
+
+
+def sweep_dataframe(points: list[SweepPoint]):
+    """results.csv of a sweep as a `pandas.DataFrame`, one row per point."""
+    import pandas
+
+    return pandas.DataFrame([point.row for point in points])

@@ -1,0 +1,80 @@
+"""Results read back from their folders (nndyn.load_run, nndyn.load_sweep) and as tidy tables
+(Trajectory.to_dataframe, to_xarray): the same numbers as the files the commands wrote."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nndyn
+
+pandas = pytest.importorskip("pandas")
+xarray = pytest.importorskip("xarray")
+
+CONFIG = """
+name = "mine"
+N = 150
+K = 3
+M = 2
+lr = 0.5
+train_second_layer = true
+t_max = 3
+seeds = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    (folder / "mine.toml").write_text(CONFIG)
+    result = subprocess.run([sys.executable, "-m", "nndyn", "run", folder / "mine.toml", "--out", folder / "out"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return folder / "out"
+
+
+def test_a_run_folder_round_trips_through_dataframe_and_xarray(run_folder):
+    (panel,) = nndyn.load_run(run_folder)["mine"]
+    stored = np.load(run_folder / "mine.npz")
+    assert panel.config["N"] == 150 and panel.summary["label"] == panel.label
+    for kind, trajectory in (("sim", panel.sim), ("ode", panel.ode)):
+        assert isinstance(trajectory, nndyn.Trajectory)
+        frame, dataset = trajectory.to_dataframe(), trajectory.to_xarray()
+        for name in ("eg", "Q", "R", "v", "T", "v_star"):
+            expected = stored[f"p0_{kind}_{name}"]
+            np.testing.assert_array_equal(dataset[name].values, expected)
+            rows = frame[frame.quantity == name]
+            assert len(rows) == expected.size
+            index = [rows.seed.to_numpy()]
+            if name not in ("T", "v_star"):
+                index.append(np.searchsorted(stored[f"p0_{kind}_t"], rows.t.to_numpy()))
+            index += [rows[column].to_numpy(dtype=int) for column in "ij"[: expected.ndim - len(index)]]
+            np.testing.assert_array_equal(rows.value.to_numpy(), expected[tuple(index)])
+    # named dimensions pick the same entry as the arrays' positions
+    np.testing.assert_array_equal(panel.sim.to_xarray().R.sel(seed=1, student=2, teacher=0).values,
+                                  stored["p0_sim_R"][1, :, 2, 0])
+
+
+def test_a_sweep_folder_round_trips(tmp_path):
+    points = nndyn.grid(defaults={"K": 2, "M": 2}, product={"lr": [0.3, 0.6], "feedback": ["backprop", "alignment"]})
+    rows = nndyn.sweep(points, t_max=5.0, folder=tmp_path / "sweep", saves=6, sharded=False)
+    loaded = nndyn.load_sweep(tmp_path / "sweep")
+    assert [point.row["index"] for point in loaded] == [row["index"] for row in rows]
+    for point, row in zip(loaded, rows):
+        for key, value in row.items():
+            assert point.row[key] == value or (value is None and point.row[key] is None) or (
+                isinstance(value, float) and np.isnan(value) and np.isnan(point.row[key])), key
+        assert point.trajectory.eg.shape == (6,) and point.trajectory.Q.shape == (6, 2, 2)
+        assert (point.trajectory.b is not None) == (row["feedback"] == "alignment")
+        np.testing.assert_allclose(point.row["final_eg"], point.trajectory.eg[-1], rtol=1e-15)
+    table = nndyn.sweep_dataframe(loaded)
+    assert len(table) == 4 and set(table.feedback) == {"backprop", "alignment"}
+
+
+def test_tidy_data_needs_at_most_a_seed_axis():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    sim = nndyn.simulate(setting, N=50, t_max=2, seeds=2)
+    doubled = nndyn.Trajectory(sim.t, *(np.stack([x, x]) for x in (sim.eg, sim.Q, sim.R, sim.v, sim.T, sim.v_star)))
+    with pytest.raises(ValueError, match="at most one batch dimension"):
+        doubled.to_dataframe()

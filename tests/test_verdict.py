@@ -1,0 +1,55 @@
+"""The verdict (nndyn.verdict) says yes to the right flows and no to deliberately wrong ones.
+
+The SGD is simulated once; the verdict is asked about the flows of the right setting and of
+settings with a learning rate 5 % off or the wrong batch size (the η²/B term). The scales are
+those the verdict is used at: a validation panel (N = 500, 32 seeds, t = 30: 3 s of SGD), and
+the quick `nndyn reproduce` (N = 784, 3 seeds, t = 300) where the trajectory t-test
+(nndyn.agreement) could not say no (its threshold was ~2000 standard errors).
+"""
+
+import pytest
+
+import nndyn
+
+#: measured scores (threshold 4.3): right 2.1; η +5 % 7.1, η −5 % 7.9, B = 2 10.8
+VALIDATION = dict(N=500, t_max=30, seeds=32, init_scale=0.5)
+
+
+@pytest.fixture(scope="module")
+def validation():
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    return setting, nndyn.simulate(setting, **VALIDATION)
+
+
+def test_the_verdict_says_yes_to_the_right_flows(validation):
+    setting, sim = validation
+    answer = nndyn.verdict(setting, sim)
+    assert answer.passed, answer
+    assert set(answer.scores) == {"Q", "Q along the flow", "R", "R along the flow"}  # v does not move
+
+
+@pytest.mark.parametrize("wrong", [dict(lr=0.525), dict(lr=0.475), dict(batch=2)])
+def test_the_verdict_says_no_to_a_learning_rate_5_percent_off_or_a_wrong_batch(validation, wrong):
+    setting, sim = validation
+    answer = nndyn.verdict(setting.replace(**wrong), sim)
+    assert not answer.passed, answer
+
+
+@pytest.mark.slow
+def test_at_the_quick_reproduce_scale_the_verdict_rejects_a_wrong_batch_term():
+    """fig1's K = 4 panel; measured: right 3.7, B = 2 18.4 (threshold 4.6). The t-test of whole
+    trajectories passes both."""
+    setting = nndyn.Setting(K=4, M=4, lr=0.5)
+    sim = nndyn.simulate(setting, N=784, t_max=300, seeds=3, init_scale=0.5)
+    assert nndyn.verdict(setting, sim).passed
+    assert not nndyn.verdict(setting.replace(batch=2), sim).passed
+    wrong = nndyn.integrate(setting.replace(batch=2), sim.initial_state(), sim.t)
+    assert nndyn.agreement(sim, wrong).passed  # no power: why the verdict exists
+
+
+def test_bad_input_is_one_clear_error(validation):
+    setting, sim = validation
+    with pytest.raises(ValueError, match="at least two seeds"):
+        nndyn.verdict(setting, nndyn.simulate(setting, N=50, t_max=3, seeds=1))
+    with pytest.raises(ValueError, match="windows must be a positive integer"):
+        nndyn.verdict(setting, sim, windows=0)
