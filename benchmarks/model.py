@@ -33,9 +33,13 @@ def run(toy: bool) -> dict:
     evaluations, repeats, t_max = (20, 2, 2.0) if toy else (2000, 5, 64.0)
     plain = nndyn.Setting(K=4, M=4, lr=0.5, train_second_layer=True)
     variants = {
-        "output scaling 1/K and weight decay": plain.replace(output_scaling="1/K", weight_decay=0.01, weight_decay_v=0.01),
+        "output scaling 1/K and weight decay": plain.replace(
+            output_scaling="1/K", weight_decay=0.01, weight_decay_v=0.01
+        ),
         "feedback alignment": plain.replace(feedback="alignment"),
-        "ReLU student on an erf teacher (against ReLU on ReLU)": plain.replace(activation="relu", teacher_activation="erf"),
+        "ReLU student on an erf teacher (against ReLU on ReLU)": plain.replace(
+            activation="relu", teacher_activation="erf"
+        ),
     }
     base = _field(plain, evaluations, repeats)
     rows = [("plain erf: time per vector-field evaluation", str(base))]
@@ -48,6 +52,10 @@ def run(toy: bool) -> dict:
     every = plain.replace(feedback="alignment", output_scaling="1/K", weight_decay=0.01, weight_decay_v=0.01)
     rich_sgd = _sgd(every, t_max, repeats)
     rows.append(("SGD, plain: time per sample", str(plain_sgd)))
-    rows.append(("SGD, alignment + 1/K + decay: time per sample, ratio",
-                 f"{rich_sgd}, {rich_sgd.median / plain_sgd.median:.2f}×"))
+    rows.append(
+        (
+            "SGD, alignment + 1/K + decay: time per sample, ratio",
+            f"{rich_sgd}, {rich_sgd.median / plain_sgd.median:.2f}×",
+        )
+    )
     return {"title": "6. The model's features: cost against the plain model (K = M = 4, two-layer)", "rows": rows}

@@ -30,13 +30,23 @@ def run(toy: bool) -> dict:
     rows = []
     for refine in (False, True):
         nndyn.integrate(setting, start, t, refine_tail=refine)
-        timing = repeat(lambda refine=refine: nndyn.integrate(setting, start, t, refine_tail=refine).eg.block_until_ready(),
-                        2 if toy else 5)
+        timing = repeat(
+            lambda refine=refine: nndyn.integrate(setting, start, t, refine_tail=refine).eg.block_until_ready(),
+            2 if toy else 5,
+        )
         errors = _errors(nndyn.integrate(setting, start, t, refine_tail=refine), reference, levels)
         label = "with the tail re-integrated (default)" if refine else "refine_tail = false"
-        rows.append((f"{label}: relative ε_g error at ε_g = {', '.join(f'{level:g}' for level in levels)}",
-                     ", ".join(f"{error:.1e}" for error in errors)))
+        rows.append(
+            (
+                f"{label}: relative ε_g error at ε_g = {', '.join(f'{level:g}' for level in levels)}",
+                ", ".join(f"{error:.1e}" for error in errors),
+            )
+        )
         rows.append((f"{label}: time per integration (warm)", str(timing)))
-    rows.append(("the reference against rtol 1e-11, same levels",
-                 ", ".join(f"{error:.1e}" for error in _errors(coarser, reference, levels))))
+    rows.append(
+        (
+            "the reference against rtol 1e-11, same levels",
+            ", ".join(f"{error:.1e}" for error in _errors(coarser, reference, levels)),
+        )
+    )
     return {"title": "7. ε_g in the exponential tail (K = M = 2, η = 0.5)", "rows": rows}

@@ -25,7 +25,8 @@ from .verify import VerificationError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nndyn.derive", description=__doc__.split("\n\n")[1])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"built-in activations ({', '.join(sorted(BUILTINS))})")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"built-in activations ({', '.join(sorted(BUILTINS))})")
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference")
     parser.add_argument("--out", type=Path, help=f"folder of the modules (default {GENERATED_DIR})")
     parser.add_argument("--name", help="name of a user's activation (a Python identifier); needs --expr (or, with "

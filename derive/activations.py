@@ -19,7 +19,7 @@ class Activation:
     **Arguments:**
 
     - `name`: a Python identifier; the generated module is `generated/<name>.py`.
-    - `expression`: g as a SymPy expression in :data:`x`.
+    - `expression`: g as a SymPy expression in `x`.
     - `description`: one line for the generated module's docstring.
     """
 
@@ -91,7 +91,8 @@ def parse_expression(text: str) -> sp.Expr:
         if not isinstance(node, _ALLOWED_NODES):
             raise ValueError(f"the activation expression {text!r} may only use numbers, x, + - * / ** and "
                              f"the functions {', '.join(sorted(set(ALLOWED_NAMES) - {'x'}))}")
-        if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, (int, float))):
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
+                                               or not isinstance(node.value, (int, float))):
             raise ValueError(f"the activation expression {text!r} has a constant that is not a number: {node.value!r}")
         if isinstance(node, ast.Name) and node.id not in ALLOWED_NAMES:
             raise ValueError(f"the activation expression {text!r} uses {node.id!r}, which is not x or one of the "
@@ -111,6 +112,6 @@ _SYMPY_NUMBERS = {"Integer": sp.Integer, "Float": sp.Float, "Rational": sp.Ratio
 
 def from_expression(name: str, text: str) -> Activation:
     """A user's activation `name` from the text of an expression in x, e.g. ``"erf(2*x)"``
-    (see :func:`parse_expression`)."""
+    (see `parse_expression`)."""
     expression = parse_expression(text)
     return Activation(name, expression, f"a user activation, g(x) = {expression}")

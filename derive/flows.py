@@ -1,7 +1,7 @@
 """The order-parameter flows as sums of Gaussian integrals: the ODEs' intermediate form.
 
 The model (docs/conventions.md) is declared by its online-SGD step for one minibatch of B
-samples (dt = 1/N), in :func:`updates`:
+samples (dt = 1/N), in `updates`:
 
     w_i ← w_i + (1/√N) ⟨F_i x⟩_B − (λ/N) w_i,    F_i = η e_i Δ g'(λ_i),
     v_i ← v_i + (1/N) ⟨G_i⟩_B − (λ_v/N) v_i,      G_i = η_v κ Δ g(λ_i),
@@ -24,7 +24,7 @@ in which only the B same-sample pairs (x·x/N → 1) survive as N → ∞, leavi
 
 F' is F with its own joint index (d for c), Δ₀ the noise-free part of Δ. This module expands
 those expectations by linearity (⟨ξ⟩ = 0, ⟨ξ²⟩ = 1, ξ independent of u) and names each
-monomial's integral, giving a list of :class:`FlowTerm`; monomials without a random factor are
+monomial's integral, giving a list of `FlowTerm`; monomials without a random factor are
 *state terms* (the decay), a coefficient times an order parameter.
 
 Index letters: i, k run over student units, n over teacher units, c, d over all K + M units.

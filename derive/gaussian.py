@@ -20,13 +20,13 @@ Each monomial is reduced by exact rules, applied recursively:
 4. *Products of odd functions*: zero when the monomial is odd in ``u``; the pair
    ⟨erf(α u_a) erf(β u_b)⟩ comes from Price's theorem, ∂⟨f⟩/∂C_ab = ⟨∂_a ∂_b f⟩, integrated by
    SymPy along C_ab from 0, where the expectation factorises into ⟨erf⟩⟨erf⟩ = 0; the sign
-   pair and quadruple are the special functions of :mod:`.special` (the quadruple, an orthant
+   pair and quadruple are the special functions of `.special` (the quadruple, an orthant
    probability, is not elementary).
 5. *Error functions as signs*: erf(β u) = sign(β) ⟨sign(u + z/(√2|β|))⟩_z, z ~ N(0, 1), so a
    product of error functions and signs (mixed activations, e.g. a ReLU student on an erf
    teacher) is a sign pair or quadruple on a covariance with 1/(2β²) added to each erf's variance.
 
-Anything else raises :class:`NoClosedForm`, so that callers can fall back to quadrature.
+Anything else raises `NoClosedForm`, so that callers can fall back to quadrature.
 """
 
 from __future__ import annotations

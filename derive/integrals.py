@@ -101,7 +101,7 @@ class DerivedIntegral:
       hold one unit); empty for the generic form.
     - `variants`: the coincidence variants of a non-smooth integral (see the module docstring).
     - `quadrature`: without a closed form, the quadrature terms whose sum is ⟨f⟩
-      (:mod:`.quadrature`; their steps are chosen by :func:`.verify.verify_quadrature`).
+      (`.quadrature`; their steps are chosen by `.verify.verify_quadrature`).
     """
 
     name: str
@@ -150,8 +150,8 @@ def _provenance(expression: sp.Expr) -> str:
 def derive_integral(name: str, activations: tuple[Activation | None, ...], networks: str | None = None,
                     key: str | None = None) -> DerivedIntegral:
     """Derive integral `name` with slot p's factor of `activations[p]` (None for the u slot) by
-    the rules of :mod:`.gaussian`, with its coincidence variants when the integrand is non-smooth
-    (restricted by `networks`, see :func:`coincidences`), or, when the rules find no closed
+    the rules of `.gaussian`, with its coincidence variants when the integrand is non-smooth
+    (restricted by `networks`, see `coincidences`), or, when the rules find no closed
     form, as quadrature terms (the numerical fallback). `key` names it (default `name`)."""
     key = key or name
     size = len(DEFINITIONS[name])

@@ -1,4 +1,4 @@
-"""Lowering: derive, verify and print everything a template needs into a :mod:`.spec`."""
+"""Lowering: derive, verify and print everything a template needs into a `.spec`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _quadrature(term: QuadratureTerm) -> QuadratureSpec:
 
 
 def check(form: DerivedIntegral) -> tuple[DerivedIntegral, str]:
-    """Verify one derived form (:mod:`.verify`): the form (with its quadrature steps chosen, when
+    """Verify one derived form (`.verify`): the form (with its quadrature steps chosen, when
     it has quadrature terms) and the record of its checks. Raises when a check fails."""
     if form.quadrature:
         return verify_quadrature(form)
@@ -127,7 +127,7 @@ def _alias(name: str, signature: str, canonical: str, order: tuple[int, ...]) ->
 
 def pair_spec(student: Activation, teacher: Activation, command: str, map=map) -> KernelSpec:
     """Derive, verify and print the mixed integrals of a student activation and a teacher
-    activation apart (:func:`mixed_signatures`), like :func:`kernel_spec`. Coincidence variants
+    activation apart (`mixed_signatures`), like `kernel_spec`. Coincidence variants
     never join a student slot with a teacher slot unless both activations are non-smooth."""
     both_rough = all(activation.derivative.has(*NON_SMOOTH) for activation in (student, teacher))
     integrals, aliases, done = [], [], set()

@@ -1,6 +1,6 @@
 """The numerical fallback for integrals without a closed form: a pruned trapezoidal rule.
 
-An integral ⟨f(u)⟩ that the rules of :mod:`.gaussian` cannot reduce (tanh, sigmoid, softplus, …)
+An integral ⟨f(u)⟩ that the rules of `.gaussian` cannot reduce (tanh, sigmoid, softplus, …)
 is first lowered in dimension where its structure allows: a variable that enters only as a
 linear factor is integrated out by Stein's lemma, ⟨u_b F(u)⟩ = Σ_j C_bj ⟨∂_j F(u)⟩, so that
 I3 = ⟨g'(u0) u1 g(u2)⟩ becomes two 2-dimensional integrals. Each remaining term is integrated on
@@ -9,8 +9,8 @@ by the trapezoidal rule of step h on the grid points with |z| ≤ RADIUS. For in
 in a strip its error falls like exp(-2π d/h); measured on tanh it beats Gauss–Hermite of as many
 points per dimension by orders of magnitude (GH wastes its points in the tails), and pruning
 the grid to the ball keeps about a third of the 4-d cube. The step is the largest of
-:data:`STEPS` whose error against the reference step is below :data:`TARGET_ERROR` on
-verification blocks with variances up to :data:`MAX_VARIANCE` (poles of tanh-like g approach the
+`STEPS` whose error against the reference step is below `TARGET_ERROR` on
+verification blocks with variances up to `MAX_VARIANCE` (poles of tanh-like g approach the
 real axis as the variance grows; this is the range of unit-norm weights, T_nn = 1, Q_ii ~ 1).
 """
 

@@ -24,7 +24,8 @@ _ENVIRONMENT = jinja2.Environment(
     autoescape=False,
 )
 # a tuple of strings as Python code: ("a", "b"), ("a",), ()
-_ENVIRONMENT.filters["strings"] = lambda items: "(" + ", ".join(f'"{item}"' for item in items) + ("," if len(items) == 1 else "") + ")"
+_ENVIRONMENT.filters["strings"] = lambda items: "(" + ", ".join(f'"{item}"' for item in items) + (
+    "," if len(items) == 1 else "") + ")"
 
 
 def render_module(spec: KernelSpec) -> str:

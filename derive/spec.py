@@ -1,5 +1,5 @@
 """The printed specifications that leave the derivation for the templates: a kernel module's
-(:class:`KernelSpec`) and the flow table's (:class:`FlowSpec`). Plain data; :mod:`.lower`
+(`KernelSpec`) and the flow table's (`FlowSpec`). Plain data; `.lower`
 builds them."""
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _conditional_pair(arguments, pair, rest):
 
 class SignQuadruple(sp.Function):
     """⟨sign(u_0) sign(u_1) sign(u_2) sign(u_3)⟩ of a 4×4 block given by its entries c_pq, p ≤ q,
-    in the order of :data:`QUADRUPLE_ENTRIES`."""
+    in the order of `QUADRUPLE_ENTRIES`."""
 
     nargs = 10
 

@@ -110,7 +110,8 @@ def check_boundary(integral: DerivedIntegral, blocks: list[sp.Matrix]) -> None:
                 marginal = sp.Mul(*[f for f in sp.Mul.make_args(integral.integrand) if f.has(var)])
                 factorised *= _gaussian_quadrature(marginal, var, diagonal[p, p])
             constant = sp.Mul(*[f for f in sp.Mul.make_args(integral.integrand) if not f.has(*u)])
-            value = _evaluator(integral)(*[mpmath.mpf(sp.N(diagonal[p, q], DIGITS)) for p, q in block_entries(diagonal.rows)])
+            value = _evaluator(integral)(*[mpmath.mpf(sp.N(diagonal[p, q], DIGITS))
+                                           for p, q in block_entries(diagonal.rows)])
             if not _close(value, sp.Float(factorised * mpmath.mpf(sp.N(constant, DIGITS)), DIGITS)):
                 raise VerificationError(
                     f"{integral.name}: the factorised value on {diagonal.tolist()} is "

@@ -2,37 +2,37 @@
 
 The public API:
 
-- :class:`Setting`: activation, K, M, η, η_v, σ, B, trained second layer or not;
-- :class:`OrderParameters`: Q, R, T, v, v* (``from_weights`` measures them);
-- :func:`integrate` (options :class:`ODEOptions`): the N → ∞ ODEs from generated kernels, with
-  Diffrax; :func:`solve`, its pure, vmappable core (a :class:`Solution` with a :class:`Status`);
-- :func:`simulate` (scale :class:`Simulation`): online SGD of a real student at finite N,
+- `Setting`: activation, K, M, η, η_v, σ, B, trained second layer or not;
+- `OrderParameters`: Q, R, T, v, v* (``from_weights`` measures them);
+- `integrate` (options `ODEOptions`): the N → ∞ ODEs from generated kernels, with
+  Diffrax; `solve`, its pure, vmappable core (a `Solution` with a `Status`);
+- `simulate` (scale `Simulation`): online SGD of a real student at finite N,
   several seeds at once;
-- :func:`compare`, :func:`agreement`, :func:`verdict`: errors and alignments between
+- `compare`, `agreement`, `verdict`: errors and alignments between
   simulations and ODEs, a t-test of whole trajectories, and the verdict (the ODE restarted at
   every recorded state of the simulation) that has power at a few seeds;
-- :class:`Teachers`, :class:`Phase`, :class:`Protocol`, :func:`simulate_protocol`,
-  :func:`integrate_protocol` (a :class:`ContinualTrajectory`): continual learning, several
+- `Teachers`, `Phase`, `Protocol`, `simulate_protocol`,
+  `integrate_protocol` (a `ContinualTrajectory`): continual learning, several
   teachers of controlled similarity trained on in phases, ODE beside SGD;
-- :func:`fixed_point` (a :class:`FixedPoint`), :func:`learning_rate_threshold`: fixed points of
+- `fixed_point` (a `FixedPoint`), `learning_rate_threshold`: fixed points of
   the flows, their eigenvalues and stability, and η_max;
-- :func:`sweep`, :func:`grid`, :class:`Sweep`, :func:`run_sweep`, :func:`read_sweep`: ODEs over
+- `sweep`, `grid`, `Sweep`, `run_sweep`, `read_sweep`: ODEs over
   grids of settings, sharded and resumable;
-- :func:`load_run`, :func:`load_sweep` (:class:`PanelData`, :class:`SweepPoint`),
-  :func:`sweep_dataframe`, and `Trajectory.to_dataframe()`/`to_xarray()`: results read back from
+- `load_run`, `load_sweep` (`PanelData`, `SweepPoint`),
+  `sweep_dataframe`, and `Trajectory.to_dataframe()`/`to_xarray()`: results read back from
   their folders as objects and tidy tables (pandas, xarray: optional).
 
-The packages show the layers: :mod:`nndyn.core` (everything above but sweeps), :mod:`nndyn.sweeps`,
-:mod:`nndyn.app` (the `nndyn` command, run configs, run folders, figures), and the derivation's
-:mod:`nndyn.derive` → ``nndyn.templates`` → :mod:`nndyn.generated`. Parameters are declared
-once (:mod:`nndyn.core.schema`); the conventions are in docs/conventions.md.
+The packages show the layers: `nndyn.core` (everything above but sweeps), `nndyn.sweeps`,
+`nndyn.app` (the `nndyn` command, run configs, run folders, figures), and the derivation's
+`nndyn.derive` → ``nndyn.templates`` → `nndyn.generated`. Parameters are declared
+once (`nndyn.core.schema`); the conventions are in docs/conventions.md.
 
 float64 is switched on at import (``jax_enable_x64``): the ODE path is float64 throughout.
 
 Compiled programs are kept in JAX's persistent compilation cache, by default in
 ``~/.cache/nndyn/jax`` (``$XDG_CACHE_HOME/nndyn/jax`` when set), so a fresh process skips most
 compilation, and `integrate`'s traced solves are kept there too (``exported/``, see
-:mod:`nndyn.core.cache`), so it skips tracing; set ``NNDYN_COMPILATION_CACHE`` to another folder, or
+`nndyn.core.cache`), so it skips tracing; set ``NNDYN_COMPILATION_CACHE`` to another folder, or
 to ``off`` to opt out. A cache folder already configured for JAX is left alone. Programs
 containing host callbacks are not cached by JAX, and Equinox's run-time checks inside Diffrax's
 solve are host callbacks unless ``EQX_ON_ERROR=nan``; nndyn sets that default before Equinox is
@@ -55,8 +55,7 @@ cache.enable_compilation_cache()
 from nndyn.app.config import read_sweep  # noqa: E402
 from nndyn.app.results import PanelData, SweepPoint, load_run, load_sweep, sweep_dataframe  # noqa: E402
 from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict  # noqa: E402
-from nndyn.core.continual import (  # noqa: E402
-    ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol)
+from nndyn.core.continual import ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol  # noqa: E402
 from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold  # noqa: E402
 from nndyn.core.integrate import DivergenceError, ODEOptions, Solution, Status, integrate, solve  # noqa: E402
 from nndyn.core.setting import Setting  # noqa: E402
@@ -66,8 +65,39 @@ from nndyn.core.trajectory import Trajectory  # noqa: E402
 from nndyn.sweeps import Sweep, grid, run_sweep, sweep  # noqa: E402
 
 __all__ = [
-    "Agreement", "Comparison", "ContinualTrajectory", "DivergenceError", "Phase", "Protocol", "Teachers",
-    "integrate_protocol", "simulate_protocol", "FixedPoint", "ODEOptions", "OrderParameters", "Setting",
-    "Simulation", "Solution", "Status", "Sweep", "Trajectory", "agreement", "compare", "fixed_point", "grid",
-    "integrate", "learning_rate_threshold", "load_run", "load_sweep", "PanelData", "SweepPoint", "sweep_dataframe", "read_sweep", "run_sweep", "simulate", "solve", "sweep", "verdict",
+    "Agreement",
+    "Comparison",
+    "ContinualTrajectory",
+    "DivergenceError",
+    "Phase",
+    "Protocol",
+    "Teachers",
+    "integrate_protocol",
+    "simulate_protocol",
+    "FixedPoint",
+    "ODEOptions",
+    "OrderParameters",
+    "Setting",
+    "Simulation",
+    "Solution",
+    "Status",
+    "Sweep",
+    "Trajectory",
+    "agreement",
+    "compare",
+    "fixed_point",
+    "grid",
+    "integrate",
+    "learning_rate_threshold",
+    "load_run",
+    "load_sweep",
+    "PanelData",
+    "SweepPoint",
+    "sweep_dataframe",
+    "read_sweep",
+    "run_sweep",
+    "simulate",
+    "solve",
+    "sweep",
+    "verdict",
 ]

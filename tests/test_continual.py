@@ -138,7 +138,8 @@ def test_frozen_first_layer_and_annealing():
     frozen = protocol(frozen=True)
     sim = nndyn.simulate_protocol(SETTING, frozen, N=200, seeds=2)
     later = np.asarray(sim.t) >= 4
-    np.testing.assert_array_equal(np.asarray(sim.Q)[:, later], np.asarray(sim.Q)[:, later][:, :1].repeat(later.sum(), 1))
+    frozen = np.asarray(sim.Q)[:, later]
+    np.testing.assert_array_equal(frozen, frozen[:, :1].repeat(later.sum(), 1))
     annealed = dataclasses.replace(protocol(anneal=0.5))
     init, heads = nndyn.simulate_protocol(SETTING, annealed, N=200, seeds=2).initial_state()
     slow = nndyn.integrate_protocol(SETTING, annealed, init, sim.t, heads=heads)

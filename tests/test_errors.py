@@ -40,7 +40,9 @@ def test_shape_mismatches():
 
 
 def test_non_finite_state():
-    bad = nndyn.OrderParameters(jnp.array([[jnp.nan, 0.0], [0.0, 1.0]]), jnp.zeros((2, 2)), jnp.eye(2), jnp.ones(2), jnp.ones(2))
+    bad = nndyn.OrderParameters(
+        jnp.array([[jnp.nan, 0.0], [0.0, 1.0]]), jnp.zeros((2, 2)), jnp.eye(2), jnp.ones(2), jnp.ones(2)
+    )
     with pytest.raises(ValueError, match="Q has non-finite entries"):
         bad.validate()
 
@@ -48,7 +50,9 @@ def test_non_finite_state():
 def test_blow_up_is_reported_with_its_time_and_order_parameter():
     """A linear network with η > 2B/K is unstable: ε_g grows like exp((K²η²/B − 2Kη) t)."""
     setting = nndyn.Setting(K=2, M=2, lr=3.0, activation="linear")
-    with pytest.raises(nndyn.DivergenceError, match=r"diverged at t = [0-9.]+: Q went non-finite or exceeded 1e\+06") as error:
+    with pytest.raises(
+        nndyn.DivergenceError, match=r"diverged at t = [0-9.]+: Q went non-finite or exceeded 1e\+06"
+    ) as error:
         nndyn.integrate(setting, state(), np.linspace(0, 100, 11))
     rate = 2**2 * 3.0**2 - 2 * 2 * 3.0  # 24: |Q| reaches 1e6 after roughly log(1e6)/24
     assert 0 < error.value.time < 3 * np.log(1e6) / rate

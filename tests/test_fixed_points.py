@@ -98,6 +98,9 @@ def test_no_convergence_and_an_unrealizable_eta_max_are_one_line_each():
         learning_rate_threshold(nndyn.Setting(K=2, M=1, lr=0.5))
     with pytest.raises(ValueError, match="for σ = 0"):
         learning_rate_threshold(nndyn.Setting(K=1, M=1, lr=0.5, sigma=0.1))
+    batch = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), far)
+    with pytest.raises(ValueError, match=r"starts from one state.*got Q of shape \(2, 2, 2\)"):
+        nndyn.fixed_point(setting, batch)
 
 
 def test_jit_cache_is_shared_across_learning_rates():
@@ -138,8 +141,9 @@ def test_the_plateau_lengthens_by_ln_ten_over_the_unstable_eigenvalue_per_decade
     for delta in (1e-4, 1e-5, 1e-6):
         moved = rows + delta * np.outer([1, -1, 0, 0], difference)
         Omega = moved @ moved.T
-        start = nndyn.OrderParameters(jnp.asarray(Omega[:2, :2]), jnp.asarray(Omega[:2, 2:]), jnp.asarray(Omega[2:, 2:]),
-                                      jnp.ones(2), jnp.ones(2))
+        start = nndyn.OrderParameters(
+            jnp.asarray(Omega[:2, :2]), jnp.asarray(Omega[:2, 2:]), jnp.asarray(Omega[2:, 2:]), jnp.ones(2), jnp.ones(2)
+        )
         trajectory = nndyn.integrate(setting, start, times, rtol=1e-11, atol=1e-14)
         found = plateau(times, np.asarray(trajectory.eg), setting.lr)
         assert found["escaped"], delta
@@ -157,9 +161,11 @@ def test_with_label_noise_the_floor_is_the_fixed_point_the_ode_settles_at():
     assert floor.kind == "stable" and floor.eg > 0
     late = nndyn.integrate(setting, perfect_learning(setting), np.array([0.0, 2000.0]), rtol=1e-11, atol=1e-14)
     assert float(late.eg[-1]) == pytest.approx(floor.eg, rel=1e-6)
-    small = [nndyn.fixed_point(setting.replace(lr=eta, lr_v=eta, sigma=sigma),
-                               perfect_learning(setting)).eg / (eta * sigma**2)
-             for eta, sigma in ((0.01, 0.3), (0.005, 0.3), (0.005, 0.15))]
+    small = [
+        nndyn.fixed_point(setting.replace(lr=eta, lr_v=eta, sigma=sigma), perfect_learning(setting)).eg
+        / (eta * sigma**2)
+        for eta, sigma in ((0.01, 0.3), (0.005, 0.3), (0.005, 0.15))
+    ]
     np.testing.assert_allclose(small[1:], small[0], rtol=0.01)
 
 

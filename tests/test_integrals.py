@@ -93,12 +93,24 @@ def saad_solla_I3(C):
 
 def saad_solla_I4(C):
     """Saad & Solla (1995), eq. for I4 with their Λ4, Λ0, Λ1, Λ2, typed from the paper."""
-    c = lambda a, b: C[a - 1, b - 1]  # the paper's 1-based indices
+    def c(a, b):  # the paper's 1-based indices
+        return C[a - 1, b - 1]
+
     lam4 = (1 + c(1, 1)) * (1 + c(2, 2)) - c(1, 2) ** 2
     lam0 = (lam4 * c(3, 4) - c(2, 3) * c(2, 4) * (1 + c(1, 1)) - c(1, 3) * c(1, 4) * (1 + c(2, 2))
             + c(1, 2) * c(1, 3) * c(2, 4) + c(1, 2) * c(1, 4) * c(2, 3))
-    lam1 = lam4 * (1 + c(3, 3)) - c(2, 3) ** 2 * (1 + c(1, 1)) - c(1, 3) ** 2 * (1 + c(2, 2)) + 2 * c(1, 2) * c(1, 3) * c(2, 3)
-    lam2 = lam4 * (1 + c(4, 4)) - c(2, 4) ** 2 * (1 + c(1, 1)) - c(1, 4) ** 2 * (1 + c(2, 2)) + 2 * c(1, 2) * c(1, 4) * c(2, 4)
+    lam1 = (
+        lam4 * (1 + c(3, 3))
+        - c(2, 3) ** 2 * (1 + c(1, 1))
+        - c(1, 3) ** 2 * (1 + c(2, 2))
+        + 2 * c(1, 2) * c(1, 3) * c(2, 3)
+    )
+    lam2 = (
+        lam4 * (1 + c(4, 4))
+        - c(2, 4) ** 2 * (1 + c(1, 1))
+        - c(1, 4) ** 2 * (1 + c(2, 2))
+        + 2 * c(1, 2) * c(1, 4) * c(2, 4)
+    )
     return 4 / np.pi**2 / np.sqrt(lam4) * np.arcsin(lam0 / np.sqrt(lam1 * lam2))
 
 
@@ -142,4 +154,6 @@ def test_relu_on_every_index_pattern_of_a_joint_covariance():
         for pattern, value in zip(patterns, values):
             samples = integrand[name](fields[:, pattern])
             mean, error = samples.mean(), samples.std() / np.sqrt(MC_SAMPLES)
-            assert abs(value - mean) <= STANDARD_ERRORS * error + 1e-12, f"{name}{tuple(pattern)}: {value} vs {mean} ± {error}"
+            assert abs(value - mean) <= STANDARD_ERRORS * error + 1e-12, (
+                f"{name}{tuple(pattern)}: {value} vs {mean} ± {error}"
+            )

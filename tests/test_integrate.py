@@ -114,7 +114,9 @@ def test_solve_vmaps_over_learning_rate_and_noise():
 
     batched = jax.vmap(run)(lrs, sigmas)
     for j in range(3):
-        single = nndyn.integrate(setting.replace(lr=float(lrs[j]), lr_v=float(lrs[j]), sigma=float(sigmas[j])), init, times)
+        single = nndyn.integrate(
+            setting.replace(lr=float(lrs[j]), lr_v=float(lrs[j]), sigma=float(sigmas[j])), init, times
+        )
         np.testing.assert_allclose(batched[j], single.eg, rtol=1e-12)
 
 

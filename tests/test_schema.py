@@ -79,7 +79,9 @@ def sweep_config(tmp_path, cls, name, value) -> tuple[list[str], str] | None:
     return [], prefix
 
 
-@pytest.mark.parametrize("cls, name, rule", every_parameter(), ids=lambda item: getattr(item, "name", None) or str(item))
+@pytest.mark.parametrize(
+    "cls, name, rule", every_parameter(), ids=lambda item: getattr(item, "name", None) or str(item)
+)
 def test_every_parameter_is_refused_with_one_message_everywhere(tmp_path, cls, name, rule):
     for value in bad_values(rule):
         with pytest.raises(schema.ParameterError) as refused:
@@ -96,11 +98,15 @@ def test_every_parameter_is_refused_with_one_message_everywhere(tmp_path, cls, n
             assert problems == [prefix + message], value
 
 
-@pytest.mark.parametrize("cls, name, rule", every_parameter(), ids=lambda item: getattr(item, "name", None) or str(item))
+@pytest.mark.parametrize(
+    "cls, name, rule", every_parameter(), ids=lambda item: getattr(item, "name", None) or str(item)
+)
 def test_every_parameter_is_accepted_everywhere(tmp_path, cls, name, rule):
     value = REQUIRED.get(name, rule.default)
     if value is None:  # an optional parameter: a valid value instead of its absence
-        value = "relu" if rule.kind is str else rule.minimum + 1 if rule.minimum is not None else (rule.above or 0) + 0.5
+        value = (
+            "relu" if rule.kind is str else rule.minimum + 1 if rule.minimum is not None else (rule.above or 0) + 0.5
+        )
     instance = cls(**{**{key: REQUIRED[key] for key in schema.parameters(cls) if key in REQUIRED}, name: value})
     assert getattr(instance, name) == value
     assert run_config(tmp_path, name, value) == []

@@ -6,12 +6,12 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+
+from nndyn.core import special
 from nndyn.derive.activations import get
 from nndyn.derive.integrals import derive_integral
 from nndyn.derive.special import PLACKETT_ORDER, QUADRUPLE_ENTRIES, plackett_value
 from nndyn.derive.verify import VerificationError, check_monte_carlo, check_price, random_blocks
-
-from nndyn.core import special
 
 
 def entries(C):

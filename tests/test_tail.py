@@ -29,7 +29,10 @@ def tail_errors(setting, start, t):
     eg = np.asarray(reference.eg)
     tail = eg >= FLOOR
     assert eg.min() < 1e-11, "the run must reach the tail"
-    relative = lambda other: np.max(np.abs(np.asarray(other.eg)[tail] / eg[tail] - 1))
+
+    def relative(other):
+        return np.max(np.abs(np.asarray(other.eg)[tail] / eg[tail] - 1))
+
     return relative(default), relative(coarser), default
 
 

@@ -1,3 +1,3 @@
-"""The application: the `nndyn` command (:mod:`.cli`), its config files (:mod:`.config`), the
-blog's figures and user runs as experiments (:mod:`.experiments`), run folders (:mod:`.runs`)
-and their plots (:mod:`.plots`). Built on :mod:`nndyn.core` and :mod:`nndyn.sweeps`."""
+"""The application: the `nndyn` command (`.cli`), its config files (`.config`), the
+blog's figures and user runs as experiments (`.experiments`), run folders (`.runs`)
+and their plots (`.plots`). Built on `nndyn.core` and `nndyn.sweeps`."""

@@ -52,13 +52,14 @@ def _record(name: str, point: FixedPoint) -> dict:
     shown = point.eigenvalues[:SHOWN_EIGENVALUES]
     return {"start": name, "kind": point.kind, "unstable_directions": point.unstable_directions,
             "eg": point.eg, "residual": point.residual, "iterations": point.iterations,
-            "eigenvalues_real": point.eigenvalues.real.tolist(), "eigenvalues_imag": point.eigenvalues.imag.tolist(),
+            "eigenvalues_real": np.real(point.eigenvalues).tolist(),
+            "eigenvalues_imag": np.imag(point.eigenvalues).tolist(),
             "largest": [complex(value) for value in shown], "Q": np.asarray(point.state.Q).tolist(),
             "R": np.asarray(point.state.R).tolist(), "v": np.asarray(point.state.v).tolist()}
 
 
 def analyse(panel) -> dict:
-    """The fixed points found from :func:`starts`, and η_max, η_opt where defined, as plain data."""
+    """The fixed points found from `starts`, and η_max, η_opt where defined, as plain data."""
     setting = panel.setting
     found, failures = [], []
     for name, start in starts(panel).items():

@@ -40,7 +40,7 @@ class Estimate:
 
 
 def panel_cost(panel) -> Estimate:
-    """The cost of simulating and integrating one :class:`~nndyn.app.experiments.Panel`."""
+    """The cost of simulating and integrating one `Panel`."""
     setting, simulation = panel.setting, panel.simulation
     K, M, N, S, B = setting.K, setting.M, simulation.N, simulation.seeds, setting.batch
     samples = round(simulation.t_max * N) * B * S

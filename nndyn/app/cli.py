@@ -100,9 +100,12 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict)
                 for phase in sorted({missed["phase"] for missed in panel.get(f"unreached_{kind}", [])}):
                     step = config["phases"][phase]
                     seeds = [missed["seed"] for missed in panel[f"unreached_{kind}"] if missed["phase"] == phase]
-                    print(f"note: {panel['label']}, phase {phase}: {name} ε_g on teacher {step['teacher']} did not fall "
-                          f"below {step['threshold']:g} within t = {step['t']:g} (seeds {seeds}); it switched at "
-                          "that maximum", file=sys.stderr)
+                    print(
+                        f"note: {panel['label']}, phase {phase}: {name} ε_g on teacher {step['teacher']} did not fall "
+                        f"below {step['threshold']:g} within t = {step['t']:g} (seeds {seeds}); it switched at "
+                        "that maximum",
+                        file=sys.stderr,
+                    )
     print(f"wrote {folder}")
     return 0
 
@@ -110,6 +113,7 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict)
 def _sweep(options) -> int:
     if options.distributed:
         import jax
+
         jax.distributed.initialize(options.coordinator, options.num_processes, options.process_id)
     from nndyn.sweeps import run_sweep
 
@@ -121,8 +125,10 @@ def _sweep(options) -> int:
 
     statuses = {status.name: sum(row["status"] == status.name for row in rows) for status in Status}
     devices = jax.devices()
-    print(f"{len(rows)} points on {len(devices)} {devices[0].platform} device(s): "
-          + ", ".join(f"{count} {status}" for status, count in statuses.items()))
+    print(
+        f"{len(rows)} points on {len(devices)} {devices[0].platform} device(s): "
+        + ", ".join(f"{count} {status}" for status, count in statuses.items())
+    )
     print(f"wrote {folder}")
     return 0
 
@@ -136,8 +142,9 @@ def _analyse(options) -> int:
     check_writable(folder, options.force)  # before the work, not after it
     result = analyse(panel)
     with staged(folder, options.force) as stage:
-        write_json(stage / "config.json", {**environment(), "config_file": str(options.config),
-                                           "experiment": panel.config()})
+        write_json(
+            stage / "config.json", {**environment(), "config_file": str(options.config), "experiment": panel.config()}
+        )
         write_json(stage / "analysis.json", _plain(result))
     print(table(result))
     print(f"wrote {folder}")
@@ -160,8 +167,11 @@ def _run(options) -> int:
         return _analyse(options)
     if options.command == "reproduce":
         names = FIGURES if options.figure == "all" else (options.figure,)
-        scale = {key: value for key, value in (("N", options.N), ("t_max", options.t_max), ("seeds", options.seeds))
-                 if value is not None}
+        scale = {
+            key: value
+            for key, value in (("N", options.N), ("t_max", options.t_max), ("seeds", options.seeds))
+            if value is not None
+        }
         experiments = [with_scale(figure(name, options.full), **scale) for name in names]
         name, extra = options.figure, {"full": options.full}
     else:
@@ -190,8 +200,11 @@ def _failure(error: BaseException) -> tuple[int, list[str]]:
     return (2 if bad_input else 1), [f"error: {error}"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nndyn", description="Analytical learning dynamics of teacher-student networks, against SGD.")
+def build_parser() -> argparse.ArgumentParser:
+    """The `nndyn` command's parser (its options come from the parameter schema)."""
+    parser = argparse.ArgumentParser(
+        prog="nndyn", description="Analytical learning dynamics of teacher-student networks, against SGD."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     reproduce = commands.add_parser("reproduce", help="reproduce the blog's figures (quick by default)")
     reproduce.add_argument("figure", choices=[*FIGURES, "all"])
@@ -199,30 +212,46 @@ def main(argv: list[str] | None = None) -> int:
     simulation = schema.parameters(Simulation)
     reproduce.add_argument("--N", type=_schema_type(simulation["N"]), help="override the input dimension (784)")
     reproduce.add_argument("--t-max", type=_schema_type(simulation["t_max"]), help="override the training time")
-    reproduce.add_argument("--seeds", type=_schema_type(simulation["seeds"].replace(minimum=2)),
-                           help="override the number of seeds (>= 2)")
+    reproduce.add_argument(
+        "--seeds", type=_schema_type(simulation["seeds"].replace(minimum=2)), help="override the number of seeds (>= 2)"
+    )
     run = commands.add_parser("run", help="simulate and integrate the setting of a TOML config")
     run.add_argument("config", type=Path)
-    analyse = commands.add_parser("analyse", help="fixed points of a run config's setting, their stability, "
-                                  "η_max and η_opt")
+    analyse = commands.add_parser(
+        "analyse", help="fixed points of a run config's setting, their stability, η_max and η_opt"
+    )
     analyse.add_argument("config", type=Path)
     sweep = commands.add_parser("sweep", help="integrate the ODEs over a grid of settings (resumable, sharded)")
     sweep.add_argument("config", type=Path)
-    sweep.add_argument("--distributed", action="store_true",
-                       help="multi-host: call jax.distributed.initialize() first (run on every host); without "
-                            "the three options below it detects the cluster (SLURM, Open MPI, TPU, ...)")
+    sweep.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() first (run on every host); without "
+        "the three options below it detects the cluster (SLURM, Open MPI, TPU, ...)",
+    )
     sweep.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
     sweep.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
     sweep.add_argument("--process-id", type=int, help="this process's index (with --distributed)")
     for command in (reproduce, run, analyse, sweep):
-        command.add_argument("--out", type=Path, help="the run folder (default runs/<name>-<timestamp>; "
-                             "for a sweep runs/<name>, resumed when it holds the same sweep)")
+        command.add_argument(
+            "--out",
+            type=Path,
+            help="the run folder (default runs/<name>-<timestamp>; "
+            "for a sweep runs/<name>, resumed when it holds the same sweep)",
+        )
         command.add_argument("--force", action="store_true", help="replace an existing folder that nndyn wrote")
     for command in (reproduce, run):
-        command.add_argument("--yes", action="store_true",
-                             help="run even when the estimate says it needs more memory than the machine has or hours")
+        command.add_argument(
+            "--yes",
+            action="store_true",
+            help="run even when the estimate says it needs more memory than the machine has or hours",
+        )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, on_termination)  # timeout, batch schedulers: no staged folder is left
     try:
         return _run(options)

@@ -1,22 +1,24 @@
 """Config files: `nndyn run CONFIG.toml` (one setting, simulated and integrated) and `nndyn sweep
-SWEEP.toml` (ODEs over a grid). Every key is a parameter of the schema (:mod:`nndyn.core.schema`),
+SWEEP.toml` (ODEs over a grid). Every key is a parameter of the schema (`nndyn.core.schema`),
 checked by the same rule as in the Python API; every problem of a file is reported, one line each.
 
-A run config takes `name` and the fields of :class:`~nndyn.Setting`, :class:`~nndyn.Simulation`
-(seeds >= 2: the verdict estimates fluctuations from the seeds) and :class:`~nndyn.ODEOptions`;
-for continual learning also a [teachers] table (:class:`~nndyn.Teachers`) and [[phases]] tables
-(:class:`~nndyn.Phase`; t_max is then the sum of the phases' t).
+A run config takes `name` and the fields of `Setting`, `Simulation`
+(seeds >= 2: the verdict estimates fluctuations from the seeds) and `ODEOptions`;
+for continual learning also a [teachers] table (`Teachers`) and [[phases]] tables
+(`Phase`; t_max is then the sum of the phases' t).
 A sweep config takes `name`, `t_max`, `saves`, `chunk` and the Setting's fields fixed over a
 sweep (activation, train_second_layer) at the top; the grid parameters in a [defaults] table
 and either a [grid] table of lists (the Cartesian product) or [[points]] tables; and
-:class:`~nndyn.ODEOptions` fields (adaptive only) in an [options] table.
+`ODEOptions` fields (adaptive only) in an [options] table.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from nndyn.app.experiments import Experiment, Panel
 from nndyn.core import schema
@@ -55,7 +57,10 @@ def _load(path: Path) -> dict:
         raise ConfigError(path, [f"cannot read: {error}"]) from None
 
 
-def _build(build, problems: list[str]):
+Built = TypeVar("Built")
+
+
+def _build(build: Callable[[], Built], problems: list[str]) -> Built | None:
     """`build()`, with a ValueError it raises (a check across fields, the activation) added to
     `problems`; None when it failed or there were problems already."""
     if problems:
@@ -80,6 +85,7 @@ def read_config(path: Path) -> Experiment:
     options = _build(lambda: ODEOptions(**fields[ODEOptions]), problems)
     if problems:
         raise ConfigError(path, problems)
+    assert setting is not None and simulation is not None and options is not None  # built without problems
     panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}", setting, simulation, options, protocol)
     if protocol is not None:
         return Experiment(values["name"], f"{values['name']}: {panel.label}, {protocol.teachers.count} teachers",
@@ -119,7 +125,7 @@ def _read_protocol(raw: dict) -> tuple[Protocol | None, list[str]]:
 
 
 def read_sweep(path: Path) -> Sweep:
-    """The :class:`~nndyn.Sweep` of the sweep config `path` (see the module docstring); raises
+    """The `Sweep` of the sweep config `path` (see the module docstring); raises
     ConfigError naming every problem."""
     raw, problems = _load(path), []
     tables = {}
@@ -160,11 +166,12 @@ def read_sweep(path: Path) -> Sweep:
     sweep = _build(lambda: Sweep(points=points, options=options, **values), problems)
     if problems:
         raise ConfigError(path, problems)
+    assert sweep is not None  # built without problems
     return sweep
 
 
 def with_scale(experiment: Experiment, **changes) -> Experiment:
-    """`experiment` with fields of every panel's :class:`~nndyn.Simulation` changed (checked)."""
+    """`experiment` with fields of every panel's `Simulation` changed (checked)."""
     if not changes:
         return experiment
     panels = tuple(replace(panel, simulation=replace(panel.simulation, **changes)) for panel in experiment.panels)

@@ -53,7 +53,7 @@ class Experiment:
 @dataclass(frozen=True)
 class PanelResult:
     """A panel's simulation (seed axis first), its ODEs, how well they agree, and the verdict
-    (:func:`~nndyn.verdict`) on whether the simulation follows the flows."""
+    (`verdict`) on whether the simulation follows the flows."""
 
     panel: Panel
     sim: Trajectory
@@ -97,14 +97,16 @@ class ContinualResult:
         """Per task (lists over teachers), the final ε_g, forgetting and transfer of SGD (mean and
         standard error over seeds) and of the ODE (mean), the phases whose threshold was not
         reached, and the trajectory t-test over ε_g per teacher, Q, R and the heads
-        (:func:`~nndyn.agreement`, without power at a few seeds: no verdict, `agrees` is None)."""
+        (`agreement`, without power at a few seeds: no verdict, `agrees` is None)."""
         gap = np.asarray(self.sim.eg_teacher - self.ode.eg_teacher).mean(axis=0)
         mean_ode = np.asarray(self.ode.eg_teacher).mean(axis=0)
         summary = {"label": self.panel.label,
                    "max_abs_eg_gap_mean": float(np.max(np.abs(gap))),
                    "max_relative_eg_gap_mean": float(np.max(np.abs(gap) / np.maximum(mean_ode, 1e-12)))}
+        protocol = self.panel.protocol
+        assert protocol is not None  # a continual panel has one
         for kind, trajectory in (("sim", self.sim), ("ode", self.ode)):
-            for name, values in trajectory.metrics(self.panel.protocol).items():
+            for name, values in trajectory.metrics(protocol).items():
                 with warnings.catch_warnings():  # a task never trained or never left: NaN, shown as null
                     warnings.simplefilter("ignore", RuntimeWarning)
                     summary[f"{name}_{kind}"] = _finite(np.nanmean(values, axis=0))
@@ -127,7 +129,7 @@ def run_panel(panel: Panel, progress=None):
     """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare:
     a PanelResult, or for a protocol a ContinualResult."""
     if panel.protocol is not None:
-        return _run_protocol(panel, progress)
+        return _run_protocol(panel, panel.protocol, progress)
     sim = simulate(panel.setting, progress=progress, **asdict(panel.simulation))
     dt = 1 / panel.simulation.N if panel.options.method == "euler" else None
     ode = integrate(panel.setting, sim.initial_state(), sim.t, dt=dt, **asdict(panel.options))
@@ -135,14 +137,14 @@ def run_panel(panel: Panel, progress=None):
     return PanelResult(panel, sim, ode, compare(sim, ode), answer)
 
 
-def _run_protocol(panel: Panel, progress=None) -> ContinualResult:
+def _run_protocol(panel: Panel, protocol: Protocol, progress=None) -> ContinualResult:
     scale = asdict(panel.simulation)
-    sim = simulate_protocol(panel.setting, panel.protocol, **{k: v for k, v in scale.items() if k != "held_out"})
+    sim = simulate_protocol(panel.setting, protocol, **{k: v for k, v in scale.items() if k != "held_out"})
     if progress:
         progress(0.5)
     init, heads = sim.initial_state()
     options = {key: value for key, value in asdict(panel.options).items() if key != "method"}
-    ode = integrate_protocol(panel.setting, panel.protocol, init, sim.t, heads=heads, **options)
+    ode = integrate_protocol(panel.setting, protocol, init, sim.t, heads=heads, **options)
     if progress:
         progress(1.0)
     return ContinualResult(panel, sim, ode, agreement(sim, ode, fields=("eg_teacher", "Q", "R", "heads")))

@@ -1,26 +1,31 @@
 """Reading results back: run folders (`nndyn run`, `nndyn reproduce`) and sweep folders
 (`nndyn sweep`) as the objects that made them, with no parsing of file keys by hand.
 
-Tidy tables of them: :meth:`Trajectory.to_dataframe` and :meth:`Trajectory.to_xarray`, and
-:func:`sweep_dataframe` (pandas and xarray are optional, imported on use).
+Tidy tables of them: `Trajectory.to_dataframe` and `Trajectory.to_xarray`, and
+`sweep_dataframe` (pandas and xarray are optional, imported on use).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nndyn.core.continual import ContinualTrajectory
 from nndyn.core.trajectory import Trajectory
 
+if TYPE_CHECKING:
+    import pandas
+
 
 @dataclass(frozen=True)
 class PanelData:
     """One panel of a run folder: its `label`, the simulation `sim` and the ODEs `ode` (seed
-    axis first; :class:`~nndyn.ContinualTrajectory` for a continual run), its `summary` (as in
+    axis first; `ContinualTrajectory` for a continual run), its `summary` (as in
     summary.json) and `config` (as in config.json)."""
 
     label: str
@@ -47,7 +52,13 @@ def _json(path: Path) -> dict:
         raise FileNotFoundError(f"{path.parent} is not a finished nndyn folder: no {path.name}") from None
 
 
-def load_run(folder) -> dict[str, list[PanelData]]:
+def _trajectory(arrays: dict[str, np.ndarray], prefix: str) -> Trajectory | ContinualTrajectory:
+    """The trajectory stored under the keys `prefix`<field> of a run's npz."""
+    fields = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+    return ContinualTrajectory(**fields) if "eg_teacher" in fields else Trajectory(**fields)
+
+
+def load_run(folder: str | os.PathLike) -> dict[str, list[PanelData]]:
     """The panels of the run folder `folder`, per experiment (figure) name, in order."""
     folder = Path(folder)
     config, summary = _json(folder / "config.json"), _json(folder / "summary.json")
@@ -55,16 +66,11 @@ def load_run(folder) -> dict[str, list[PanelData]]:
     for name, panels in config["experiments"].items():
         with np.load(folder / f"{name}.npz") as stored:
             arrays = dict(stored)
-        loaded = []
-        for index, panel_config in enumerate(panels):
-            pair = []
-            for kind in ("sim", "ode"):
-                prefix = f"p{index}_{kind}_"
-                fields = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
-                pair.append((ContinualTrajectory if "eg_teacher" in fields else Trajectory)(**fields))
-            loaded.append(PanelData(summary[name]["panels"][index]["label"], *pair, summary[name]["panels"][index],
-                                    panel_config))
-        experiments[name] = loaded
+        experiments[name] = [
+            PanelData(summary[name]["panels"][index]["label"], _trajectory(arrays, f"p{index}_sim_"),
+                      _trajectory(arrays, f"p{index}_ode_"), summary[name]["panels"][index], panel_config)
+            for index, panel_config in enumerate(panels)
+        ]
     return experiments
 
 
@@ -85,7 +91,7 @@ def _cell(column: str, text: str):
     return {"True": True, "False": False}[text] if text in ("True", "False") else float(text)
 
 
-def load_sweep(folder) -> list[SweepPoint]:
+def load_sweep(folder: str | os.PathLike) -> list[SweepPoint]:
     """The points of the sweep folder `folder` in grid order, with their ODE trajectories."""
     import csv
 
@@ -106,7 +112,7 @@ def load_sweep(folder) -> list[SweepPoint]:
     return [SweepPoint(row, trajectories.get(row["index"]) if row["status"] == "ok" else None) for row in table]
 
 
-def sweep_dataframe(points: list[SweepPoint]):
+def sweep_dataframe(points: list[SweepPoint]) -> pandas.DataFrame:
     """results.csv of a sweep as a `pandas.DataFrame`, one row per point."""
     import pandas
 

@@ -1,4 +1,4 @@
 """The core: settings and their parameter schema, order parameters and weights, the kernels
 (generated closed forms bound to the flow table) and the blocks they are evaluated on, the ODE
 integrator, the SGD simulator, trajectories and their comparison. It never imports
-:mod:`nndyn.sweeps` or :mod:`nndyn.app`."""
+`nndyn.sweeps` or `nndyn.app`."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _versions() -> tuple[str, ...] | None:
 
 
 _VERSIONS = _versions()
-_calls: dict[str, object] = {}  # key -> jitted call of the exported program, for this process
+_calls: dict[str, Callable] = {}  # key -> jitted call of the exported program, for this process
 
 
 def folder() -> Path | None:
@@ -52,7 +53,7 @@ def enable_compilation_cache() -> None:
     """Point JAX's persistent compilation cache at `folder()`, unless caching is off or JAX's
     cache folder is configured already."""
     location = folder()
-    if location is None or jax.config.jax_compilation_cache_dir:
+    if location is None or jax.config.values.get("jax_compilation_cache_dir"):
         return
     jax.config.update("jax_compilation_cache_dir", str(location))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
@@ -96,9 +97,17 @@ def _digest_of(sources: tuple[str, ...]) -> str:
 
 def _key(arguments: tuple, static: tuple, sources: tuple[str, ...]) -> str:
     digest = hashlib.sha256(_digest_of(sources).encode())
-    shapes = jax.tree_util.tree_map(lambda value: (jax.typeof(value).str_short(), jax.typeof(value).weak_type), arguments)
-    for part in (*_VERSIONS, os.environ.get("EQX_ON_ERROR"), jax.default_backend(), static,
-                 jax.tree_util.tree_structure(arguments), shapes):
+    shapes = jax.tree_util.tree_map(
+        lambda value: (jax.typeof(value).str_short(), jax.typeof(value).weak_type), arguments
+    )
+    for part in (
+        *(_VERSIONS or ()),
+        os.environ.get("EQX_ON_ERROR"),
+        jax.default_backend(),
+        static,
+        jax.tree_util.tree_structure(arguments),
+        shapes,
+    ):
         digest.update(repr(part).encode())
     return digest.hexdigest()[:32]
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nndyn.core.state import Array
 from nndyn.core.trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from nndyn.core.continual import ContinualTrajectory
+    from nndyn.core.setting import Setting
 
 
 @jax.tree_util.register_dataclass
@@ -25,14 +31,14 @@ class Comparison:
       scale).
     """
 
-    t: jax.Array
-    eg_error: jax.Array
-    Q_error: jax.Array
-    R_error: jax.Array
-    v_error: jax.Array
-    Q_alignment: jax.Array
-    R_alignment: jax.Array
-    v_alignment: jax.Array
+    t: Array
+    eg_error: Array
+    Q_error: Array
+    R_error: Array
+    v_error: Array
+    Q_alignment: Array
+    R_alignment: Array
+    v_alignment: Array
 
 
 def _flat(x: jax.Array, core_ndim: int) -> jax.Array:
@@ -72,7 +78,7 @@ def compare(a: Trajectory, b: Trajectory) -> Comparison:
 
 @dataclass(frozen=True)
 class Agreement:
-    """The statistical verdict of :func:`agreement`.
+    """The statistical verdict of `agreement`.
 
     **Fields:** `scores`, per quantity ("eg", "Q", "R", "v"), the largest |mean deviation| / SE
     over times and entries; `threshold`, the Bonferroni-corrected Student-t quantile; `passed`.
@@ -87,7 +93,7 @@ class Agreement:
         return max(self.scores.values()) <= self.threshold
 
 
-def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3,
+def agreement(sim: Trajectory | ContinualTrajectory, ode: Trajectory | ContinualTrajectory, family_level: float = 1e-3,
               fields: tuple[str, ...] = ("eg", "Q", "R", "v")) -> Agreement:
     """Do simulations (S seeds) agree with their ODEs, each started from its seed's state?
 
@@ -100,7 +106,7 @@ def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3,
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`
 
-    if isinstance(sim, Trajectory):
+    if isinstance(sim, Trajectory) and isinstance(ode, Trajectory):
         _check_alike(sim, ode)
     first = fields[0]
     shapes = [(jnp.shape(getattr(sim, name)), jnp.shape(getattr(ode, name))) for name in fields]
@@ -144,7 +150,7 @@ def _restarts(setting, sim: Trajectory, dt: float | None, options: dict) -> Traj
     return integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
 
 
-def verdict(setting, sim: Trajectory, *, windows: int = 8, family_level: float = 1e-3,
+def verdict(setting: Setting, sim: Trajectory, *, windows: int = 8, family_level: float = 1e-3,
             dt: float | None = None, **options) -> Agreement:
     """Does the simulation `sim` (S seeds) follow the flows of `setting`? A test with power at a
     few seeds, unlike a comparison of whole trajectories.
@@ -169,9 +175,9 @@ def verdict(setting, sim: Trajectory, *, windows: int = 8, family_level: float =
     by far; at N = 500, 32 seeds and t = 30, so does a learning rate 5 % off (tests/test_verdict.py).
 
     **Arguments:** `setting` (the SGD's), `sim` (a simulation: shapes (seeds, n, ...), equally
-    spaced times), `windows`, `family_level`, and `dt` and `options` as in :func:`integrate`.
+    spaced times), `windows`, `family_level`, and `dt` and `options` as in `integrate`.
 
-    **Returns:** an :class:`Agreement`: scores per family ("Q", "R", "v" per entry and window;
+    **Returns:** an `Agreement`: scores per family ("Q", "R", "v" per entry and window;
     "Q along the flow", ... for the components along the step).
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from nndyn.core import normals, schema
 from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, DivergenceError, ODEOptions
@@ -33,7 +34,7 @@ from nndyn.core.kernels import load
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import SEED_GROUP, Simulation, block_size, raise_if_diverged, sgd_step
-from nndyn.core.state import OrderParameters, measure
+from nndyn.core.state import Array, OrderParameters, measure
 from nndyn.core.weights import feedback_vectors, student_weights
 
 
@@ -99,8 +100,11 @@ class Protocol:
             raise ValueError("phases: a protocol needs at least one phase")
         for index, phase in enumerate(self.phases):
             if phase.teacher >= self.teachers.count:
-                raise schema.ParameterError("teacher", f"phases[{index}].teacher = {phase.teacher} names no teacher "
-                                                       f"(there are {self.teachers.count}: 0 to {self.teachers.count - 1})")
+                raise schema.ParameterError(
+                    "teacher",
+                    f"phases[{index}].teacher = {phase.teacher} names no teacher "
+                    f"(there are {self.teachers.count}: 0 to {self.teachers.count - 1})",
+                )
 
     @property
     def duration(self) -> float:
@@ -114,13 +118,15 @@ class Protocol:
     def rates(self, setting: Setting, phase: Phase) -> dict:
         """η, η_v, σ, B, λ, λ_v and τ (inf without annealing) of `phase`, as floats."""
         frozen = phase.frozen
-        return {"lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
-                "batch": float(phase.batch if phase.batch is not None else setting.batch),
-                "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
-                "sigma": phase.sigma if phase.sigma is not None else setting.sigma,
-                "weight_decay": 0.0 if frozen else setting.weight_decay,
-                "weight_decay_v": setting.weight_decay_v if setting.train_second_layer else 0.0,
-                "tau": phase.anneal if phase.anneal is not None else math.inf}
+        return {
+            "lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
+            "batch": float(phase.batch if phase.batch is not None else setting.batch),
+            "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
+            "sigma": phase.sigma if phase.sigma is not None else setting.sigma,
+            "weight_decay": 0.0 if frozen else setting.weight_decay,
+            "weight_decay_v": setting.weight_decay_v if setting.train_second_layer else 0.0,
+            "tau": phase.anneal if phase.anneal is not None else math.inf,
+        }
 
 
 def teachers_weights(setting: Setting, teachers: Teachers, N: int, seed: int = 0):
@@ -156,24 +162,26 @@ class ContinualTrajectory:
     threshold was reached (True for phases of fixed duration); `b` (..., K) or None.
     """
 
-    t: jax.Array
-    eg_teacher: jax.Array
-    Q: jax.Array
-    R: jax.Array
-    heads: jax.Array
-    T: jax.Array
-    v_star: jax.Array
-    phase: jax.Array
-    starts: jax.Array
-    reached: jax.Array
-    b: jax.Array | None = None
+    t: Array
+    eg_teacher: Array
+    Q: Array
+    R: Array
+    heads: Array
+    T: Array
+    v_star: Array
+    phase: Array
+    starts: Array
+    reached: Array
+    b: Array | None = None
 
-    def initial_state(self) -> tuple[OrderParameters, jax.Array]:
+    def initial_state(self) -> tuple[OrderParameters, Array]:
         """(state, heads) at t[0]: start `integrate_protocol` here to compare with this run. The
         state's v is head 0 and its v_star the teachers' readouts concatenated (count·M,)."""
         heads = self.heads[..., 0, :, :]
         flat = self.v_star.reshape(self.v_star.shape[:-2] + (-1,))
-        return OrderParameters(self.Q[..., 0, :, :], self.R[..., 0, :, :], self.T, heads[..., 0, :], flat, self.b), heads
+        return OrderParameters(
+            self.Q[..., 0, :, :], self.R[..., 0, :, :], self.T, heads[..., 0, :], flat, self.b
+        ), heads
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         """The fields as NumPy arrays (None fields left out), e.g. for `np.savez`."""
@@ -208,8 +216,17 @@ class ContinualTrajectory:
 def _phase_table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
     """Per phase (and a last row for "over": nothing learns), the arrays the SGD scan looks up."""
     rows = [protocol.rates(setting, phase) for phase in protocol.phases]
-    rows.append({"lr": 0.0, "batch": float(setting.batch), "lr_v": 0.0, "sigma": 0.0, "weight_decay": 0.0,
-                 "weight_decay_v": 0.0, "tau": math.inf})
+    rows.append(
+        {
+            "lr": 0.0,
+            "batch": float(setting.batch),
+            "lr_v": 0.0,
+            "sigma": 0.0,
+            "weight_decay": 0.0,
+            "weight_decay_v": 0.0,
+            "tau": math.inf,
+        }
+    )
     table = {name: jnp.asarray([row[name] for row in rows]) for name in rows[0]}
     teachers = [phase.teacher for phase in protocol.phases] + [protocol.phases[-1].teacher]
     table["readout"] = jnp.stack([setting.kappa_star * masked_readout(v_star, teacher) for teacher in teachers])
@@ -234,8 +251,9 @@ def _eg_per_teacher(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star
 
 
 @functools.partial(jax.jit, static_argnames=("setting", "protocol", "save_every", "saves", "dtype"))
-def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_teacher, v_star, save_every: int,
-                    saves: int, dtype):
+def _train_protocol(
+    setting: Setting, protocol: Protocol, keys, W, heads, b, W_teacher, v_star, save_every: int, saves: int, dtype
+):
     """Students (S, K, N), heads (S, H, K), feedback vectors (S, K) or None, through `saves`
     save intervals of the protocol, each seed switching phases on its own; returns the records
     at the end of each interval: Q, R, heads, ε_g per teacher, the phase trained, and whether
@@ -256,11 +274,23 @@ def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_t
         anneal = 1.0 / (1.0 + elapsed / rates["tau"])
         v = heads[rates["head"]]
         feedback = kappa * (v if b is None else b)
-        fields, v = sgd_step(kernels, fields, v, x, noise, lr=anneal * rates["lr"], lr_v=anneal * rates["lr_v"],
-                             sigma=rates["sigma"], kappa=kappa, v_star=rates["readout"].astype(dtype),
-                             feedback=feedback, decay=rates["weight_decay"], decay_v=rates["weight_decay_v"],
-                             batch=rates["batch"] if varying else setting.batch,
-                             used=(jnp.arange(largest) < rates["batch"]) if varying else None)
+        fields, v = sgd_step(
+            kernels,
+            fields,
+            v,
+            x,
+            noise,
+            lr=anneal * rates["lr"],
+            lr_v=anneal * rates["lr_v"],
+            sigma=rates["sigma"],
+            kappa=kappa,
+            v_star=rates["readout"].astype(dtype),
+            feedback=feedback,
+            decay=rates["weight_decay"],
+            decay_v=rates["weight_decay_v"],
+            batch=rates["batch"] if varying else setting.batch,
+            used=(jnp.arange(largest) < rates["batch"]) if varying else None,
+        )
         return (fields, heads.at[rates["head"]].set(v), count + 1), None
 
     def one_seed(key, W, heads, b):
@@ -275,8 +305,9 @@ def _train_protocol(setting: Setting, protocol: Protocol, keys, W, heads, b, W_t
                 samples = (normals.normal(key_x, (block, largest, N)), normals.normal(key_noise, (block, largest)))
                 return jax.lax.scan(lambda c, s: step(c, s, b_step, rates), inner, samples)[0], None
 
-            inner = jax.lax.scan(one_block, (fields, heads, count),
-                                 jax.random.split(jax.random.fold_in(key, index), save_every // block))[0]
+            inner = jax.lax.scan(
+                one_block, (fields, heads, count), jax.random.split(jax.random.fold_in(key, index), save_every // block)
+            )[0]
             fields, heads, count = inner
             Q, R, T = measure(fields[:K].astype(jnp.float64), W_joint)
             eg = _eg_per_teacher(setting, protocol, Q, R, heads.astype(jnp.float64), T, v_star, b)
@@ -316,38 +347,54 @@ def _reached(phase: np.ndarray, met: np.ndarray, protocol: Protocol) -> np.ndarr
     return reached
 
 
-def simulate_protocol(setting: Setting, protocol: Protocol, N: int, *, seeds=4, dtype=jnp.float64,
-                      **options) -> ContinualTrajectory:
+def simulate_protocol(
+    setting: Setting, protocol: Protocol, N: int, *, seeds: int = 4, dtype: DTypeLike = jnp.float64,
+    **options
+) -> ContinualTrajectory:
     """Train students by online SGD through `protocol` (module docstring), each seed switching
     phases on its own, and record them once per save interval.
 
     **Arguments:** `setting` (M is each teacher's width);
-    `N`; `seeds`, a count; `options`, the other fields of :class:`~nndyn.core.simulate.Simulation`
+    `N`; `seeds`, a count; `options`, the other fields of `Simulation`
     (save_every, init_scale, init_scale_v, teacher_seed; t_max is the protocol's duration). Every
     phase's t must be a whole number of save intervals.
 
-    **Returns:** a :class:`ContinualTrajectory` with a leading seed axis.
+    **Returns:** a `ContinualTrajectory` with a leading seed axis.
     """
     options.pop("t_max", None)
     save_every = options.get("save_every") or N
     interval = save_every / N
     for index, phase in enumerate(protocol.phases):
         if abs(phase.t / interval - round(phase.t / interval)) > 1e-9 or round(phase.t / interval) < 1:
-            raise schema.ParameterError("t", f"phases[{index}].t = {phase.t:g} is not a whole number of save "
-                                             f"intervals ({interval:g} at N = {N}, save_every = {save_every})")
+            raise schema.ParameterError(
+                "t",
+                f"phases[{index}].t = {phase.t:g} is not a whole number of save "
+                f"intervals ({interval:g} at N = {N}, save_every = {save_every})",
+            )
     config = Simulation(N=N, t_max=protocol.duration, seeds=seeds, **options)
     saves = sum(round(phase.t / interval) for phase in protocol.phases)
     seed_list = list(range(config.seeds))
     W_teacher, v_star = teachers_weights(setting, protocol.teachers, N, config.teacher_seed)
     W, v = student_weights(setting, N, seed_list, config.init_scale, config.init_scale_v)
-    heads = jnp.stack([v] + [_extra_head(setting, seed_list, h, config) for h in range(1, protocol.teachers.head_count)],
-                      axis=1)
+    heads = jnp.stack(
+        [v] + [_extra_head(setting, seed_list, h, config) for h in range(1, protocol.teachers.head_count)], axis=1
+    )
     b = feedback_vectors(setting, seed_list)
     b = None if b is None else jnp.asarray(b)
     keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seed_list])
-    Q, R, heads_t, eg, phase, met = _train_protocol(setting, protocol, keys, W.astype(dtype), heads.astype(dtype), b,
-                                                    W_teacher, v_star, save_every=save_every, saves=saves,
-                                                    dtype=jnp.dtype(dtype))
+    Q, R, heads_t, eg, phase, met = _train_protocol(
+        setting,
+        protocol,
+        keys,
+        W.astype(dtype),
+        heads.astype(dtype),
+        b,
+        W_teacher,
+        v_star,
+        save_every=save_every,
+        saves=saves,
+        dtype=jnp.dtype(dtype),
+    )
     raise_if_diverged({"Q": Q, "R": R, "v": heads_t}, (np.arange(saves) + 1) * interval, seed_list)
     Q0, R0, T = measure(W, W_teacher.reshape(-1, N))
     eg0 = jax.vmap(lambda Q, R, h, b: _eg_per_teacher(setting, protocol, Q, R, h, T, v_star, b))(Q0, R0, heads, b)
@@ -356,11 +403,18 @@ def simulate_protocol(setting: Setting, protocol: Protocol, N: int, *, seeds=4, 
     S = len(seed_list)
     first = np.zeros((S, 1), dtype=phase.dtype)
     return ContinualTrajectory(
-        jnp.asarray(t), jnp.concatenate([eg0[:, None], eg], axis=1), jnp.concatenate([Q0[:, None], Q], axis=1),
-        jnp.concatenate([R0[:, None], R], axis=1), jnp.concatenate([heads[:, None], heads_t], axis=1),
-        jnp.broadcast_to(T, (S,) + T.shape), jnp.broadcast_to(v_star, (S,) + v_star.shape),
-        jnp.asarray(np.concatenate([first, phase], axis=1)), jnp.asarray(_starts(phase, t, len(protocol.phases))),
-        jnp.asarray(_reached(phase, met, protocol)), b)
+        jnp.asarray(t),
+        jnp.concatenate([eg0[:, None], eg], axis=1),
+        jnp.concatenate([Q0[:, None], Q], axis=1),
+        jnp.concatenate([R0[:, None], R], axis=1),
+        jnp.concatenate([heads[:, None], heads_t], axis=1),
+        jnp.broadcast_to(T, (S,) + T.shape),
+        jnp.broadcast_to(v_star, (S,) + v_star.shape),
+        jnp.asarray(np.concatenate([first, phase], axis=1)),
+        jnp.asarray(_starts(phase, t, len(protocol.phases))),
+        jnp.asarray(_reached(phase, met, protocol)),
+        b,
+    )
 
 
 def _extra_head(setting: Setting, seeds, head: int, config: Simulation):
@@ -369,8 +423,9 @@ def _extra_head(setting: Setting, seeds, head: int, config: Simulation):
     if not setting.train_second_layer:
         return jnp.ones((len(seeds), setting.K))
     scale = config.init_scale if config.init_scale_v is None else config.init_scale_v
-    return scale * jnp.stack([jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 10 + head), (setting.K,))
-                              for seed in seeds])
+    return scale * jnp.stack(
+        [jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 10 + head), (setting.K,)) for seed in seeds]
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "teacher", "options"))
@@ -386,17 +441,34 @@ def _solve_phase(activation: str, teacher: str | None, y0: dict, args: dict, ts,
         return kernels.rhs(t, y, {**args, "lr": anneal * args["lr"], "lr_v": anneal * args["lr_v"]})
 
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=t0, t1=t1, dt0=None, y0=y0, args=args,
-        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=options.rtol, atol=options.atol),
-        max_steps=options.max_steps or ADAPTIVE_MAX_STEPS, throw=False,
-        event=diffrax.Event(lambda t, y, args, **_: jnp.any(jnp.stack(
-            [jnp.any(~jnp.isfinite(value) | (jnp.abs(value) > options.divergence_threshold)) for value in y.values()]))),
+        diffrax.ODETerm(rhs),
+        diffrax.Tsit5(),
+        t0=t0,
+        t1=t1,
+        dt0=None,
+        y0=y0,
+        args=args,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=options.rtol, atol=options.atol),
+        max_steps=options.max_steps or ADAPTIVE_MAX_STEPS,
+        throw=False,
+        event=diffrax.Event(
+            lambda t, y, args, **_: jnp.any(
+                jnp.stack(
+                    [
+                        jnp.any(~jnp.isfinite(value) | (jnp.abs(value) > options.divergence_threshold))
+                        for value in y.values()
+                    ]
+                )
+            )
+        ),
     )
     return solution.ys, solution.result == diffrax.RESULTS.successful
 
 
-def integrate_protocol(setting: Setting, protocol: Protocol, init: OrderParameters, t, heads=None,
-                       **options) -> ContinualTrajectory:
+def integrate_protocol(
+    setting: Setting, protocol: Protocol, init: OrderParameters, t: ArrayLike, heads: ArrayLike | None = None, **options
+) -> ContinualTrajectory:
     """Integrate the flows through `protocol` from `init` and record them at the times `t`.
 
     **Arguments:** `init`, with R (..., K, count·M), T the joint teacher overlap, v_star the
@@ -404,9 +476,9 @@ def integrate_protocol(setting: Setting, protocol: Protocol, init: OrderParamete
     dimensions (seeds) are integrated one after the other (each switches on its own); `t` (n,),
     equally spaced from 0 to at least the protocol's duration, every phase's t a whole number of
     its spacing; `heads` (..., H, K), default: every head equal to init.v; `options`, fields of
-    :class:`~nndyn.ODEOptions` (adaptive only).
+    `ODEOptions` (adaptive only).
 
-    **Returns:** a :class:`ContinualTrajectory` (batch dimensions as init's).
+    **Returns:** a `ContinualTrajectory` (batch dimensions as init's).
     """
     options = ODEOptions(**options)
     if options.method != "adaptive":
@@ -414,23 +486,36 @@ def integrate_protocol(setting: Setting, protocol: Protocol, init: OrderParamete
     init.validate()
     count, M, H = protocol.teachers.count, setting.M, protocol.teachers.head_count
     if init.T.shape[-1] != count * M or init.K != setting.K:
-        raise ValueError(f"init must have K = {setting.K} and count·M = {count * M} teacher units, got K = {init.K} "
-                         f"and {init.T.shape[-1]}")
+        raise ValueError(
+            f"init must have K = {setting.K} and count·M = {count * M} teacher units, got K = {init.K} "
+            f"and {init.T.shape[-1]}"
+        )
     grid = np.asarray(t, dtype=np.float64)
     spacing = grid[1] - grid[0] if grid.size > 1 else 0.0
     if grid.ndim != 1 or grid.size < 2 or grid[0] != 0 or not np.allclose(np.diff(grid), spacing, rtol=1e-9):
         raise ValueError("t must be equally spaced times from 0")
     batch = init.Q.shape[:-2]
     heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K)) if heads is None else heads
-    runs = [_integrate_one(setting, protocol, _element(init, index), np.asarray(heads)[index], grid, spacing, options)
-            for index in np.ndindex(*batch)]
+    runs = [
+        _integrate_one(setting, protocol, _element(init, index), np.asarray(heads)[index], grid, spacing, options)
+        for index in np.ndindex(*batch)
+    ]
     fields = [np.stack([run[k] for run in runs]).reshape(batch + runs[0][k].shape) for k in range(len(runs[0]))]
     eg, Q, R, heads_t, phase = fields
     v_star = np.asarray(init.v_star).reshape(batch + (count, M))
-    return ContinualTrajectory(jnp.asarray(grid), jnp.asarray(eg), jnp.asarray(Q), jnp.asarray(R), jnp.asarray(heads_t),
-                               jnp.asarray(init.T), jnp.asarray(v_star), jnp.asarray(phase),
-                               jnp.asarray(_starts(phase[..., 1:], grid, len(protocol.phases))),
-                               jnp.asarray(_reached_ode(phase, eg, protocol)), init.b)
+    return ContinualTrajectory(
+        jnp.asarray(grid),
+        jnp.asarray(eg),
+        jnp.asarray(Q),
+        jnp.asarray(R),
+        jnp.asarray(heads_t),
+        jnp.asarray(init.T),
+        jnp.asarray(v_star),
+        jnp.asarray(phase),
+        jnp.asarray(_starts(phase[..., 1:], grid, len(protocol.phases))),
+        jnp.asarray(_reached_ode(phase, eg, protocol)),
+        init.b,
+    )
 
 
 def _element(state: OrderParameters, index: tuple) -> OrderParameters:
@@ -454,8 +539,9 @@ def _eg_over_times(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star,
     return jax.vmap(lambda Q, R, heads: _eg_per_teacher(setting, protocol, Q, R, heads, T, v_star, b))(Q, R, heads)
 
 
-def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, heads, grid, spacing,
-                   options: ODEOptions):
+def _integrate_one(
+    setting: Setting, protocol: Protocol, init: OrderParameters, heads, grid, spacing, options: ODEOptions
+):
     """One student through the protocol: (ε_g per teacher, Q, R, heads, phase) at every grid time."""
     n = grid.size
     v_star = np.asarray(init.v_star).reshape(protocol.teachers.count, setting.M)
@@ -465,9 +551,13 @@ def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, 
     def eg_of(Q, R, heads):
         return np.asarray(_eg_over_times(setting, protocol, Q, R, heads, T, v_star, init.b))
 
-    record = {"eg": np.empty((n, protocol.teachers.count)), "Q": np.empty((n,) + Q.shape),
-              "R": np.empty((n,) + R.shape), "heads": np.empty((n,) + heads.shape),
-              "phase": np.full(n, len(protocol.phases))}
+    record = {
+        "eg": np.empty((n, protocol.teachers.count)),
+        "Q": np.empty((n,) + Q.shape),
+        "R": np.empty((n,) + R.shape),
+        "heads": np.empty((n,) + heads.shape),
+        "phase": np.full(n, len(protocol.phases)),
+    }
     record["eg"][:1] = eg_of(Q[None], R[None], heads[None])
     record["Q"][0], record["R"][0], record["heads"][0], record["phase"][0] = Q, R, heads, 0
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
@@ -477,16 +567,31 @@ def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, 
             break
         head = protocol.head(phase.teacher)
         rates = protocol.rates(setting, phase)
-        args = {**setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
-                **{name: rates[name] for name in ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v")},
-                "t_start": grid[index], "tau": rates["tau"]}
+        args = {
+            **setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
+            **{name: rates[name] for name in ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v")},
+            "t_start": grid[index],
+            "tau": rates["tau"],
+        }
         end = min(n - 1, index + round(phase.t / spacing))
         y0 = {"Q": Q, "R": R, "v": heads[head]}
-        ys, finished = _solve_phase(setting.activation, teacher, y0, args, jnp.clip(jnp.asarray(grid), grid[index],
-                                    grid[end]), grid[index], grid[end], options)
+        ys, finished = _solve_phase(
+            setting.activation,
+            teacher,
+            y0,
+            args,
+            jnp.clip(jnp.asarray(grid), grid[index], grid[end]),
+            grid[index],
+            grid[end],
+            options,
+        )
         if not bool(finished):
-            raise DivergenceError(float(grid[index]), None, f"phase {p} could not be integrated (it diverged or used up "
-                                  f"{options.max_steps or ADAPTIVE_MAX_STEPS} steps)")
+            raise DivergenceError(
+                float(grid[index]),
+                None,
+                f"phase {p} could not be integrated (it diverged or used up "
+                f"{options.max_steps or ADAPTIVE_MAX_STEPS} steps)",
+            )
         inside = slice(index + 1, end + 1)
         ys = {name: np.asarray(value)[inside] for name, value in ys.items()}
         heads_t = np.repeat(heads[None], end - index, axis=0)
@@ -498,7 +603,11 @@ def _integrate_one(setting: Setting, protocol: Protocol, init: OrderParameters, 
                 end = index + 1 + below[0]
         kept = end - index
         inside = slice(index + 1, end + 1)
-        record["Q"][inside], record["R"][inside], record["heads"][inside] = ys["Q"][:kept], ys["R"][:kept], heads_t[:kept]
+        record["Q"][inside], record["R"][inside], record["heads"][inside] = (
+            ys["Q"][:kept],
+            ys["R"][:kept],
+            heads_t[:kept],
+        )
         record["eg"][inside], record["phase"][inside] = eg[:kept], p
         Q, R, heads = ys["Q"][kept - 1], ys["R"][kept - 1], heads_t[kept - 1].copy()
         index = end

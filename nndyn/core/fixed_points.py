@@ -6,7 +6,7 @@ on the vector field, with its Jacobian from `jax.jacfwd` and steps halved until 
 falls, finds a fixed point near a start; the Jacobian's eigenvalues there say whether it is
 stable (every real part negative), a saddle (some positive) or marginal (the largest within
 `tolerance` of zero). For a realizable setting (K = M, student equal to the teacher) the perfect-
-learning point Q = R = T, v = v* is a fixed point at every η when σ = 0; :func:`learning_rate_threshold`
+learning point Q = R = T, v = v* is a fixed point at every η when σ = 0; `learning_rate_threshold`
 finds η_max, where it loses stability, by bisection on the largest real part.
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from nndyn.core.kernels import load
 from nndyn.core.setting import Setting
@@ -32,7 +33,7 @@ class FixedPointError(ValueError):
 class FixedPoint:
     """A fixed point of the flows and its linear stability.
 
-    **Fields:** `state`, the :class:`~nndyn.OrderParameters` there; `eg`, its ε_g; `residual`,
+    **Fields:** `state`, the `OrderParameters` there; `eg`, its ε_g; `residual`,
     the largest |flow| there; `iterations`, Newton's steps; `eigenvalues` (P,), the Jacobian's
     (complex, sorted by real part, largest first) in the coordinates of the module docstring;
     `eigenvectors` (P, P), column j the eigenvector of eigenvalue j; `tolerance`, the real part
@@ -50,28 +51,28 @@ class FixedPoint:
     @property
     def unstable_directions(self) -> int:
         """The number of eigenvalues with real part above `tolerance`."""
-        return int(np.sum(self.eigenvalues.real > self.tolerance))
+        return int(np.sum(np.real(self.eigenvalues) > self.tolerance))
 
     @property
     def kind(self) -> str:
         """"stable", "saddle" (unstable directions and stable ones), "unstable" or "marginal"."""
-        largest = float(self.eigenvalues.real[0])
+        largest = float(np.real(self.eigenvalues)[0])
         if abs(largest) <= self.tolerance:
             return "marginal"
         if largest < 0:
             return "stable"
-        return "unstable" if np.all(self.eigenvalues.real > self.tolerance) else "saddle"
+        return "unstable" if np.all(np.real(self.eigenvalues) > self.tolerance) else "saddle"
 
     @property
     def rate(self) -> float:
         """The asymptotic rate of approach −max Re λ (positive when stable)."""
-        return -float(self.eigenvalues.real[0])
+        return -float(np.real(self.eigenvalues)[0])
 
     def escape_time(self, distance: float) -> float:
         """The leading-order time to leave a saddle from `distance` along its most unstable
         direction, ln(1/distance)/λ_u (λ_u = max Re λ > 0): a plateau's length for an initial
         asymmetry `distance`, up to an O(1/λ_u) constant that does not depend on it."""
-        growth = float(self.eigenvalues.real[0])
+        growth = float(np.real(self.eigenvalues)[0])
         if growth <= self.tolerance:
             raise ValueError(f"this fixed point is {self.kind}: no direction leads away from it")
         return float(np.log(1 / distance) / growth)
@@ -117,13 +118,16 @@ def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 
                 eigen_tolerance: float = 1e-9) -> FixedPoint:
     """The fixed point of the flows of `setting` that Newton's method reaches from `start`.
 
-    **Arguments:** `start`, the :class:`~nndyn.OrderParameters` to start from (T and v* are
+    **Arguments:** `start`, the `OrderParameters` to start from (T and v* are
     kept); `tolerance`, the largest |flow| accepted; `max_iterations`, Newton's most steps;
     `eigen_tolerance`, the real part below which an eigenvalue counts as zero.
 
-    **Returns:** a :class:`FixedPoint`. Raises :class:`FixedPointError` naming the residual when
+    **Returns:** a `FixedPoint`. Raises `FixedPointError` naming the residual when
     Newton's method does not converge (a singular Jacobian, or no fixed point nearby).
     """
+    if np.ndim(start.Q) != 2:
+        raise ValueError(f"fixed_point starts from one state, Q of shape (K, K); got Q of shape {np.shape(start.Q)} "
+                         "(pick one seed's state)")
     start.validate()
     if (start.K, start.M) != (setting.K, setting.M):
         raise ValueError(f"start has K={start.K}, M={start.M} but the setting has K={setting.K}, M={setting.M}")
@@ -155,7 +159,7 @@ def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 
     residual = float(np.max(np.abs(flow)))
     y = unflatten(x, v)
     values, vectors = np.linalg.eig(np.asarray(jacobian(x, v, args)))
-    order = np.argsort(-values.real, kind="stable")
+    order = np.argsort(-np.real(values), kind="stable")
     state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star), start.b)
     eg = float(setting.kernels.eg(y, args))
     return FixedPoint(state, eg, residual, iterations, values[order], vectors[:, order], eigen_tolerance)
@@ -190,7 +194,8 @@ def optimal_learning_rate(setting: Setting, T=None, v_star=None) -> tuple[float,
     return float(found.x), -float(found.fun)
 
 
-def learning_rate_threshold(setting: Setting, T=None, v_star=None, *, relative_tolerance: float = 1e-12) -> float:
+def learning_rate_threshold(setting: Setting, T: ArrayLike | None = None, v_star: ArrayLike | None = None, *,
+                            relative_tolerance: float = 1e-12) -> float:
     """η_max: the largest η (with η_v = η) at which the perfect-learning fixed point of the
     realizable `setting` (K = M, σ = 0) is linearly stable, by bisection on the largest real
     part of the Jacobian's eigenvalues to `relative_tolerance`."""

@@ -5,7 +5,7 @@ derive/flows.py expands the SGD update into terms, each a coefficient (in the fl
 parameter (a state term: the weight decay); the generator writes them as the table
 `nndyn.generated.flows.TERMS`. This module evaluates such a table on the integrals of a model:
 unfolded terms as `jnp.einsum` over the integral's block tensor, terms symmetric in pairs of
-slots on pairs x <= y only (:func:`~nndyn.core.blocks.folded_contraction`); with teacher and
+slots on pairs x <= y only (`folded_contraction`); with teacher and
 student activations apart, every term on block tensors split by network. Terms are summed in
 table order; terms with a concrete zero coefficient are skipped.
 """
@@ -90,9 +90,9 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
     """The sums of the `terms` of each of `targets` on one state, in the order of `targets`.
 
     **Arguments:** `integral(name, signature)`, the function of block entries of integral `name`
-    with each slot's activation given by `signature` (see :func:`_mixed_tensor`; None when one
+    with each slot's activation given by `signature` (see `_mixed_tensor`; None when one
     activation serves every unit); Q (K, K), R (K, M), T (M, M); `weights`, the readouts
-    (:func:`readouts`) and the order parameters Q, R, v by name; `parameters`, the flow
+    (`readouts`) and the order parameters Q, R, v by name; `parameters`, the flow
     parameters by name (scalars, or arrays under vmap); `factors`, each integral's factor per
     slot ("g", "g_prime", "u"), given when teacher and student activations differ (every
     term is then evaluated unfolded, on split tensors).

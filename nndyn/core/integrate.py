@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from nndyn.core import cache, schema
 from nndyn.core.kernels import load
@@ -28,7 +29,7 @@ EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt
 
 
 class Status(enum.IntEnum):
-    """How a solve ended (the `status` of a :class:`Solution`, an integer array inside JAX)."""
+    """How a solve ended (the `status` of a `Solution`, an integer array inside JAX)."""
 
     #: reached the last save time
     ok = 0
@@ -57,21 +58,21 @@ class DivergenceError(FloatingPointError):
 
 @dataclass(frozen=True)
 class ODEOptions:
-    """How to integrate. Each field is a parameter of the schema (:mod:`nndyn.core.schema`).
+    """How to integrate. Each field is a parameter of the schema (`nndyn.core.schema`).
 
     **Arguments:**
 
     - `method`: "adaptive" (Tsit5 with a PID step-size controller) or "euler" (a fixed step dt,
-      passed to :func:`solve` separately; with dt = 1/N it mirrors discrete SGD step by step).
+      passed to `solve` separately; with dt = 1/N it mirrors discrete SGD step by step).
     - `rtol`, `atol`: the adaptive controller's tolerances.
     - `max_steps`: the most solver steps; by default ADAPTIVE_MAX_STEPS for the adaptive
       method, and for Euler in `integrate` EULER_MAX_STEPS or the next power of two above the
       span's steps (so that runs share compiled programs).
     - `divergence_threshold`: |order parameter| above which the solve stops as diverged.
-    - `refine_tail`: in :func:`integrate` (adaptive), when ε_g falls below TAIL_TRIGGER and the
+    - `refine_tail`: in `integrate` (adaptive), when ε_g falls below TAIL_TRIGGER and the
       run ends near a stable fixed point, re-integrate from where ε_g < TAIL_START in the
       deviation from that point, so that the error control is relative to the deviation and ε_g
-      keeps its relative accuracy in the exponential tail (see :func:`integrate`).
+      keeps its relative accuracy in the exponential tail (see `integrate`).
     """
 
     method: str = parameter("adaptive", doc="adaptive (Tsit5, PID controller) or euler (fixed step dt)",
@@ -90,10 +91,10 @@ class ODEOptions:
 
 
 class Solution(NamedTuple):
-    """What :func:`solve` returns.
+    """What `solve` returns.
 
     **Fields:** `ys`, the states at the save times (like y0, with a leading axis n); `eg` (n,);
-    `status`, a :class:`Status` value; `failed_at`, the time of the last accepted step (the end
+    `status`, a `Status` value; `failed_at`, the time of the last accepted step (the end
     time when it succeeded); `bad` (3,), which of Q, R, v went non-finite or too large; `steps`,
     the solver steps taken, accepted and rejected.
     """
@@ -114,6 +115,14 @@ def _bad(y: dict, threshold: float) -> jax.Array:
     ])
 
 
+def _affine(center, scale):
+    """The map from the solved variable to the state: w ↦ center + scale · w leaf by leaf, or
+    the identity when there is no `center`."""
+    if center is None:
+        return lambda y: y
+    return lambda w: jax.tree_util.tree_map(lambda c, x: c + scale * x, center, w)
+
+
 @functools.partial(jax.jit, static_argnames=("activation", "options", "teacher"))
 def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None,
           teacher: str | None = None, center: dict | None = None, scale=1.0):
@@ -124,26 +133,21 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     (`Setting.ode_args`; arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
     changing it does not recompile; ignored by the adaptive method); `center`, like y0, or None:
     integrate the deviation (y − center)/`scale` instead of y, so that the error control is
-    relative to the deviation (the tail near a stable fixed point, see :func:`integrate`).
+    relative to the deviation (the tail near a stable fixed point, see `integrate`).
 
-    **Returns:** a :class:`Solution`.
+    **Returns:** a `Solution`.
     """
     import diffrax  # imported when tracing: a process that loads an exported solve never needs it (0.4 s)
 
     kernels = load(activation, teacher)
     adaptive = options.method == "adaptive"
+    state = _affine(center, scale)
     if center is None:
         field, start = kernels.rhs, y0
-
-        def state(y):
-            return y
     else:
-        def state(w):
-            return jax.tree_util.tree_map(lambda c, w: c + scale * w, center, w)
-
-        def field(t, w, args):
+        def scaled(t, w, args):
             return jax.tree_util.tree_map(lambda value: value / scale, kernels.rhs(t, state(w), args))
-        start = jax.tree_util.tree_map(lambda y, c: (y - c) / scale, y0, center)
+        field, start = scaled, jax.tree_util.tree_map(lambda y, c: (y - c) / scale, y0, center)
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         diffrax.Tsit5() if adaptive else diffrax.Euler(),
@@ -157,6 +161,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
         max_steps=ADAPTIVE_MAX_STEPS if options.max_steps is None else options.max_steps,
         throw=False,
     )
+    assert solution.ys is not None and solution.ts is not None and solution.stats is not None  # saved by SaveAt
     ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
     ys, last = state(ys), state(last)
     bad = _bad(last, options.divergence_threshold)
@@ -167,20 +172,21 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     return Solution(ys, eg, status, solution.ts[1][-1], bad, steps)
 
 
-def integrate(setting: Setting, init: OrderParameters, t, *, dt: float | None = None, **options) -> Trajectory:
+def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: float | None = None,
+              **options) -> Trajectory:
     """Integrate the flows of `setting` from `init` and return the trajectory at times `t`.
 
     **Arguments:**
 
-    - `setting`: the :class:`~nndyn.Setting`.
-    - `init`: the :class:`~nndyn.OrderParameters` at t[0]; leading batch dimensions (e.g. one
+    - `setting`: the `Setting`.
+    - `init`: the `OrderParameters` at t[0]; leading batch dimensions (e.g. one
       state per seed, from `Trajectory.initial_state()`) are integrated in one vmapped call.
     - `t` (n,): increasing save times, t[0] the start.
     - `dt`: the step of method="euler" (e.g. 1/N for parity with SGD).
-    - `options`: fields of :class:`ODEOptions` (method, rtol, atol, max_steps,
+    - `options`: fields of `ODEOptions` (method, rtol, atol, max_steps,
       divergence_threshold).
 
-    **Returns:** a :class:`~nndyn.Trajectory`. Raises :class:`DivergenceError` with the time and
+    **Returns:** a `Trajectory`. Raises `DivergenceError` with the time and
     the order parameter when the solution blows up or goes non-finite, never returning NaNs.
     """
     init.validate()
@@ -232,9 +238,9 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
     TAIL_TRIGGER, Newton's method finds the fixed point y* from the last state; if it is stable
     and the run ends within 1e-3 of it, the run is integrated again from where ε_g < TAIL_START
     in w = (y − y*)/s, s the final deviation, with rtol/10 and atol rtol/100: the control is then
-    relative to the deviation (tests/test_tail.py holds ε_g to 1e-3 relative down to 1e-10). Elements that do not qualify
-    (no stable fixed point nearby, e.g. an overparameterised student's manifold of them) are
-    kept as they are.
+    relative to the deviation (tests/test_tail.py holds ε_g to 1e-3 relative down to 1e-10).
+    Elements that do not qualify (no stable fixed point nearby, e.g. an overparameterised
+    student's manifold of them) are kept as they are.
     """
     from nndyn.core.fixed_points import FixedPointError, fixed_point  # only for runs with a tail
 
@@ -244,8 +250,11 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
     for index in np.ndindex(*eg.shape[:-1]):
         if not np.min(eg[index]) < TAIL_TRIGGER:
             continue
-        T, v_star, b = (np.asarray(init.T)[index], np.asarray(init.v_star)[index],
-                        None if init.b is None else np.asarray(init.b)[index])
+        T, v_star, b = (
+            np.asarray(init.T)[index],
+            np.asarray(init.v_star)[index],
+            None if init.b is None else np.asarray(init.b)[index],
+        )
         end = OrderParameters(ys["Q"][index][-1], ys["R"][index][-1], T, ys["v"][index][-1], v_star, b)
         try:
             point = fixed_point(setting, end)
@@ -256,8 +265,16 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
         if point.kind != "stable" or not 0 < scale < 1e-3:
             continue
         first = int(np.argmax(eg[index] < TAIL_START))
-        tail = solve(setting.activation, {name: ys[name][index][first] for name in ys}, setting.ode_args(T, v_star, b),
-                     jnp.asarray(np.maximum(ts, ts[first])), tail_options, teacher=teacher, center=center, scale=scale)
+        tail = solve(
+            setting.activation,
+            {name: ys[name][index][first] for name in ys},
+            setting.ode_args(T, v_star, b),
+            jnp.asarray(np.maximum(ts, ts[first])),
+            tail_options,
+            teacher=teacher,
+            center=center,
+            scale=scale,
+        )
         if int(tail.status) != Status.ok:
             continue
         for name in ys:

@@ -1,9 +1,9 @@
 """Kernels: a model's generated closed forms bound to the flow table, once.
 
-:func:`load` finds the generated module of an activation (a built-in by name, or a user's module
+`load` finds the generated module of an activation (a built-in by name, or a user's module
 written by ``python -m nndyn.derive --name NAME --expr EXPR --out DIR``, by its path), with a
 teacher activation apart also the teacher's and their pair module of mixed integrals, and
-returns a :class:`Kernels`, which evaluates the integrals on covariance blocks and the flows and
+returns a `Kernels`, which evaluates the integrals on covariance blocks and the flows and
 ε_g of a state, with the vector field in Diffrax's signature ``rhs(t, y, args)``.
 """
 
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from nndyn import generated
+# nndyn.generated is mapped from generated/ by setuptools' package-dir, which pyright does not follow
+from nndyn import generated  # pyright: ignore[reportAttributeAccessIssue]
 from nndyn.core import blocks, flows, quadrature, special
 
 #: The layout of kernel modules this runtime reads (derive/render.py's KERNEL_FORMAT).
@@ -33,7 +34,7 @@ FLOW_DEFAULTS = {"kappa": 1.0, "kappa_star": 1.0, "weight_decay": 0.0, "weight_d
 class Kernels:
     """The kernels of a model: the student's activation and, when apart, the teacher's.
 
-    **Fields:** `name`, the student's activation as given to :func:`load`; `module`, its
+    **Fields:** `name`, the student's activation as given to `load`; `module`, its
     generated module (closed forms g, g_prime, INTEGRALS, and the records EXPRESSION,
     INPUT_HASH, PROVENANCE, VERIFICATION); `teacher`, the teacher activation's Kernels when it
     differs (else None: the teacher has g too); `pair`, then, the generated pair module of their
@@ -65,9 +66,9 @@ class Kernels:
     @property
     def sources(self) -> tuple[str, ...]:
         """The files whose code these kernels run (for cache keys)."""
-        own = (self.module.__file__, __file__, blocks.__file__, flows.__file__, quadrature.__file__,
-               special.__file__, _flow_table().__file__)
-        return own if self.teacher is None else (*own, self.teacher.module.__file__, self.pair.__file__)
+        own = (self.module, blocks, flows, quadrature, special, _flow_table())
+        modules = own if self.teacher is None or self.pair is None else (*own, self.teacher.module, self.pair)
+        return (__file__, *map(_file, modules))
 
     def integral(self, name: str, C, signature: str | None = None):
         """Integral `name` ("I2", "J2", "I3", "I4") on covariance blocks C (..., r, r); returns
@@ -80,6 +81,7 @@ class Kernels:
             return self.module.INTEGRALS[name]
         if set(signature) <= {"t", "-"}:
             return self.teacher.module.INTEGRALS[name]
+        assert self.pair is not None  # kernels with a teacher of their own have its pair module
         return self.pair.INTEGRALS[name, signature]
 
     def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None):
@@ -141,11 +143,18 @@ def load(activation: str, teacher: str | None = None) -> Kernels:
     return _mixed(activation, teacher)
 
 
+def _file(module: ModuleType) -> str:
+    """The file `module` was loaded from (every kernel module and helper has one)."""
+    if module.__file__ is None:
+        raise ValueError(f"the module {module.__name__} has no file")
+    return module.__file__
+
+
 @functools.cache
 def _mixed(activation: str, teacher: str) -> Kernels:
     student = _single(activation)
     taught = _single(teacher)
-    if Path(student.module.__file__).resolve() == Path(taught.module.__file__).resolve():
+    if Path(_file(student.module)).resolve() == Path(_file(taught.module)).resolve():
         return student
     return Kernels(student.name, student.module, taught, _pair(activation, teacher, student, taught))
 
@@ -175,11 +184,13 @@ def _pair(activation: str, teacher: str, student: Kernels, taught: Kernels) -> M
         if path.is_file():
             pair = _load_file(str(path)).module
             if (pair.EXPRESSION, pair.TEACHER_EXPRESSION) != (student.module.EXPRESSION, taught.module.EXPRESSION):
-                raise ValueError(f"the pair module {path} was written for other activations "
-                                 f"(g = {pair.EXPRESSION}, g* = {pair.TEACHER_EXPRESSION}); regenerate it with: {command}")
+                raise ValueError(f"the pair module {path} was written for other activations (g = {pair.EXPRESSION}, "
+                                 f"g* = {pair.TEACHER_EXPRESSION}); regenerate it with: {command}")
             return pair
-    raise ValueError(f"no mixed integrals for the student activation {names[0]} with the teacher activation "
-                     f"{names[1]}; write them with: {command}")
+    raise ValueError(
+        f"no mixed integrals for the student activation {names[0]} with the teacher activation "
+        f"{names[1]}; write them with: {command}"
+    )
 
 
 @functools.cache
@@ -199,13 +210,18 @@ def _load_file(path: str) -> Kernels:
     if command is None:
         raise ValueError(f"{path} is not a module generated by nndyn.derive")
     if len(header) < 3 or header[2] != f"# Kernel format: {KERNEL_FORMAT}":
-        raise ValueError(f"{path} was written by an older nndyn; regenerate it with: {command.group(1)} "
-                         f"--out {Path(path).parent}")
+        raise ValueError(
+            f"{path} was written by an older nndyn; regenerate it with: {command.group(1)} --out {Path(path).parent}"
+        )
     spec = importlib.util.spec_from_file_location(f"nndyn_user_kernels_{Path(path).stem}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as error:  # an edited or damaged file: one line, not a traceback
-        raise ValueError(f"activation module {path} cannot be loaded ({type(error).__name__}: {error}); "
-                         f"regenerate it with: {command.group(1)} --out {Path(path).parent}") from None
+        raise ValueError(
+            f"activation module {path} cannot be loaded ({type(error).__name__}: {error}); "
+            f"regenerate it with: {command.group(1)} --out {Path(path).parent}"
+        ) from None
     return Kernels(path, module)

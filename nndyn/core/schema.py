@@ -1,8 +1,8 @@
 """The parameter schema: each parameter is declared once, as a field of a frozen dataclass
-(:class:`~nndyn.Setting`, :class:`~nndyn.ODEOptions`, :class:`~nndyn.core.simulate.Simulation`,
-:class:`~nndyn.Sweep`), with its type, default, range and one-line doc; every reader of
+(`Setting`, `ODEOptions`, `Simulation`,
+`Sweep`), with its type, default, range and one-line doc; every reader of
 parameters (the Python API, `nndyn run` configs, `nndyn sweep` configs and grids, the CLI's
-overrides) checks values with the same :class:`Parameter`, so a bad value gets the same one-line
+overrides) checks values with the same `Parameter`, so a bad value gets the same one-line
 message wherever it was given.
 
 Rules shared by every parameter: integers are Python or NumPy integers (never booleans, never
@@ -61,7 +61,7 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class Parameter:
-    """One declared parameter (see :func:`parameter` for the fields' meaning); `kind` is int,
+    """One declared parameter (see `parameter` for the fields' meaning); `kind` is int,
     float, bool or str, and `optional` says whether None is accepted."""
 
     name: str
@@ -91,7 +91,9 @@ class Parameter:
             return "a name made of letters, digits and _" if self.identifier else "a string"
         noun = "an integer" if self.kind is int else "a finite number"
         low = f"[{self.minimum:g}" if self.minimum is not None else f"({self.above:g}" if self.above is not None else ""
-        high = f"{self.maximum:g}]" if self.maximum is not None else f"{self.below:g})" if self.below is not None else ""
+        high = (
+            f"{self.maximum:g}]" if self.maximum is not None else f"{self.below:g})" if self.below is not None else ""
+        )
         if low and high:
             return f"{noun} in {low}, {high}"
         if low:
@@ -106,7 +108,7 @@ class Parameter:
 
     def check(self, value: Any) -> Any:
         """`value` as the parameter's kind (e.g. a NumPy integer as an int, an int as a float);
-        raises :class:`ParameterError` when the parameter does not accept it."""
+        raises `ParameterError` when the parameter does not accept it."""
         if value is None and self.optional:
             return None
         converted = _as_kind(value, self.kind)
@@ -120,9 +122,13 @@ class Parameter:
             return (self.choices is None or value in self.choices) and (not self.identifier or value.isidentifier())
         if self.kind is bool:
             return True
-        return ((self.kind is int or math.isfinite(value))
-                and (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
-                and (self.above is None or value > self.above) and (self.below is None or value < self.below))
+        return (
+            (self.kind is int or math.isfinite(value))
+            and (self.minimum is None or value >= self.minimum)
+            and (self.maximum is None or value <= self.maximum)
+            and (self.above is None or value > self.above)
+            and (self.below is None or value < self.below)
+        )
 
     def replace(self, **changes) -> "Parameter":
         """The same rule with `changes`, e.g. another name (`init_N` for a simulation's `N`), a
@@ -172,7 +178,7 @@ def _declared(cls: type) -> dict[str, Parameter]:
 def validate(instance: Any) -> None:
     """Check every declared parameter of the frozen dataclass `instance` and store its value
     converted to the parameter's kind (so that, e.g., a NumPy integer K hashes as an int).
-    Raises :class:`ParameterError` for the first bad one."""
+    Raises `ParameterError` for the first bad one."""
     for name, declared in parameters(type(instance)).items():
         object.__setattr__(instance, name, declared.check(getattr(instance, name)))
 

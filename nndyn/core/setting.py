@@ -19,7 +19,7 @@ SCALINGS = {"1": lambda width: 1.0, "1/K": lambda width: 1.0 / width, "1/sqrt(K)
 @dataclass(frozen=True)
 class Setting:
     """A teacher–student setting (docs/conventions.md). Each field is a parameter of the schema
-    (:mod:`nndyn.core.schema`): `nndyn run` configs and `nndyn sweep` grids take the same names
+    (`nndyn.core.schema`): `nndyn run` configs and `nndyn sweep` grids take the same names
     and check them the same way.
 
     **Arguments:**
@@ -42,7 +42,7 @@ class Setting:
       --normalise and --meanfield); the teacher's κ* is the same with M.
     - `feedback`: "backprop" (the first layer's update of unit k carries κ v_k) or "alignment"
       (feedback alignment: it carries κ b_k, b a fixed vector, part of the state,
-      :class:`~nndyn.OrderParameters` `b`).
+      `OrderParameters` `b`).
     - `weight_decay`, `weight_decay_v`: λ, λ_v ≥ 0: each SGD step w ← w − (λ/N) w + …, and
       v ← v − (λ_v/N) v + … when v is trained (nn2pp's --wd).
     """

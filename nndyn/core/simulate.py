@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike, DTypeLike
 
 from nndyn.core import normals, schema
 from nndyn.core.flows import is_zero
@@ -37,7 +39,7 @@ PROGRESS_CHUNKS = 20  # a run with a progress callback is split into this many j
 @dataclass(frozen=True)
 class Simulation:
     """The scale of an SGD simulation. Each field is a parameter of the schema
-    (:mod:`nndyn.core.schema`); :func:`simulate` takes them as arguments, `nndyn run` configs as
+    (`nndyn.core.schema`); `simulate` takes them as arguments, `nndyn run` configs as
     keys.
 
     **Arguments:**
@@ -47,7 +49,7 @@ class Simulation:
     - `seeds`: the number of seeds S (students, each with its own data stream).
     - `save_every`: SGD steps between records (default N, once per unit of time).
     - `init_scale`, `init_scale_v`: the students' initial weight scales (see
-      :func:`~nndyn.core.weights.student_weights`).
+      `student_weights`).
     - `teacher_seed`: the seed of the teacher, shared by all seeds.
     - `held_out`: noise-free test examples on which `eg_test` is measured.
     """
@@ -186,31 +188,34 @@ def raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None
                                   f"magnitude (seed {seeds[seed]})", subject="the simulation")
 
 
-def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=None, W_teacher=None, v_star=None,
-             b=None, dtype=jnp.float64, progress=None, v_teacher=None, **options) -> Trajectory:
+def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[int] | None = None,
+             W0: ArrayLike | None = None, v0: ArrayLike | None = None, W_teacher: ArrayLike | None = None,
+             v_star: ArrayLike | None = None, b: ArrayLike | None = None, dtype: DTypeLike = jnp.float64,
+             progress: Callable[[float], None] | None = None, v_teacher: ArrayLike | None = None,
+             **options) -> Trajectory:
     """Train students by online SGD and record their order parameters.
 
     **Arguments:**
 
-    - `setting`: the :class:`~nndyn.Setting` (η, η_v, σ, B, trained second layer, activation).
-    - `N`, `t_max`: the input dimension and the training time (see :class:`Simulation`).
-    - `seeds`: a count S (seeds 0..S-1; default :class:`Simulation`'s) or a sequence of seeds;
+    - `setting`: the `Setting` (η, η_v, σ, B, trained second layer, activation).
+    - `N`, `t_max`: the input dimension and the training time (see `Simulation`).
+    - `seeds`: a count S (seeds 0..S-1; default `Simulation`'s) or a sequence of seeds;
       each seed draws its own student and its own data stream (so a seed's run does not depend
       on the others run with it); groups of SEED_GROUP seeds are stepped together.
-    - `options`: the other fields of :class:`Simulation` (save_every, init_scale, init_scale_v,
+    - `options`: the other fields of `Simulation` (save_every, init_scale, init_scale_v,
       teacher_seed, held_out).
     - `W0` (S, K, N), `v0` (S, K): the students' initial weights instead of drawn ones.
     - `W_teacher` (M, N), `v_star` (M,): the teacher instead of the drawn one (`v_teacher` is
       the former name of `v_star`, deprecated).
     - `b` (K,) or (S, K): for feedback alignment, the feedback vectors instead of the drawn ones
-      (:func:`~nndyn.core.weights.feedback_vectors`); recorded in the trajectory.
+      (`feedback_vectors`); recorded in the trajectory.
     - `dtype`: the precision of the SGD steps (the teacher's fields included), float64 (default)
       or float32 (about 1.2× faster on CPU; the inputs are float32 draws either way, and the
       order parameters are measured in float64; benchmarks/RESULTS.md measures the difference).
     - `progress`: None, or a callable given the fraction done after each of up to
       PROGRESS_CHUNKS chunks of the run (the results do not depend on the chunking).
 
-    **Returns:** a :class:`~nndyn.Trajectory` with a leading seed axis; start the ODE from its
+    **Returns:** a `Trajectory` with a leading seed axis; start the ODE from its
     `initial_state()` to compare with exactly the same initial order parameters.
     """
     if v_teacher is not None:
@@ -220,7 +225,8 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds=None, W0=None, v0=
         config = Simulation(N=N, t_max=t_max, **({} if seeds is None else {"seeds": seeds}), **options)
         seeds = list(range(config.seeds))
     else:
-        seeds = [schema.parameters(Simulation)["teacher_seed"].replace(name="seed").check(seed) for seed in seeds]
+        listed = list(seeds) if isinstance(seeds, (list, tuple, range, np.ndarray)) else [seeds]
+        seeds = [schema.parameters(Simulation)["teacher_seed"].replace(name="seed").check(seed) for seed in listed]
         if not seeds:
             raise ValueError("seeds must name at least one seed")
         config = Simulation(N=N, t_max=t_max, seeds=len(seeds), **options)

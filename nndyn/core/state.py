@@ -9,8 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+#: An array field of the state and of trajectories: a JAX array, or a NumPy one (the values a
+#: user passes in, or read back from a file).
+Array = jax.Array | np.ndarray
 
-def measure(W, W_teacher):
+
+def measure(W, W_teacher) -> tuple[Array, Array, Array]:
     """The overlaps Q = W Wᵀ/N (..., K, K), R = W W*ᵀ/N (..., K, M), T = W* W*ᵀ/N (..., M, M) of
     student weights W (..., K, N) and teacher weights W* (..., M, N), NumPy or JAX arrays (leading
     batch dimensions broadcast). The one place order parameters are measured from weights."""
@@ -31,12 +35,12 @@ class OrderParameters:
     shared by all fields.
     """
 
-    Q: jax.Array
-    R: jax.Array
-    T: jax.Array
-    v: jax.Array
-    v_star: jax.Array
-    b: jax.Array | None = None
+    Q: Array
+    R: Array
+    T: Array
+    v: Array
+    v_star: Array
+    b: Array | None = None
 
     @classmethod
     def from_weights(cls, W, W_teacher, v=None, v_star=None, *, b=None, v_teacher=None) -> "OrderParameters":
@@ -58,7 +62,8 @@ class OrderParameters:
         v = np.ones(W.shape[0]) if v is None else np.asarray(v, dtype=np.float64)
         v_star = np.ones(W_teacher.shape[0]) if v_star is None else np.asarray(v_star, dtype=np.float64)
         b = None if b is None else jnp.asarray(np.asarray(b, dtype=np.float64))
-        state = cls(*map(jnp.asarray, (*measure(W, W_teacher), v, v_star)), b)
+        Q, R, T = measure(W, W_teacher)
+        state = cls(jnp.asarray(Q), jnp.asarray(R), jnp.asarray(T), jnp.asarray(v), jnp.asarray(v_star), b)
         state.validate()
         return state
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from nndyn.core.state import OrderParameters
+from nndyn.core.state import Array, OrderParameters
 
 #: The named dimensions of each field after the optional leading "seed" (to_xarray), and the
 #: meaning of the index columns i, j of to_dataframe: students (student, student2) or teachers
@@ -34,15 +34,15 @@ class Trajectory:
     - `b` (..., K) or None: the feedback vector of feedback alignment, constant in time.
     """
 
-    t: jax.Array
-    eg: jax.Array
-    Q: jax.Array
-    R: jax.Array
-    v: jax.Array
-    T: jax.Array
-    v_star: jax.Array
-    eg_test: jax.Array | None = None
-    b: jax.Array | None = None
+    t: Array
+    eg: Array
+    Q: Array
+    R: Array
+    v: Array
+    T: Array
+    v_star: Array
+    eg_test: Array | None = None
+    b: Array | None = None
 
     def state_at(self, index: int) -> OrderParameters:
         """The order parameters at time `t[index]`, with the batch dimensions kept."""
@@ -70,7 +70,7 @@ class Trajectory:
 
     def to_xarray(self):
         """The trajectory as an `xarray.Dataset` (xarray is optional, imported here): one variable
-        per field, with the dims of :data:`DIMS` after a leading "seed" when there is a seed
+        per field, with the dims of `DIMS` after a leading "seed" when there is a seed
         axis, and integer coordinates for t, seed, student(2) and teacher(2)."""
         import xarray
 
@@ -93,7 +93,7 @@ class Trajectory:
             grids = np.meshgrid(*(np.arange(size) for size in values.shape), indexing="ij")
             column = dict(zip(dims, (grid.ravel() for grid in grids)))
             indices = [column[dim] for dim in dims if dim not in ("seed", "t")]
-            frame = {"seed": column["seed"]} if lead else {}
+            frame: dict[str, object] = {"seed": column["seed"]} if lead else {}
             frame.update(t=t[column["t"]] if "t" in column else np.full(values.size, np.nan), quantity=name)
             for position, label in enumerate("ij"):
                 frame[label] = pandas.array(indices[position] if position < len(indices) else [None] * values.size,

@@ -62,7 +62,7 @@ def _feedback(seeds, K: int):
 def initial_states(setting: Setting, N, seeds, init_scale) -> OrderParameters:
     """The order parameters of the students of `seeds` (P,) against the teacher (seed 0) in input
     dimension N (P,) at scales `init_scale` (P,), batched (P, ...), in NumPy: each student is
-    drawn by :func:`student_weights`, the teacher once per distinct N. K and M are `setting`'s."""
+    drawn by `student_weights`, the teacher once per distinct N. K and M are `setting`'s."""
     N, seeds, init_scale = (np.asarray(value) for value in (N, seeds, init_scale))
     P, K, M = len(seeds), setting.K, setting.M
     fields = {"Q": np.empty((P, K, K)), "R": np.empty((P, K, M)), "T": np.empty((P, M, M)),

@@ -1,13 +1,13 @@
 """Sweeps: ODE integrations over grids of settings, sharded over every JAX device, resumable,
 with observables and phase diagrams.
 
-- :mod:`.grid`: :class:`Sweep` and :func:`grid` (what a sweep is);
-- :mod:`.execute`: :func:`run_sweep` and :func:`sweep` (running it, sharded and resumable);
-- :mod:`.store`: its folder (sweep.json, chunks, results.csv);
-- :mod:`.observables`: plateau, escape, specialisation of one trajectory;
-- :mod:`.phase`: phase diagrams of the table.
+- `.grid`: `Sweep` and `grid` (what a sweep is);
+- `.execute`: `run_sweep` and `sweep` (running it, sharded and resumable);
+- `.store`: its folder (sweep.json, chunks, results.csv);
+- `.observables`: plateau, escape, specialisation of one trajectory;
+- `.phase`: phase diagrams of the table.
 
-Reading a sweep from TOML is the app's (:func:`nndyn.read_sweep`).
+Reading a sweep from TOML is the app's (`nndyn.read_sweep`).
 """
 
 from nndyn.sweeps.execute import run_sweep, sweep

@@ -1,8 +1,8 @@
-"""Sweeps as data: a :class:`Sweep` is a list of grid points over the parameters in
-:data:`GRID_PARAMETERS`, with what is fixed over the sweep (time span, saves, activation, trained
+"""Sweeps as data: a `Sweep` is a list of grid points over the parameters in
+`GRID_PARAMETERS`, with what is fixed over the sweep (time span, saves, activation, trained
 second layer, solver options).
 
-The grid parameters come from the schema: every numeric field of :class:`~nndyn.Setting` (K, M,
+The grid parameters come from the schema: every numeric field of `Setting` (K, M,
 lr, lr_v, sigma, batch, weight_decay, weight_decay_v, and any added later), its model choices
 (teacher_activation, output_scaling, feedback), and the initial state's `init_scale` (the
 students' weight scale), `init_N` (the input dimension the initial weights are drawn in) and
@@ -50,7 +50,7 @@ def _grid_parameters() -> dict[str, Parameter]:
 GRID_PARAMETERS = _grid_parameters()
 #: Their defaults (lr_v None: equal to lr).
 PARAMETERS = {name: rule.default for name, rule in GRID_PARAMETERS.items()}
-#: The Setting's parameters that are fixed over a sweep (fields of :class:`Sweep`).
+#: The Setting's parameters that are fixed over a sweep (fields of `Sweep`).
 SWEEP_WIDE = tuple(name for name in schema.parameters(Setting) if name not in GRID_PARAMETERS)
 
 
@@ -70,16 +70,17 @@ class Sweep:
     **Arguments:**
 
     - `name`: a label for the run folder.
-    - `points`: the grid points, each a dict over :data:`PARAMETERS` (see :func:`grid`).
+    - `points`: the grid points, each a dict over `PARAMETERS` (see `grid`).
     - `t_max`, `saves`: integrate over [0, t_max], saving `saves` equally spaced times.
-    - `activation`, `train_second_layer`: as in :class:`~nndyn.Setting` (fixed over the sweep).
+    - `activation`, `train_second_layer`: as in `Setting` (fixed over the sweep).
     - `chunk`: the most grid points integrated at once (rounded up to a multiple of the devices).
-    - `options`: :class:`~nndyn.ODEOptions` fields (rtol, atol, max_steps, divergence_threshold;
+    - `options`: `ODEOptions` fields (rtol, atol, max_steps, divergence_threshold;
       the method is always adaptive).
     """
 
     name: str = parameter(doc="the sweep's name (its run folder is runs/<name>)", identifier=True)
-    points: tuple[dict, ...]
+    # required, like `name` (pyright takes schema.parameter() for a default and flags the order)
+    points: tuple[dict, ...]  # pyright: ignore[reportGeneralTypeIssues]
     t_max: float = parameter(doc="integrate over [0, t_max]", above=0)
     saves: int = parameter(201, doc="equally spaced saved times", minimum=2)
     activation: str = Setting.activation
@@ -98,7 +99,7 @@ class Sweep:
             self.setting(point)  # checks the point against the Setting (and the activation)
 
     def setting(self, point: dict) -> Setting:
-        """The :class:`~nndyn.Setting` of a grid point."""
+        """The `Setting` of a grid point."""
         fixed = {name: getattr(self, name) for name in SWEEP_WIDE}
         return Setting(**{name: point[name] for name in point if name in schema.parameters(Setting)}, **fixed)
 
@@ -120,7 +121,7 @@ class Sweep:
 
 def grid(defaults: dict | None = None, product: dict | None = None, points: list | None = None) -> tuple[dict, ...]:
     """Grid points: the Cartesian product of `product` (parameter -> list of values), or the
-    explicit `points` (a list of dicts), each over `defaults` and then :data:`PARAMETERS`."""
+    explicit `points` (a list of dicts), each over `defaults` and then `PARAMETERS`."""
     base = {**PARAMETERS, **(defaults or {})}
     if product is not None and points is not None:
         raise ValueError("give either a Cartesian product or a list of points, not both")

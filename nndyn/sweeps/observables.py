@@ -31,7 +31,7 @@ PLATEAU_RATE = 0.02
 EG_FLOOR = 1e-8
 #: The factor by which ε_g must fall below the plateau's height to have escaped.
 ESCAPE_DROP = 2.0
-#: Observables of :func:`summarise`, in table order.
+#: Observables of `summarise`, in table order.
 FIELDS = ("final_eg", "plateau_start", "plateau_length", "plateau_height", "escape_time", "escaped",
           "specialisation")
 

@@ -33,8 +33,8 @@ def _label(value) -> str:
 
 
 def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path]:
-    """phase_<observable>.png for each of DRAWN, averaged over seeds (log scales clip at 1e-16): a heat map over the first
-    two varying parameters, or a curve over the only one; nothing when none varies.
+    """phase_<observable>.png for each of DRAWN, averaged over seeds (log scales clip at 1e-16):
+    a heat map over the first two varying parameters, or a curve over the only one; nothing when none varies.
     Diverged or failed points are blank (NaN)."""
     axes_names = varying(rows, parameters)[:2]
     paths = []

@@ -3,9 +3,9 @@ finished chunk (chunks/<K>x<M>[-<model choices' hash>]-<index>.npz, written atom
 results.csv.
 
 A chunk holds `index` (P,) the grid indices of its points, `t` (n,) the saved times, `T`
-(P, M, M), `v_star` (P, M), `b` (P, K) for feedback alignment, `eg` (P, n), `Q` (P, n, K, K), `R` (P, n, K, M), `v` (P, n, K), `status` (P,) a
-:class:`~nndyn.Status` value, and `failed_at` (P,) the time a failed solve stopped (NaN when it
-did not fail).
+(P, M, M), `v_star` (P, M), `b` (P, K) for feedback alignment, `eg` (P, n), `Q` (P, n, K, K),
+`R` (P, n, K, M), `v` (P, n, K), `status` (P,) a `Status` value, and `failed_at` (P,) the time
+a failed solve stopped (NaN when it did not fail).
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def prepare(sweep: Sweep, folder: Path, force: bool) -> None:
         for old in [*(folder / "chunks").glob("*.npz"), folder / "results.csv", *folder.glob("phase_*.png")]:
             old.unlink(missing_ok=True)
     elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise FileExistsError(f"{folder} exists and is not a sweep folder (no sweep.json); --force replaces only "
-                              "sweeps: remove it yourself or choose another --out")
+        raise FileExistsError(
+            f"{folder} exists and is not a sweep folder (no sweep.json); --force replaces only "
+            "sweeps: remove it yourself or choose another --out"
+        )
     (folder / "chunks").mkdir(parents=True, exist_ok=True)
     write_atomically(marker, json.dumps({"fingerprint": sweep.fingerprint(), "sweep": sweep.config()}, indent=2) + "\n")
 
@@ -54,8 +56,11 @@ def chunk_path(folder: Path, group: tuple, index: int) -> Path:
     """The file of chunk `index` of the points of `group` (K, M, and the model choices of
     Sweep.groups: a hash of them in the name when they are not the defaults)."""
     K, M, *choices = group
-    extra = "" if all(value == PARAMETERS[name] for name, value in zip(GROUPING[2:], choices)) else (
-        "-" + hashlib.sha256(repr(choices).encode()).hexdigest()[:8])
+    extra = (
+        ""
+        if all(value == PARAMETERS[name] for name, value in zip(GROUPING[2:], choices))
+        else ("-" + hashlib.sha256(repr(choices).encode()).hexdigest()[:8])
+    )
     return folder / "chunks" / f"{K}x{M}{extra}-{index:05d}.npz"
 
 
@@ -83,11 +88,18 @@ def rows(sweep: Sweep, chunk: dict) -> list[dict]:
         status = Status(int(chunk["status"][j]))
         lr_v = point["lr"] if point["lr_v"] is None else point["lr_v"]
         teacher = point["teacher_activation"] or sweep.activation
-        row = {"index": int(index), **point, "lr_v": lr_v, "teacher_activation": teacher, "status": status.name,
-               "failed_at": float(chunk["failed_at"][j])}
+        row = {
+            "index": int(index),
+            **point,
+            "lr_v": lr_v,
+            "teacher_activation": teacher,
+            "status": status.name,
+            "failed_at": float(chunk["failed_at"][j]),
+        }
         if status == Status.ok:
-            row.update(summarise(chunk["t"], chunk["eg"][j], chunk["Q"][j, -1], chunk["R"][j, -1],
-                                 chunk["T"][j], point["lr"]))
+            row.update(
+                summarise(chunk["t"], chunk["eg"][j], chunk["Q"][j, -1], chunk["R"][j, -1], chunk["T"][j], point["lr"])
+            )
         else:
             row.update({name: np.nan for name in FIELDS})
         table.append(row)
@@ -100,6 +112,10 @@ def write_table(table: list[dict], path: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in table:
-        writer.writerow({key: ("" if row[key] is None else repr(row[key]) if isinstance(row[key], float) else row[key])
-                         for key in COLUMNS})
+        writer.writerow(
+            {
+                key: ("" if row[key] is None else repr(row[key]) if isinstance(row[key], float) else row[key])
+                for key in COLUMNS
+            }
+        )
     write_atomically(path, text.getvalue())
