@@ -78,3 +78,15 @@ def test_tidy_data_needs_at_most_a_seed_axis():
     doubled = nndyn.Trajectory(sim.t, *(np.stack([x, x]) for x in (sim.eg, sim.Q, sim.R, sim.v, sim.T, sim.v_star)))
     with pytest.raises(ValueError, match="at most one batch dimension"):
         doubled.to_dataframe()
+
+
+def test_a_continual_run_as_tidy_data():
+    setting = nndyn.Setting(K=2, M=1, lr=1.0, train_second_layer=True)
+    protocol = nndyn.Protocol(nndyn.Teachers(count=2, feature_similarity=0.5, heads="multi"),
+                              (nndyn.Phase(teacher=0, t=2.0), nndyn.Phase(teacher=1, t=2.0)))
+    sim = nndyn.simulate_protocol(setting, protocol, N=100, seeds=2)
+    dataset, frame = sim.to_xarray(), sim.to_dataframe()
+    np.testing.assert_array_equal(dataset.eg_teacher.sel(seed=1, teacher=0).values, np.asarray(sim.eg_teacher)[1, :, 0])
+    assert dict(dataset.heads.sizes) == {"seed": 2, "t": 5, "head": 2, "student": 2}
+    heads = frame[(frame.quantity == "heads") & (frame.seed == 0) & (frame.i == 1) & (frame.j == 0)]
+    np.testing.assert_array_equal(heads.value.to_numpy(), np.asarray(sim.heads)[0, :, 1, 0])

@@ -50,15 +50,13 @@ def _table(summaries: dict) -> str:
              f"{'z crit':>8}  agrees"]
     for name, summary in summaries.items():
         for panel in summary["panels"]:
-            scores = panel.get("verdict_scores") or {"-": float("nan")}
-            z = max(scores.values())
+            z = max(panel["verdict_scores"].values(), default=float("nan"))
             align = ("/".join(f"{panel[f'min_alignment_{name}']:.3f}" for name in "RQv")
                      if "min_alignment_R" in panel else "-")
             lines.append(
                 f"{name:<{first}}{panel['label']:<{second}}{panel['max_abs_eg_gap_mean']:>11.2e}"
                 f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>8.1f}"
-                f"{panel.get('verdict_threshold', float('nan')):>8.1f}  "
-                f"{'-' if panel['agrees'] is None else 'yes' if panel['agrees'] else 'NO'}"
+                f"{panel['verdict_threshold']:>8.1f}  {'yes' if panel['agrees'] else 'NO'}"
             )
     return "\n".join(lines)
 

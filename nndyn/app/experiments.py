@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict
+from nndyn.core.compare import Agreement, Comparison, compare, verdict
 from nndyn.core.continual import ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
 from nndyn.core.integrate import ODEOptions, integrate
 from nndyn.core.setting import Setting
@@ -86,7 +86,8 @@ class PanelResult:
 
 @dataclass(frozen=True)
 class ContinualResult:
-    """A continual panel's simulation (seed axis first), its ODEs, and how well they agree."""
+    """A continual panel's simulation (seed axis first), its ODEs, and the verdict on whether the
+    simulation follows the flows."""
 
     panel: Panel
     sim: ContinualTrajectory
@@ -96,8 +97,7 @@ class ContinualResult:
     def summary(self) -> dict:
         """Per task (lists over teachers), the final ε_g, forgetting and transfer of SGD (mean and
         standard error over seeds) and of the ODE (mean), the phases whose threshold was not
-        reached, and the trajectory t-test over ε_g per teacher, Q, R and the heads
-        (`agreement`, without power at a few seeds: no verdict, `agrees` is None)."""
+        reached, and the verdict (`verdict` with the protocol: Q, R and the trained head)."""
         gap = np.asarray(self.sim.eg_teacher - self.ode.eg_teacher).mean(axis=0)
         mean_ode = np.asarray(self.ode.eg_teacher).mean(axis=0)
         summary = {"label": self.panel.label,
@@ -114,9 +114,8 @@ class ContinualResult:
                         summary[f"{name}_sim_se"] = _finite(np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values)))
             missed = np.argwhere(~np.asarray(trajectory.reached))
             summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
-        summary.update({"trajectory_t_scores": self.agreement.scores,
-                        "trajectory_t_threshold": self.agreement.threshold,
-                        "trajectory_t_passed": self.agreement.passed, "agrees": None})
+        summary.update({"verdict_scores": self.agreement.scores, "verdict_threshold": self.agreement.threshold,
+                        "agrees": self.agreement.passed})
         return summary
 
 
@@ -147,7 +146,7 @@ def _run_protocol(panel: Panel, protocol: Protocol, progress=None) -> ContinualR
     ode = integrate_protocol(panel.setting, protocol, init, sim.t, heads=heads, **options)
     if progress:
         progress(1.0)
-    return ContinualResult(panel, sim, ode, agreement(sim, ode, fields=("eg_teacher", "Q", "R", "heads")))
+    return ContinualResult(panel, sim, ode, verdict(panel.setting, sim, protocol=protocol, **options))
 
 
 N_BLOG, M_BLOG = 784, 4

@@ -13,7 +13,7 @@ from nndyn.core.state import Array
 from nndyn.core.trajectory import Trajectory
 
 if TYPE_CHECKING:
-    from nndyn.core.continual import ContinualTrajectory
+    from nndyn.core.continual import ContinualTrajectory, Protocol
     from nndyn.core.setting import Setting
 
 
@@ -128,30 +128,40 @@ def agreement(sim: Trajectory | ContinualTrajectory, ode: Trajectory | Continual
     return Agreement(scores, threshold, comparisons)
 
 
-def _restarts(setting, sim: Trajectory, dt: float | None, options: dict) -> Trajectory:
-    """The ODE integrated over one recording interval from every recorded state of every seed:
-    a Trajectory with batch shape (seeds · (n − 1),) and times (0, Δ)."""
+#: What a restart test compares, per order parameter ("Q", "R", "v"): the recorded state at the
+#: start of each interval, at its end, and the ODE's prediction of the end, each of shape
+#: (seeds, n − 1, ...); the prediction is NaN for an interval that is not tested.
+Restarts = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _restarts(setting: Setting, sim: Trajectory, dt: float | None, options: dict) -> Restarts:
+    """The ODE integrated over one recording interval from every recorded state of every seed
+    (one vmapped solve)."""
     from nndyn.core.integrate import integrate  # compare is imported by integrate's callers only
     from nndyn.core.state import OrderParameters
 
-    seeds, n = jnp.shape(sim.Q)[:2]
+    seeds, n = np.shape(sim.Q)[:2]
     step = np.diff(np.asarray(sim.t))
     if not np.allclose(step, step[0], rtol=1e-9, atol=0):
         raise ValueError("verdict needs a simulation recorded at equally spaced times")
 
     def starts(x, per_time: bool):
-        x = jnp.asarray(x)
-        x = x[:, :-1] if per_time else jnp.broadcast_to(x[:, None], (seeds, n - 1) + x.shape[1:])
-        return x.reshape((seeds * (n - 1),) + x.shape[2:])
+        x = np.asarray(x)
+        x = x[:, :-1] if per_time else np.broadcast_to(x[:, None], (seeds, n - 1) + x.shape[1:])
+        return jnp.asarray(x.reshape((seeds * (n - 1),) + x.shape[2:]))
 
     init = OrderParameters(starts(sim.Q, True), starts(sim.R, True), starts(sim.T, False),
                            starts(sim.v, True), starts(sim.v_star, False),
                            None if sim.b is None else starts(sim.b, False))
-    return integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
+    restarted = integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
+    recorded = {name: np.asarray(getattr(sim, name)) for name in ("Q", "R", "v")}
+    return {name: (value[:, :-1], value[:, 1:],
+                   np.asarray(getattr(restarted, name))[:, -1].reshape(value[:, 1:].shape))
+            for name, value in recorded.items()}
 
 
-def verdict(setting: Setting, sim: Trajectory, *, windows: int = 8, family_level: float = 1e-3,
-            dt: float | None = None, **options) -> Agreement:
+def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol: Protocol | None = None,
+            windows: int = 8, family_level: float = 1e-3, dt: float | None = None, **options) -> Agreement:
     """Does the simulation `sim` (S seeds) follow the flows of `setting`? A test with power at a
     few seeds, unlike a comparison of whole trajectories.
 
@@ -175,44 +185,54 @@ def verdict(setting: Setting, sim: Trajectory, *, windows: int = 8, family_level
     by far; at N = 500, 32 seeds and t = 30, so does a learning rate 5 % off (tests/test_verdict.py).
 
     **Arguments:** `setting` (the SGD's), `sim` (a simulation: shapes (seeds, n, ...), equally
-    spaced times), `windows`, `family_level`, and `dt` and `options` as in `integrate`.
+    spaced times), `protocol` for a continual run (`sim` a `ContinualTrajectory`: each interval
+    is restarted under the phase that trained in it, v is the head it trained, and intervals
+    after the protocol are not tested), `windows`, `family_level`, and `dt` and `options` as in
+    `integrate` (adaptive only for a protocol).
 
     **Returns:** an `Agreement`: scores per family ("Q", "R", "v" per entry and window;
     "Q along the flow", ... for the components along the step).
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`
 
-    if jnp.ndim(sim.Q) != 4 or jnp.shape(sim.Q)[0] < 2 or jnp.shape(sim.Q)[1] < 2:
+    if np.ndim(sim.Q) != 4 or np.shape(sim.Q)[0] < 2 or np.shape(sim.Q)[1] < 2:
         raise ValueError("verdict needs a simulation of at least two seeds and two recorded times, "
-                         f"Q of shape (seeds, times, K, K); got {jnp.shape(sim.Q)}")
+                         f"Q of shape (seeds, times, K, K); got {np.shape(sim.Q)}")
     if not isinstance(windows, int) or windows < 1:
         raise ValueError(f"windows must be a positive integer, got {windows!r}")
-    seeds, n = jnp.shape(sim.Q)[:2]
-    restarted = _restarts(setting, sim, dt, options)
+    if protocol is None:
+        if not isinstance(sim, Trajectory):
+            raise ValueError("verdict of a continual run needs its protocol")
+        restarts = _restarts(setting, sim, dt, options)
+    else:
+        from nndyn.core.continual import ContinualTrajectory, restarts_of_protocol
+
+        if not isinstance(sim, ContinualTrajectory):
+            raise ValueError("verdict with a protocol needs the ContinualTrajectory of its simulation")
+        restarts = restarts_of_protocol(setting, protocol, sim, **options)
+    n = np.shape(sim.Q)[1]
     edges = np.linspace(0, n - 1, min(windows, n - 1) + 1).astype(int)
-    K = jnp.shape(sim.Q)[-1]
+    K = np.shape(sim.Q)[-1]
     upper = np.triu_indices(K)
     scores, comparisons = {}, 0
 
-    def entries(x, name: str) -> np.ndarray:  # (..., K, K | K, M | K) -> (..., entries)
-        x = np.asarray(x)
+    def entries(x: np.ndarray, name: str) -> np.ndarray:  # (..., K, K | K, M | K) -> (..., entries)
         if name == "Q":
             return x[..., upper[0], upper[1]]
         return x.reshape(x.shape[:-2] + (-1,)) if name == "R" else x
 
-    for name in ("Q", "R", "v"):
-        recorded = entries(getattr(sim, name), name)
-        start, end = recorded[:, :-1], recorded[:, 1:]
-        step = entries(getattr(restarted, name)[:, -1], name).reshape(start.shape) - start
-        residual = end - start - step
-        moving = np.std(residual.reshape(-1, residual.shape[-1]), axis=0) > 0
+    for name, (start, end, predicted) in restarts.items():
+        start, end, predicted = (entries(x, name) for x in (start, end, predicted))
+        tested = np.all(np.isfinite(predicted), axis=-1)  # (seeds, n - 1)
+        residual, step = end - predicted, predicted - start
+        moving = np.std(residual[tested], axis=0) > 0 if tested.any() else np.zeros(residual.shape[-1], bool)
         if not moving.any():
             continue
         residual, step = residual[..., moving], step[..., moving]
-        per_window = [_normal_scores(residual[:, a:b].reshape(-1, residual.shape[-1]))
-                      for a, b in zip(edges[:-1], edges[1:])]
+        per_window = [_normal_scores(residual[:, a:b][tested[:, a:b]]) for a, b in zip(edges[:-1], edges[1:])
+                      if tested[:, a:b].sum() >= 2]
         length = np.linalg.norm(step, axis=-1, keepdims=True)
-        along = np.sum(residual * step / np.where(length > 0, length, 1.0), axis=-1).reshape(-1, 1)
+        along = np.sum(residual * step / np.where(length > 0, length, 1.0), axis=-1)[tested].reshape(-1, 1)
         for label, z in ((name, np.concatenate(per_window)), (f"{name} along the flow", _normal_scores(along))):
             scores[label] = float(np.max(z))
             comparisons += z.size

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from nndyn.core import normals, schema
+from nndyn.core import normals, schema, tidy
 from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, DivergenceError, ODEOptions
 from nndyn.core.kernels import load
 from nndyn.core.schema import parameter
@@ -147,6 +147,14 @@ def masked_readout(v_star, teacher):
     return (v_star * (jnp.arange(count) == teacher)[:, None]).reshape(v_star.shape[:-2] + (-1,))
 
 
+#: The named dimensions of a ContinualTrajectory's fields after the optional leading "seed".
+DIMS = {
+    "eg_teacher": ("t", "teacher"), "Q": ("t", "student", "student2"), "R": ("t", "student", "teacher_unit"),
+    "heads": ("t", "head", "student"), "T": ("teacher_unit", "teacher_unit2"), "v_star": ("teacher", "unit"),
+    "phase": ("t",), "starts": ("boundary",), "reached": ("phase",), "b": ("student",),
+}
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class ContinualTrajectory:
@@ -186,6 +194,17 @@ class ContinualTrajectory:
     def to_numpy(self) -> dict[str, np.ndarray]:
         """The fields as NumPy arrays (None fields left out), e.g. for `np.savez`."""
         return {name: np.asarray(value) for name, value in vars(self).items() if value is not None}
+
+    def to_xarray(self):
+        """The run as an `xarray.Dataset` (xarray is optional), dims as in `DIMS` after a
+        leading "seed": teacher (count), unit (M), teacher_unit (count·M), head, phase."""
+        return tidy.to_xarray(self.to_numpy(), DIMS)
+
+    def to_dataframe(self):
+        """The run as a long `pandas.DataFrame` (pandas is optional): seed, t, quantity, i, j,
+        value, the indices i, j in the order of `DIMS` (e.g. eg_teacher: i the teacher; R: i
+        the student, j the teacher unit; heads: i the head, j the student)."""
+        return tidy.to_dataframe(self.to_numpy(), DIMS)
 
     def metrics(self, protocol: Protocol) -> dict:
         """Per task, arrays over the batch dimensions: `final` ε_g at the end; `forgetting`, its
@@ -614,3 +633,46 @@ def _integrate_one(
     rest = slice(index + 1, n)  # the protocol is over: the student rests
     record["eg"][rest], record["Q"][rest], record["R"][rest], record["heads"][rest] = record["eg"][index], Q, R, heads
     return record["eg"], record["Q"], record["R"], record["heads"], record["phase"]
+
+
+def restarts_of_protocol(setting: Setting, protocol: Protocol, sim: ContinualTrajectory, **options) -> dict:
+    """The flows restarted from every recorded state of every seed of the continual run `sim`
+    over one recording interval, under the phase that trained in it (its teacher, head, rates
+    and annealing), one vmapped solve per phase: for `nndyn.verdict`. Returns, per "Q", "R" and
+    "v" (the head trained in the interval), the recorded state at each interval's start and end
+    and the ODE's end, each (seeds, n − 1, ...); NaN where the student rested (after the
+    protocol)."""
+    options = ODEOptions(**options)
+    if options.method != "adaptive":
+        raise ValueError("method must be 'adaptive' for a protocol")
+    t = np.asarray(sim.t)
+    spacing = float(t[1] - t[0])
+    Q, R, heads = np.asarray(sim.Q), np.asarray(sim.R), np.asarray(sim.heads)
+    T, v_star, starts = np.asarray(sim.T), np.asarray(sim.v_star), np.asarray(sim.starts)
+    b = None if sim.b is None else np.asarray(sim.b)
+    trained = np.asarray(sim.phase)[:, 1:]  # (seeds, n - 1): the phase of each interval
+    head_of = np.array([protocol.head(phase.teacher) for phase in protocol.phases] + [0])
+    seeds, intervals = np.indices(trained.shape)
+    v_start = heads[seeds, intervals, head_of[trained]]
+    v_end = heads[seeds, intervals + 1, head_of[trained]]
+    recorded = {"Q": (Q[:, :-1], Q[:, 1:]), "R": (R[:, :-1], R[:, 1:]), "v": (v_start, v_end)}
+    predicted = {name: np.full(end.shape, np.nan) for name, (_, end) in recorded.items()}
+    teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
+    for p, phase in enumerate(protocol.phases):
+        chosen = np.argwhere(trained == p)
+        if not len(chosen):
+            continue
+        rates = protocol.rates(setting, phase)
+        rows = [{**setting.ode_args(T[s], masked_readout(v_star[s], phase.teacher), None if b is None else b[s]),
+                 **{name: rates[name] for name in ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v")},
+                 "t_start": starts[s, p] - t[k], "tau": rates["tau"]} for s, k in chosen]
+        args = jax.tree_util.tree_map(lambda *values: jnp.asarray(np.stack(values)), *rows)
+        y0 = {"Q": Q[chosen[:, 0], chosen[:, 1]], "R": R[chosen[:, 0], chosen[:, 1]],
+              "v": v_start[chosen[:, 0], chosen[:, 1]]}
+        ys, finished = jax.vmap(lambda y, a: _solve_phase(setting.activation, teacher, y, a, jnp.array([0.0, spacing]),
+                                                           0.0, spacing, options))(y0, args)
+        if not bool(jnp.all(finished)):
+            raise DivergenceError(float(t[chosen[0, 1]]), None, f"a restart of phase {p} could not be integrated")
+        for name in predicted:
+            predicted[name][chosen[:, 0], chosen[:, 1]] = np.asarray(ys[name])[:, -1]
+    return {name: (*recorded[name], predicted[name]) for name in recorded}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
+from nndyn.core import tidy
 from nndyn.core.state import Array, OrderParameters
 
 #: The named dimensions of each field after the optional leading "seed" (to_xarray), and the
@@ -59,45 +60,16 @@ class Trajectory:
         """The fields as NumPy arrays (None fields left out), e.g. for `np.savez`."""
         return {name: np.asarray(value) for name, value in vars(self).items() if value is not None}
 
-    def _named(self) -> tuple[tuple[str, ...], dict[str, tuple[tuple[str, ...], np.ndarray]]]:
-        """The leading dimensions (none, or "seed") and every field but t as (dims, values)."""
-        batch = np.ndim(self.eg) - 1
-        if batch > 1:
-            raise ValueError(f"tidy data takes trajectories with at most one batch dimension (seeds); "
-                             f"eg has shape {np.shape(self.eg)}")
-        lead = ("seed",) * batch
-        return lead, {name: (lead + DIMS[name], value) for name, value in self.to_numpy().items() if name != "t"}
-
     def to_xarray(self):
-        """The trajectory as an `xarray.Dataset` (xarray is optional, imported here): one variable
-        per field, with the dims of `DIMS` after a leading "seed" when there is a seed
-        axis, and integer coordinates for t, seed, student(2) and teacher(2)."""
-        import xarray
-
-        _, fields = self._named()
-        dataset = xarray.Dataset(fields, coords={"t": np.asarray(self.t)})
-        return dataset.assign_coords({dim: np.arange(size) for dim, size in dataset.sizes.items() if dim != "t"})
+        """The trajectory as an `xarray.Dataset` (xarray is optional): one variable per field,
+        with the dims of `DIMS` after a leading "seed" when there is a seed axis, and integer
+        coordinates for seed, student(2) and teacher(2)."""
+        return tidy.to_xarray(self.to_numpy(), DIMS)
 
     def to_dataframe(self):
-        """The trajectory as a long `pandas.DataFrame` (pandas is optional, imported here): one
-        row per value, with columns `seed` (when there is a seed axis), `t` (NaN for the
-        constants T, v_star, b), `quantity` (eg, eg_test, Q, R, v, T, v_star, b), `i`, `j` (the
-        indices, <NA> where the quantity has fewer: Q_ij students, R_in student i teacher n,
-        T_nm teachers) and `value`."""
-        import pandas
-
-        lead, fields = self._named()
-        t = np.asarray(self.t)
-        frames = []
-        for name, (dims, values) in fields.items():
-            grids = np.meshgrid(*(np.arange(size) for size in values.shape), indexing="ij")
-            column = dict(zip(dims, (grid.ravel() for grid in grids)))
-            indices = [column[dim] for dim in dims if dim not in ("seed", "t")]
-            frame: dict[str, object] = {"seed": column["seed"]} if lead else {}
-            frame.update(t=t[column["t"]] if "t" in column else np.full(values.size, np.nan), quantity=name)
-            for position, label in enumerate("ij"):
-                frame[label] = pandas.array(indices[position] if position < len(indices) else [None] * values.size,
-                                            dtype="Int64")
-            frame["value"] = values.ravel()
-            frames.append(pandas.DataFrame(frame))
-        return pandas.concat(frames, ignore_index=True)
+        """The trajectory as a long `pandas.DataFrame` (pandas is optional): one row per value,
+        with columns `seed` (when there is a seed axis), `t` (NaN for the constants T, v_star,
+        b), `quantity` (eg, eg_test, Q, R, v, T, v_star, b), `i`, `j` (the indices, <NA> where
+        the quantity has fewer: Q_ij students, R_in student i teacher n, T_nm teachers) and
+        `value`."""
+        return tidy.to_dataframe(self.to_numpy(), DIMS)
