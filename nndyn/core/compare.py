@@ -78,10 +78,13 @@ def compare(a: Trajectory, b: Trajectory) -> Comparison:
 
 @dataclass(frozen=True)
 class Agreement:
-    """The statistical verdict of `agreement`.
+    """The answer of a statistical test, `verdict` or `agreement`.
 
-    **Fields:** `scores`, per quantity ("eg", "Q", "R", "v"), the largest |mean deviation| / SE
-    over times and entries; `threshold`, the Bonferroni-corrected Student-t quantile; `passed`.
+    **Fields:** `scores`, per family of comparisons (`agreement`: per quantity "eg", "Q", "R",
+    "v", the largest |mean deviation| / SE over times and entries; `verdict`: per order
+    parameter, the largest normal score per entry and window, and along the flow);
+    `threshold`, the Bonferroni-corrected critical value they are held to; `comparisons`, how
+    many were made; `passed`, whether every score is within the threshold.
     """
 
     scores: dict[str, float]
