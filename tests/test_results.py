@@ -34,6 +34,7 @@ def run_folder(tmp_path_factory):
     return folder / "out"
 
 
+@pytest.mark.slow  # an end-to-end `nndyn run`
 def test_a_run_folder_round_trips_through_dataframe_and_xarray(run_folder):
     (panel,) = nndyn.load_run(run_folder)["mine"]
     stored = np.load(run_folder / "mine.npz")
