@@ -7,6 +7,7 @@ Tidy tables of them: `Trajectory.to_dataframe` and `Trajectory.to_xarray`, and
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 
 from nndyn.core.continual import ContinualTrajectory
 from nndyn.core.trajectory import Trajectory
+from nndyn.sweeps.grid import GRID_PARAMETERS
 
 if TYPE_CHECKING:
     import pandas
@@ -77,8 +79,6 @@ def load_run(folder: str | os.PathLike) -> dict[str, list[PanelData]]:
 def _cell(column: str, text: str):
     """A results.csv cell as the value it was written from (grid parameters by their kind;
     observables as floats or booleans; "" as None)."""
-    from nndyn.sweeps.grid import GRID_PARAMETERS
-
     if text == "":
         return None
     if column in GRID_PARAMETERS:
@@ -93,10 +93,8 @@ def _cell(column: str, text: str):
 
 def load_sweep(folder: str | os.PathLike) -> list[SweepPoint]:
     """The points of the sweep folder `folder` in grid order, with their ODE trajectories."""
-    import csv
-
     folder = Path(folder)
-    _json(folder / "sweep.json")
+    _json(folder / "sweep.json")  # a finished sweep folder, or one clear error
     with open(folder / "results.csv", newline="", encoding="utf-8") as stream:
         table = [{key: _cell(key, value) for key, value in row.items()} for row in csv.DictReader(stream)]
     trajectories = {}
