@@ -13,12 +13,12 @@ from pathlib import Path
 from nndyn.files import write_atomically
 
 from .activations import BUILTINS, Activation, get
-from .lower import flow_spec, kernel_spec, pair_spec
+from .lower import flow_spec, kernel_spec, pair_spec, symmetric_spec
 from .paths import GENERATED_DIR
-from .render import COMMAND, differences, render_flows, render_module, render_package_init
+from .render import COMMAND, differences, render_flows, render_module, render_package_init, render_symmetric
 
 #: The files of generated/ besides the built-in kernel and pair modules.
-SHARED_FILES = ("__init__.py", "flows.py")
+SHARED_FILES = ("__init__.py", "flows.py", "symmetric.py")
 
 
 def pair_name(student: str, teacher: str) -> str:
@@ -46,8 +46,8 @@ def _parallel_map():
 def generate(names: list[str] | None = None) -> dict[str, str]:
     """Render the kernel modules of the built-in activations `names` (all when None), the pair
     modules of every two of them (all pairs when `names` is None, else those pairs of built-ins
-    that involve `names`), the package's __init__.py and the flow table flows.py; returns file
-    name -> source."""
+    that involve `names`), the package's __init__.py, the flow table flows.py and the symmetric
+    reduction symmetric.py; returns file name -> source."""
     pairs = [pair for pair in builtin_pairs() if names is None or set(pair) & set(names)]
     names = sorted(BUILTINS) if names is None else names
     with _parallel_map() as parallel:
@@ -57,6 +57,7 @@ def generate(names: list[str] | None = None) -> dict[str, str]:
                 pair_spec(get(student), get(teacher), COMMAND, parallel))
     sources["__init__.py"] = render_package_init(sorted(BUILTINS), builtin_pairs())
     sources["flows.py"] = render_flows(flow_spec(COMMAND))
+    sources["symmetric.py"] = render_symmetric(symmetric_spec(COMMAND))
     return sources
 
 

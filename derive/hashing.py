@@ -4,8 +4,9 @@ the inputs that can change it.
 A kernel module depends on its activation, SymPy's version, the kernel template and the code
 (not the comments or docstrings) of the derive/ modules that derive, verify, print and render
 integrals; the flow table on SymPy's version, its template and the modules that expand and
-print the flows. The command line (__main__.py), the generator's driver (generate.py) and this
-module are in neither: editing a help text or a docstring stales nothing.
+print the flows; the symmetric reduction on those and the module that reduces them. The command
+line (__main__.py), the generator's driver (generate.py) and this module are in none: editing a
+help text or a docstring stales nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ KERNEL_TEMPLATE = "kernel_module.py.jinja"
 #: The derive/ modules whose code the flow table depends on, and its template.
 FLOW_SOURCES = ("flows.py", "integrals.py", *RENDERING)
 FLOW_TEMPLATE = "flows.py.jinja"
+#: The derive/ modules whose code the symmetric reduction depends on, and its template.
+SYMMETRIC_SOURCES = ("symmetric.py", *FLOW_SOURCES)
+SYMMETRIC_TEMPLATE = "symmetric.py.jinja"
 
 
 def code_of(source: str) -> str:
@@ -69,3 +73,8 @@ def kernel_hash(*activations: Activation) -> str:
 def flow_hash() -> str:
     """SHA-256 of what the flow table depends on."""
     return _digest(FLOW_SOURCES, FLOW_TEMPLATE)
+
+
+def symmetric_hash() -> str:
+    """SHA-256 of what the symmetric reduction's table depends on."""
+    return _digest(SYMMETRIC_SOURCES, SYMMETRIC_TEMPLATE)

@@ -62,6 +62,20 @@ SYMMETRIC_SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 
 
+def slot_symmetries(name: str) -> list[tuple[int, ...]]:
+    """The slot permutations that leave integral `name` unchanged (products of its symmetric
+    pair exchanges), the identity first."""
+    size = len(DEFINITIONS[name])
+    permutations = []
+    for chosen in itertools.product((False, True), repeat=len(SYMMETRIC_SLOTS[name])):
+        order = list(range(size))
+        for (p, q), swap in zip(SYMMETRIC_SLOTS[name], chosen):
+            if swap:
+                order[p], order[q] = order[q], order[p]
+        permutations.append(tuple(order))
+    return permutations
+
+
 def block_entries(size: int) -> list[tuple[int, int]]:
     """The (p, q) positions, p ≤ q, of a symmetric block's free entries, row-major."""
     return [(p, q) for p in range(size) for q in range(p, size)]

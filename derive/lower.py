@@ -6,13 +6,32 @@ import itertools
 
 import sympy as sp
 
-from . import flows
+from . import flows, symmetric
 from .activations import Activation, x
-from .hashing import flow_hash, kernel_hash
-from .integrals import DEFINITIONS, NON_SMOOTH, SYMMETRIC_SLOTS, DerivedIntegral, block_entries, derive_integral
+from .hashing import flow_hash, kernel_hash, symmetric_hash
+from .integrals import (
+    DEFINITIONS,
+    NON_SMOOTH,
+    SYMMETRIC_SLOTS,
+    DerivedIntegral,
+    block_entries,
+    derive_integral,
+    slot_symmetries,
+)
 from .printing import print_cse, print_scalar
 from .quadrature import RADIUS, QuadratureTerm
-from .spec import AliasSpec, FlowSpec, FoldSpec, IntegralSpec, KernelSpec, QuadratureSpec, TermSpec, VariantSpec
+from .spec import (
+    AliasSpec,
+    FlowSpec,
+    FoldSpec,
+    IntegralSpec,
+    KernelSpec,
+    QuadratureSpec,
+    ReducedTermSpec,
+    SymmetricSpec,
+    TermSpec,
+    VariantSpec,
+)
 from .verify import verify, verify_quadrature
 
 
@@ -77,20 +96,6 @@ def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
     )
 
 
-def _swaps(name: str) -> list[tuple[int, ...]]:
-    """The slot permutations that leave integral `name` unchanged (products of its symmetric
-    pair exchanges), the identity first."""
-    size = len(DEFINITIONS[name])
-    permutations = []
-    for chosen in itertools.product((False, True), repeat=len(SYMMETRIC_SLOTS[name])):
-        order = list(range(size))
-        for (p, q), swap in zip(SYMMETRIC_SLOTS[name], chosen):
-            if swap:
-                order[p], order[q] = order[q], order[p]
-        permutations.append(tuple(order))
-    return permutations
-
-
 def _function_name(name: str, signature: str) -> str:
     return f"{name}_{signature.replace('-', 'u')}"
 
@@ -111,7 +116,8 @@ def mixed_signatures() -> dict[tuple[str, str], tuple[str, tuple[int, ...]]]:
         for letters in itertools.product(*options):
             signature = "".join("-" if factor == "u" else letter for factor, letter in zip(factors, letters))
             if {"s", "t"} <= set(signature):
-                canonical, order = min(("".join(signature[p] for p in order), order) for order in _swaps(term.integral))
+                canonical, order = min(("".join(signature[p] for p in order), order)
+                                       for order in slot_symmetries(term.integral))
                 signatures[term.integral, signature] = (canonical, order)
     return dict(sorted(signatures.items()))
 
@@ -201,3 +207,17 @@ def flow_spec(command: str) -> FlowSpec:
     """The flow table, the same for every activation."""
     return FlowSpec(tuple(str(p) for p in flows.PARAMETERS), tuple(map(_term, flows.derive_flows())),
                     dict(DEFINITIONS), flow_hash(), command)
+
+
+def symmetric_spec(command: str) -> SymmetricSpec:
+    """The symmetric reduction's table (`.symmetric`), the same for every activation."""
+    state = tuple(map(str, symmetric.STATE))
+    parameters = (symmetric.K, *flows.PARAMETERS, symmetric.kappa_star, symmetric.v_star)
+    terms = []
+    for target, sums in symmetric.reduce_flows().items():
+        for key, coefficient in sums.items():
+            arguments = tuple(str(name) for name in (*symmetric.STATE, *parameters) if coefficient.has(name))
+            terms.append(ReducedTermSpec(target, arguments, print_scalar(coefficient),
+                                         None if key is None else key.integral, "" if key is None else key.signature,
+                                         () if key is None else key.entries))
+    return SymmetricSpec(state, tuple(map(str, parameters)), tuple(terms), symmetric_hash(), command)

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 
 from .paths import TEMPLATES_DIR
-from .spec import FlowSpec, KernelSpec
+from .spec import FlowSpec, KernelSpec, SymmetricSpec
 
 #: The command that regenerates the built-in modules, recorded in their headers.
 COMMAND = "python -m nndyn.derive"
@@ -42,6 +42,11 @@ def render_package_init(names: list[str], pairs: list[tuple[str, str]]) -> str:
 def render_flows(spec: FlowSpec) -> str:
     """The source of generated/flows.py, the flow table."""
     return _ENVIRONMENT.get_template("flows.py.jinja").render(spec=spec)
+
+
+def render_symmetric(spec: SymmetricSpec) -> str:
+    """The source of generated/symmetric.py, the symmetric reduction's table."""
+    return _ENVIRONMENT.get_template("symmetric.py.jinja").render(spec=spec)
 
 
 def differences(expected: dict[str, str], folder: Path, known: set[str]) -> list[str]:

@@ -1,5 +1,5 @@
 """The printed specifications that leave the derivation for the templates: a kernel module's
-(`KernelSpec`) and the flow table's (`FlowSpec`). Plain data; `.lower`
+(`KernelSpec`), the flow table's (`FlowSpec`) and the symmetric reduction's (`SymmetricSpec`). Plain data; `.lower`
 builds them."""
 
 from __future__ import annotations
@@ -144,5 +144,31 @@ class FlowSpec:
     parameters: tuple[str, ...]
     terms: tuple[TermSpec, ...]
     factors: dict[str, tuple[str, ...]]
+    input_hash: str
+    command: str
+
+
+@dataclass(frozen=True)
+class ReducedTermSpec:
+    """A term of the symmetric reduction, printed: ``coefficient(*arguments) * integral(entries)``
+    with the integral of `signature` on the block `entries` (names of the reduced state, or
+    "1", "0"), or with `integral` None the `coefficient` alone (a state term)."""
+
+    target: str
+    arguments: tuple[str, ...]
+    coefficient: str
+    integral: str | None
+    signature: str
+    entries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SymmetricSpec:
+    """The symmetric reduction's table: the reduced `state` and the `parameters` (K, the flow
+    parameters, κ*, v*) the coefficients take, and every term in order."""
+
+    state: tuple[str, ...]
+    parameters: tuple[str, ...]
+    terms: tuple[ReducedTermSpec, ...]
     input_hash: str
     command: str

@@ -15,7 +15,8 @@ The public API:
   `integrate_protocol` (a `ContinualTrajectory`): continual learning, several
   teachers of controlled similarity trained on in phases, ODE beside SGD;
 - `fixed_point` (a `FixedPoint`), `learning_rate_threshold`: fixed points of
-  the flows, their eigenvalues and stability, and η_max;
+  the flows, their eigenvalues and stability, and η_max; from a `SymmetricState`, those of
+  Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
 - `sweep`, `grid`, `Sweep`, `run_sweep`, `read_sweep`: ODEs over
   grids of settings, sharded and resumable;
 - `load_run`, `load_sweep` (`PanelData`, `SweepPoint`),
@@ -61,6 +62,7 @@ from nndyn.core.integrate import DivergenceError, ODEOptions, Solution, Status, 
 from nndyn.core.setting import Setting  # noqa: E402
 from nndyn.core.simulate import Simulation, simulate  # noqa: E402
 from nndyn.core.state import OrderParameters  # noqa: E402
+from nndyn.core.symmetric import SymmetricState  # noqa: E402
 from nndyn.core.trajectory import Trajectory  # noqa: E402
 from nndyn.sweeps import Sweep, grid, run_sweep, sweep  # noqa: E402
 
@@ -82,6 +84,7 @@ __all__ = [
     "Solution",
     "Status",
     "Sweep",
+    "SymmetricState",
     "Trajectory",
     "agreement",
     "compare",

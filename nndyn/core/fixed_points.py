@@ -8,6 +8,10 @@ stable (every real part negative), a saddle (some positive) or marginal (the lar
 `tolerance` of zero). For a realizable setting (K = M, student equal to the teacher) the perfect-
 learning point Q = R = T, v = v* is a fixed point at every η when σ = 0; `learning_rate_threshold`
 finds η_max, where it loses stability, by bisection on the largest real part.
+
+From a `SymmetricState`, the same on Saad & Solla's symmetric reduction (`nndyn.core.symmetric`),
+in the coordinates Q, C, R, S (and v when trained), for any K: its eigenvalues are those of
+perturbations within the ansatz.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from nndyn.core import symmetric
 from nndyn.core.kernels import load
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters
+from nndyn.core.symmetric import SymmetricState
 
 
 class FixedPointError(ValueError):
@@ -33,14 +39,15 @@ class FixedPointError(ValueError):
 class FixedPoint:
     """A fixed point of the flows and its linear stability.
 
-    **Fields:** `state`, the `OrderParameters` there; `eg`, its ε_g; `residual`,
+    **Fields:** `state`, the `OrderParameters` there (a `SymmetricState` for the symmetric
+    reduction's); `eg`, its ε_g; `residual`,
     the largest |flow| there; `iterations`, Newton's steps; `eigenvalues` (P,), the Jacobian's
     (complex, sorted by real part, largest first) in the coordinates of the module docstring;
     `eigenvectors` (P, P), column j the eigenvector of eigenvalue j; `tolerance`, the real part
     below which an eigenvalue counts as zero.
     """
 
-    state: OrderParameters
+    state: OrderParameters | SymmetricState
     eg: float
     residual: float
     iterations: int
@@ -114,17 +121,34 @@ def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool
     return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten
 
 
-def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 1e-12, max_iterations: int = 100,
-                eigen_tolerance: float = 1e-9) -> FixedPoint:
+def fixed_point(setting: Setting, start: OrderParameters | SymmetricState, *, tolerance: float = 1e-12,
+                max_iterations: int = 100, eigen_tolerance: float = 1e-9) -> FixedPoint:
     """The fixed point of the flows of `setting` that Newton's method reaches from `start`.
 
-    **Arguments:** `start`, the `OrderParameters` to start from (T and v* are
-    kept); `tolerance`, the largest |flow| accepted; `max_iterations`, Newton's most steps;
+    **Arguments:** `start`, the `OrderParameters` to start from (T and v* are kept), or a
+    `SymmetricState` for the fixed points of the symmetric reduction (any K; T = I, v* = 1;
+    its eigenvalues are those within the ansatz, in the coordinates Q, C, R, S[, v]);
+    `tolerance`, the largest |flow| accepted; `max_iterations`, Newton's most steps;
     `eigen_tolerance`, the real part below which an eigenvalue counts as zero.
 
-    **Returns:** a `FixedPoint`. Raises `FixedPointError` naming the residual when
-    Newton's method does not converge (a singular Jacobian, or no fixed point nearby).
+    **Returns:** a `FixedPoint` (its `state` of the type of `start`). Raises `FixedPointError`
+    naming the residual when Newton's method does not converge (a singular Jacobian, or no
+    fixed point nearby).
     """
+    if isinstance(start, SymmetricState):
+        field, jacobian, x, finish = _symmetric_problem(setting, start)
+    else:
+        field, jacobian, x, finish = _full_problem(setting, start)
+    x, flow, iterations = _newton(field, jacobian, x, tolerance, max_iterations)
+    values, vectors = np.linalg.eig(np.asarray(jacobian(x)))
+    order = np.argsort(-np.real(values), kind="stable")
+    state, eg = finish(x)
+    return FixedPoint(state, float(eg), float(np.max(np.abs(flow))), iterations, values[order], vectors[:, order],
+                      eigen_tolerance)
+
+
+def _full_problem(setting: Setting, start: OrderParameters):
+    """(field(x), jacobian(x), x at `start`, finish(x) -> (state, ε_g)) in the full coordinates."""
     if np.ndim(start.Q) != 2:
         raise ValueError(f"fixed_point starts from one state, Q of shape (K, K); got Q of shape {np.shape(start.Q)} "
                          "(pick one seed's state)")
@@ -134,35 +158,86 @@ def fixed_point(setting: Setting, start: OrderParameters, *, tolerance: float = 
     field, jacobian, flatten, unflatten = _field(setting)
     args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star), start.b)
     v = jnp.asarray(start.v)
-    x = flatten(start.as_ode_state())
-    flow = np.asarray(field(x, v, args))
+
+    def finish(x):
+        y = unflatten(x, v)
+        state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star), start.b)
+        return state, setting.kernels.eg(y, args)
+
+    return (functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args),
+            flatten(start.as_ode_state()), finish)
+
+
+def _symmetric_problem(setting: Setting, start: SymmetricState):
+    """Like `_full_problem`, in the coordinates of the symmetric reduction."""
+    symmetric.check(setting)
+    field, jacobian, flatten, unflatten = _symmetric_field(setting)
+    args = symmetric.arguments(setting)
+    v = jnp.asarray(start.v, dtype=jnp.float64)
+
+    def finish(x):
+        y = unflatten(x, v)
+        return y, symmetric.generalisation_error(setting, y)
+
+    x = flatten(SymmetricState(*(jnp.asarray(value, dtype=jnp.float64) for value in start)))
+    return functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args), x, finish
+
+
+#: Newton's steps below this relative size are round-off: the iteration stops there.
+ROUND_OFF = 1e-14
+
+
+def _newton(field, jacobian, x, tolerance: float, max_iterations: int):
+    """Newton's method on field(x) = 0 from x, each step halved until the Euclidean residual
+    (which Newton's step lowers) falls, until the largest |field| is at most `tolerance` or the
+    step is round-off (`ROUND_OFF` relative to x): (x, field(x), steps taken), or a
+    `FixedPointError`."""
+    flow = np.asarray(field(x))
     iterations = 0
     while np.max(np.abs(flow)) > tolerance:
         if iterations == max_iterations:
             raise FixedPointError(f"Newton's method did not converge in {max_iterations} steps: the largest "
                                   f"|flow| is {np.max(np.abs(flow)):.3g} (tolerance {tolerance:g})")
-        step = np.linalg.lstsq(np.asarray(jacobian(x, v, args)), -flow, rcond=None)[0]
+        step = np.linalg.lstsq(np.asarray(jacobian(x)), -flow, rcond=None)[0]
+        if np.linalg.norm(step) <= ROUND_OFF * np.linalg.norm(x):
+            break  # at round-off: the flow cannot be resolved further
         scale = 1.0
-        while scale > 1e-10:  # halve the step until |flow| (Euclidean, which Newton's step lowers) falls
+        while scale > 1e-10:
             trial = x + scale * step
-            trial_flow = np.asarray(field(trial, v, args))
+            trial_flow = np.asarray(field(trial))
             if np.all(np.isfinite(trial_flow)) and np.linalg.norm(trial_flow) < np.linalg.norm(flow):
                 break
             scale /= 2
         else:
-            smallest = np.linalg.svd(np.asarray(jacobian(x, v, args)), compute_uv=False)[-1]
+            smallest = np.linalg.svd(np.asarray(jacobian(x)), compute_uv=False)[-1]
             raise FixedPointError(f"Newton's method stalled after {iterations} steps: the largest |flow| is "
                                   f"{np.max(np.abs(flow)):.3g} and no step along Newton's direction lowers it (the "
                                   f"Jacobian's smallest singular value is {smallest:.2g}: near zero, the fixed points "
                                   "may form a continuum, e.g. a student unit whose v vanishes)")
         x, flow, iterations = trial, trial_flow, iterations + 1
-    residual = float(np.max(np.abs(flow)))
-    y = unflatten(x, v)
-    values, vectors = np.linalg.eig(np.asarray(jacobian(x, v, args)))
-    order = np.argsort(-np.real(values), kind="stable")
-    state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star), start.b)
-    eg = float(setting.kernels.eg(y, args))
-    return FixedPoint(state, eg, residual, iterations, values[order], vectors[:, order], eigen_tolerance)
+    return x, flow, iterations
+
+
+def _symmetric_field(setting: Setting):
+    """Like `_field`, for the symmetric reduction: coordinates Q, C, R, S, and v when trained."""
+    return _compiled_symmetric_field(setting.activation, setting.teacher_activation, setting.train_second_layer)
+
+
+@functools.cache
+def _compiled_symmetric_field(activation: str, teacher: str, trained: bool):
+    rhs = symmetric.field(load(activation, teacher))
+    size = 5 if trained else 4
+
+    def flatten(y):
+        return jnp.stack(tuple(y)[:size])
+
+    def unflatten(x, v):
+        return SymmetricState(x[0], x[1], x[2], x[3], x[4] if trained else v)
+
+    def field(x, v, args):
+        return flatten(rhs(0.0, unflatten(x, v), args))
+
+    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten
 
 
 def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
@@ -176,44 +251,58 @@ def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
     return OrderParameters(jnp.asarray(T), jnp.asarray(T), jnp.asarray(T), jnp.asarray(v_star), jnp.asarray(v_star))
 
 
-def largest_real_part(setting: Setting, lr: float, T=None, v_star=None) -> float:
-    """max Re λ of the Jacobian at perfect learning for `setting` with η = η_v = `lr`."""
+#: Perfect learning on the symmetric ansatz.
+SYMMETRIC_PERFECT_LEARNING = SymmetricState(1.0, 0.0, 1.0, 0.0, 1.0)
+
+
+def largest_real_part(setting: Setting, lr: float, T=None, v_star=None, symmetric: bool = False) -> float:
+    """max Re λ of the Jacobian at perfect learning for `setting` with η = η_v = `lr` (within
+    the symmetric ansatz when `symmetric`; T and v* then must be None)."""
     changed = setting.replace(lr=lr, lr_v=lr)
+    if symmetric:
+        if T is not None or v_star is not None:
+            raise ValueError("the symmetric reduction has T = I and v* = 1: give neither T nor v_star")
+        return -fixed_point(changed, SYMMETRIC_PERFECT_LEARNING).rate
     return -fixed_point(changed, perfect_learning(changed, T, v_star)).rate
 
 
-def optimal_learning_rate(setting: Setting, T=None, v_star=None) -> tuple[float, float]:
+def optimal_learning_rate(setting: Setting, T=None, v_star=None, symmetric: bool = False) -> tuple[float, float]:
     """η_opt and its rate: the η (η_v = η) in (0, η_max) at which perfect learning of the
     realizable `setting` is approached fastest, i.e. −max Re λ is largest (Brent's method on a
-    bracket of that function, to 1e-8 relative)."""
+    bracket of that function, to 1e-8 relative); within the ansatz when `symmetric`."""
     from scipy import optimize  # imported here: it costs a second at `import nndyn`
 
-    eta_max = learning_rate_threshold(setting, T, v_star, relative_tolerance=1e-8)
-    found = optimize.minimize_scalar(lambda eta: largest_real_part(setting, eta, T, v_star), bounds=(0.0, eta_max),
-                                     method="bounded", options={"xatol": 1e-8 * eta_max})
+    eta_max = learning_rate_threshold(setting, T, v_star, relative_tolerance=1e-8, symmetric=symmetric)
+    found = optimize.minimize_scalar(lambda eta: largest_real_part(setting, eta, T, v_star, symmetric),
+                                     bounds=(0.0, eta_max), method="bounded", options={"xatol": 1e-8 * eta_max})
     return float(found.x), -float(found.fun)
 
 
 def learning_rate_threshold(setting: Setting, T: ArrayLike | None = None, v_star: ArrayLike | None = None, *,
-                            relative_tolerance: float = 1e-12) -> float:
+                            relative_tolerance: float = 1e-12, symmetric: bool = False) -> float:
     """η_max: the largest η (with η_v = η) at which the perfect-learning fixed point of the
     realizable `setting` (K = M, σ = 0) is linearly stable, by bisection on the largest real
-    part of the Jacobian's eigenvalues to `relative_tolerance`."""
+    part of the Jacobian's eigenvalues to `relative_tolerance`.
+
+    With `symmetric`, the Jacobian is the symmetric reduction's (`nndyn.core.symmetric`, T = I,
+    v* = 1), which costs the same at any K: stability against perturbations within the ansatz
+    only, so an upper bound of the full η_max (the two agree where the ansatz's mode is the
+    first to lose stability; docs/fixed-points.md measures where)."""
     if setting.sigma != 0:
         raise ValueError(f"η_max is defined here for σ = 0 (perfect learning is no fixed point with label noise); "
                          f"got sigma={setting.sigma}")
     low, high = setting.lr, setting.lr
-    while largest_real_part(setting, low, T, v_star) >= 0:
+    while largest_real_part(setting, low, T, v_star, symmetric) >= 0:
         low /= 2
         if low < 1e-8:
             raise ValueError("perfect learning is not stable at any learning rate tried (down to 1e-8)")
-    while largest_real_part(setting, high, T, v_star) < 0:
+    while largest_real_part(setting, high, T, v_star, symmetric) < 0:
         high *= 2
         if high > 1e8:
             raise ValueError("perfect learning is stable at every learning rate tried (up to 1e8)")
     while high - low > relative_tolerance * high:
         middle = (low + high) / 2
-        if largest_real_part(setting, middle, T, v_star) < 0:
+        if largest_real_part(setting, middle, T, v_star, symmetric) < 0:
             low = middle
         else:
             high = middle

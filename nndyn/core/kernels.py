@@ -13,6 +13,7 @@ import functools
 import importlib
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -74,9 +75,11 @@ class Kernels:
         """Integral `name` ("I2", "J2", "I3", "I4") on covariance blocks C (..., r, r); returns
         shape (...). Only the upper triangle of C is read. `signature` (a letter per slot: "s"
         student, "t" teacher, "-" the u slot) picks the activations; default: the student's."""
-        return blocks.on_blocks(self._integral(name, signature), C)
+        return blocks.on_blocks(self.closed_form(name, signature), C)
 
-    def _integral(self, name: str, signature: str | None):
+    def closed_form(self, name: str, signature: str | None = None) -> Callable:
+        """The generated function of integral `name` of `signature` (see `integral`), taking
+        the block entries c_pq (p ≤ q, row-major) as arguments, elementwise over broadcast arrays."""
         if signature is None or self.teacher is None or set(signature) <= {"s", "-"}:
             return self.module.INTEGRALS[name]
         if set(signature) <= {"t", "-"}:
@@ -88,7 +91,7 @@ class Kernels:
         table = _flow_table()
         weights = {**flows.readouts(v, v_star, feedback, parameters.get("kappa", 1.0),
                                     parameters.get("kappa_star", 1.0)), "Q": Q, "R": R, "v": v}
-        return flows.evaluate(table.TERMS, self._integral, targets, Q, R, T, weights, parameters,
+        return flows.evaluate(table.TERMS, self.closed_form, targets, Q, R, T, weights, parameters,
                               None if self.teacher is None else table.FACTORS)
 
     def flows(self, Q, R, v, T, v_star, feedback=None, **parameters) -> tuple:
