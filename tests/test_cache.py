@@ -76,3 +76,36 @@ def test_an_unwritable_folder_still_runs_the_exported_solve(folder, monkeypatch)
     result = _run()
     assert np.all(np.isfinite(np.asarray(result.eg)))
     assert len(cache._calls) == 1 and not folder.exists()
+
+
+PROGRAM = """
+import sys
+import jax.numpy as jnp
+import numpy as np
+import nndyn
+from nndyn.core import cache
+sys.modules["jax._src.lax.linalg"].initialize_lapack  # present: the check below is not vacuous
+function = {function}
+value = cache.call(function, (jnp.diag(jnp.array([3.0, 1.0, 2.0])),), static=("test",), sources=())
+print(repr(np.asarray(value).tolist()))
+"""
+
+
+@pytest.mark.parametrize("function, expected", [
+    ("lambda a: jnp.linalg.eigh(a)[0]", [1.0, 2.0, 3.0]),  # LAPACK: initialised as JAX does
+    ("lambda a: jnp.sin(a).sum(axis=0)", list(np.sin([3.0, 1.0, 2.0]))),  # none: left alone
+])
+def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_path, function, expected):
+    """The first process exports the program, the second loads it and runs it first thing,
+    where JAX's LAPACK kernels are initialised only for a program that calls them."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "NNDYN_COMPILATION_CACHE": str(tmp_path)}
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", PROGRAM.format(function=function)], env=environment,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert eval(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected)
+    assert len(list((tmp_path / "exported").glob("*.jaxexport"))) == 1

@@ -15,6 +15,7 @@ is replaced. The folder only grows (like JAX's cache): delete it to reclaim spac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -84,7 +85,33 @@ def call(function, arguments: tuple, *, static: tuple, sources: tuple[str, ...])
             except OSError:  # a read-only or full cache folder: used by this process only
                 pass
         _calls[key] = jax.jit(exported.call)
+        if b"lapack_" not in bytes(exported.mlir_module_serialized):
+            with _lapack_left_alone():  # the first call lowers the program
+                return _calls[key](*arguments)
     return _calls[key](*arguments)
+
+
+@contextlib.contextmanager
+def _lapack_left_alone():
+    """Lower an exported program without initialising LAPACK.
+
+    Before lowering any exported CPU program, JAX initialises its LAPACK kernels, which imports
+    scipy.linalg: 0.26 s, a third of a warm `nndyn run`'s start-up. A program without LAPACK
+    custom calls (targets named lapack_*, which the caller has checked for) does not need
+    them; JAX's own lowering of a LAPACK call initialises them where one is used. The hook is
+    private to JAX: when it is not there, nothing is changed.
+    """
+    from jax._src.export import _export  # private: see the docstring
+
+    original = getattr(_export, "_ensure_backends_initialized", None)
+    if original is None:
+        yield
+        return
+    _export._ensure_backends_initialized = lambda platforms: None
+    try:
+        yield
+    finally:
+        _export._ensure_backends_initialized = original
 
 
 @functools.cache
