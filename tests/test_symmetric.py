@@ -37,19 +37,24 @@ def _compare(setting, state):
     return difference, scale
 
 
-@pytest.mark.parametrize("name", SETTINGS)
-@pytest.mark.parametrize("K", [2, *(pytest.param(K, marks=pytest.mark.slow) for K in range(3, 9))])
+CASES = [(2, name) for name in SETTINGS] + [
+    pytest.param(K, name, marks=pytest.mark.slow)
+    for K in range(3, 9) for name in SETTINGS if name == next(iter(SETTINGS)) or K == 5]
+
+
+@pytest.mark.parametrize("K, name", CASES)
 def test_the_reduction_is_the_full_flows_on_the_ansatz(K, name):
-    """Every flow and ε_g, K = 2 … 8: to round-off (a wrong multiplicity would be off by O(1))."""
+    """Every flow and ε_g, K = 2 … 8 (the second setting at K = 2 and 5): to round-off (a wrong
+    multiplicity would be off by O(1))."""
     setting = nndyn.Setting(K=K, M=K, **SETTINGS[name])
     difference, scale = _compare(setting, STATE)
     assert difference < 1e-14 * max(scale, 1), (difference, scale)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("K", [2, 3])
-def test_the_reduction_with_a_teacher_activation_apart(K):
-    """A ReLU student on an erf teacher: the mixed signatures of the pair module."""
+def test_the_reduction_with_a_teacher_activation_apart():
+    """A ReLU student on an erf teacher (K = 3): the mixed signatures of the pair module."""
+    K = 3
     setting = nndyn.Setting(K=K, M=K, lr=0.4, activation="relu", teacher_activation="erf")
     difference, scale = _compare(setting, SymmetricState(1.0, 0.3, 0.4, 0.1, 1.0))
     assert difference < 1e-14 * max(scale, 1), (difference, scale)
@@ -86,7 +91,7 @@ def test_the_reduced_trajectory_follows_the_full_integration():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("K", [2, 3, 4])
+@pytest.mark.parametrize("K", [2, 4])
 def test_eta_max_and_the_plateau_agree_with_the_full_flows(K):
     """η_max of the reduction equals the full one (the ansatz's mode is the first to go), and the
     plateau's unstable eigenvalue is the full plateau's, of multiplicity (K − 1)² there."""
@@ -116,6 +121,7 @@ def test_saad_and_sollas_plateau_at_large_width(K):
     assert float(symmetric.generalisation_error(setting, state)) == pytest.approx(eg, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_at_ten_thousand_units_the_escape_grows_at_the_unstable_eigenvalue():
     """K = 10⁴, η = 0.1/K: started on the plateau's unstable eigenvector at 1e-7, the integrated
     specialisation R − S grows at the Jacobian's λ_u (over one e-folding, to 1 %); η_max·K is
