@@ -70,3 +70,22 @@ def test_the_tail_decays_at_the_jacobians_rate():
     window = (eg < 1e-8) & (eg > 1e-12)
     slope = np.polyfit(t[window], np.log(np.abs(projection[window])), 1)[0]
     assert slope == pytest.approx(point.eigenvalues[slowest].real, rel=1e-3)  # measured 2e-5
+
+
+def test_a_run_continued_to_round_off_keeps_its_tail():
+    """Run on until ε_g is round-off (1e-16): the re-integration stops where the deviation from
+    the fixed point falls below TAIL_DEVIATION/2 (ε_g ~ 1e-13), beyond which the flows no longer
+    resolve it. The tail above is the same as a run that ends before (to 1e-4 relative), and
+    the saves well after keep the first solve's values. (Integrating on into round-off, the
+    controller used to exhaust its steps, at K = 10 for ten minutes, and then dropped the whole
+    refinement.)"""
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    short_t, long_t = np.arange(0.0, 801.0), np.arange(0.0, 3001.0)
+    short = np.asarray(nndyn.integrate(setting, plateau_start(2, 2), short_t).eg)
+    long = np.asarray(nndyn.integrate(setting, plateau_start(2, 2), long_t).eg)
+    unrefined = np.asarray(nndyn.integrate(setting, plateau_start(2, 2), long_t, refine_tail=False).eg)
+    assert np.abs(long).min() < 1e-14, "the run must reach round-off"
+    resolved = short >= FLOOR
+    assert np.max(np.abs(long[:801][resolved] / short[resolved] - 1)) < 1e-4  # measured 1e-5; each within 1e-3
+    np.testing.assert_array_equal(long[long_t >= 1500], unrefined[long_t >= 1500])
+    assert np.max(np.abs(long[:801][resolved] / unrefined[:801][resolved] - 1)) > 1e-2  # the refinement acted

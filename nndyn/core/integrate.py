@@ -24,6 +24,13 @@ from nndyn.core.trajectory import Trajectory
 ORDER_PARAMETERS = ("Q", "R", "v")
 #: ε_g below which a run's tail is re-integrated about its fixed point, and from where.
 TAIL_TRIGGER, TAIL_START = 1e-7, 1e-4
+#: The deviation from the fixed point (largest entry) below which a tail's re-integration
+#: stops: ε_g is then ~1e-12, and the flows, sums of O(1) terms each rounded at ~1e-16, soon
+#: stop resolving the deviation, which scaled by 1/deviation no step size can control.
+TAIL_DEVIATION = 1e-6
+#: The re-integrated tail's step budget (a few hundred steps suffice; a tail that needs more is
+#: kept as the first solve gave it).
+TAIL_MAX_STEPS = 100_000
 ADAPTIVE_MAX_STEPS = 1_000_000  # the adaptive solver's default step budget
 EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt below this
 
@@ -115,6 +122,12 @@ def _bad(y: dict, threshold: float) -> jax.Array:
     ])
 
 
+def _at_floor(w) -> jax.Array:
+    """Whether a deviation w = (y − center)/scale has fallen below half its scale (see
+    `_refine_tail`: the scale is then TAIL_DEVIATION, below which the flows are round-off)."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(w)])) < 0.5
+
+
 def _affine(center, scale):
     """The map from the solved variable to the state: w ↦ center + scale · w leaf by leaf, or
     the identity when there is no `center`."""
@@ -133,7 +146,8 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     (`Setting.ode_args`; arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
     changing it does not recompile; ignored by the adaptive method); `center`, like y0, or None:
     integrate the deviation (y − center)/`scale` instead of y, so that the error control is
-    relative to the deviation (the tail near a stable fixed point, see `integrate`).
+    relative to the deviation (the tail near a stable fixed point, see `integrate`); the solve
+    then stops, with status ok, where the deviation falls below `scale`/2.
 
     **Returns:** a `Solution`.
     """
@@ -157,15 +171,17 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
             diffrax.PIDController(rtol=options.rtol, atol=options.atol)
             if adaptive else diffrax.ConstantStepSize()
         ),
-        event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(state(y), options.divergence_threshold))),
+        event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(state(y), options.divergence_threshold))
+                            | (False if center is None else _at_floor(y))),
         max_steps=ADAPTIVE_MAX_STEPS if options.max_steps is None else options.max_steps,
         throw=False,
     )
     assert solution.ys is not None and solution.ts is not None and solution.stats is not None  # saved by SaveAt
     ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
+    floor = False if center is None else _at_floor(last)
     ys, last = state(ys), state(last)
     bad = _bad(last, options.divergence_threshold)
-    status = jnp.where(solution.result == diffrax.RESULTS.successful, Status.ok,
+    status = jnp.where((solution.result == diffrax.RESULTS.successful) | (floor & ~jnp.any(bad)), Status.ok,
                        jnp.where(jnp.any(bad), Status.diverged, Status.max_steps))
     eg = jax.vmap(lambda y: kernels.eg(y, args))(ys)
     steps = solution.stats["num_accepted_steps"] + solution.stats["num_rejected_steps"]
@@ -237,8 +253,10 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
     grows like 1/δ (10 % at ε_g = 1e-8, 9× at 1e-10 for K = M = 2). Here, where ε_g falls below
     TAIL_TRIGGER, Newton's method finds the fixed point y* from the last state; if it is stable
     and the run ends within 1e-3 of it, the run is integrated again from where ε_g < TAIL_START
-    in w = (y − y*)/s, s the final deviation, with rtol/10 and atol rtol/100: the control is then
-    relative to the deviation (tests/test_tail.py holds ε_g to 1e-3 relative down to 1e-10).
+    in w = (y − y*)/s, s the final deviation or TAIL_DEVIATION if larger, with rtol/10 and atol
+    rtol/100: the control is then relative to the deviation (tests/test_tail.py holds ε_g to 1e-3
+    relative down to 1e-10). That solve stops where the deviation falls below s/2; saves after
+    it (ε_g ≲ 1e-12, where the flows are round-off) keep the first solve's values.
     Elements that do not qualify (no stable fixed point nearby, e.g. an overparameterised
     student's manifold of them) are kept as they are.
     """
@@ -246,7 +264,8 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
 
     ys = {name: np.array(value) for name, value in ys.items()}
     eg = np.array(eg)
-    tail_options = dataclasses.replace(options, rtol=0.1 * options.rtol, atol=0.01 * options.rtol)
+    tail_options = dataclasses.replace(options, rtol=0.1 * options.rtol, atol=0.01 * options.rtol,
+                                       max_steps=TAIL_MAX_STEPS)
     for index in np.ndindex(*eg.shape[:-1]):
         if not np.min(eg[index]) < TAIL_TRIGGER:
             continue
@@ -261,10 +280,10 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
         except (FixedPointError, ValueError):
             continue
         center = {"Q": np.asarray(point.state.Q), "R": np.asarray(point.state.R), "v": np.asarray(point.state.v)}
-        scale = max(float(np.max(np.abs(ys[name][index][-1] - center[name]))) for name in center)
-        if point.kind != "stable" or not 0 < scale < 1e-3:
-            continue
         first = int(np.argmax(eg[index] < TAIL_START))
+        scale = max(TAIL_DEVIATION, *(float(np.max(np.abs(ys[name][index][-1] - center[name]))) for name in center))
+        if point.kind != "stable" or not scale < 1e-3:
+            continue
         tail = solve(
             setting.activation,
             {name: ys[name][index][first] for name in ys},
@@ -277,9 +296,10 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
         )
         if int(tail.status) != Status.ok:
             continue
+        done = np.arange(len(ts))[(np.arange(len(ts)) >= first) & (ts <= float(tail.failed_at))]
         for name in ys:
-            ys[name][index][first:] = np.asarray(tail.ys[name])[first:]
-        eg[index][first:] = np.asarray(tail.eg)[first:]
+            ys[name][index][done] = np.asarray(tail.ys[name])[done]
+        eg[index][done] = np.asarray(tail.eg)[done]
     return {name: jnp.asarray(value) for name, value in ys.items()}, jnp.asarray(eg)
 
 
