@@ -38,7 +38,8 @@ EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt
 class Status(enum.IntEnum):
     """How a solve ended (the `status` of a `Solution`, an integer array inside JAX)."""
 
-    #: reached the last save time
+    #: reached the last save time (or, re-integrating a tail about its fixed point, the
+    #: deviation below which the flows are round-off: `integrate`)
     ok = 0
     #: an order parameter went non-finite or exceeded the divergence threshold
     diverged = 1
@@ -296,7 +297,7 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
         )
         if int(tail.status) != Status.ok:
             continue
-        done = np.arange(len(ts))[(np.arange(len(ts)) >= first) & (ts <= float(tail.failed_at))]
+        done = (np.arange(len(ts)) >= first) & (ts <= float(tail.failed_at))  # saves it re-integrated
         for name in ys:
             ys[name][index][done] = np.asarray(tail.ys[name])[done]
         eg[index][done] = np.asarray(tail.eg)[done]
