@@ -44,7 +44,7 @@ print(f"dS/dt: full {float(flow['R'][0, 1]):.15f}, reduced {float(reduced.S):.15
 #
 # Bisection on the largest real part of the reduction's Jacobian at perfect learning. The
 # reduction sees only perturbations within the ansatz, so this is an upper bound of the full
-# η_max; for K = 2 … 5 the two agree to every digit (the tests check K = 2, 3, 4).
+# η_max; for K = 2 … 5 the two agree to every digit (the tests check K = 2 and 4).
 
 # %%
 eta_max = {K: learning_rate_threshold(nndyn.Setting(K=K, M=K, lr=1.0 / K), symmetric=True,
