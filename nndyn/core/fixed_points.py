@@ -170,7 +170,6 @@ def _full_problem(setting: Setting, start: OrderParameters):
 
 def _symmetric_problem(setting: Setting, start: SymmetricState):
     """Like `_full_problem`, in the coordinates of the symmetric reduction."""
-    symmetric.check(setting)
     field, jacobian, flatten, unflatten = _symmetric_field(setting)
     args = symmetric.arguments(setting)
     v = jnp.asarray(start.v, dtype=jnp.float64)
@@ -179,7 +178,7 @@ def _symmetric_problem(setting: Setting, start: SymmetricState):
         y = unflatten(x, v)
         return y, symmetric.generalisation_error(setting, y)
 
-    x = flatten(SymmetricState(*(jnp.asarray(value, dtype=jnp.float64) for value in start)))
+    x = flatten(start.as_arrays())
     return functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args), x, finish
 
 

@@ -93,6 +93,10 @@ class SymmetricState(NamedTuple):
                              f"{tolerance:g}")
         return cls(Q[0, 0], Q[0, 1] if K > 1 else 0.0, R[0, 0], R[0, 1] if K > 1 else 0.0, v[0])
 
+    def as_arrays(self) -> "SymmetricState":
+        """This state with every field a float64 JAX array."""
+        return SymmetricState(*(jnp.asarray(value, dtype=jnp.float64) for value in self))
+
     def expand(self, K: int) -> OrderParameters:
         """The full `OrderParameters` of this state for K = M units (T = I, v* = 1)."""
         identity = np.eye(K)
@@ -176,17 +180,13 @@ def field(kernels: Kernels) -> Callable:
 
 def flows(setting: Setting, y: SymmetricState, v_star: float = 1.0) -> SymmetricState:
     """The reduced flows of `setting` at `y` (dv/dt zero unless the second layer is trained)."""
-    return field(setting.kernels)(0.0, _as_arrays(y), arguments(setting, v_star))
+    return field(setting.kernels)(0.0, y.as_arrays(), arguments(setting, v_star))
 
 
 def generalisation_error(setting: Setting, y: SymmetricState, v_star: float = 1.0):
     """ε_g at `y` (the shape of y's fields)."""
-    (eg,) = evaluate(setting.kernels, ("eg",), _as_arrays(y), arguments(setting, v_star))
+    (eg,) = evaluate(setting.kernels, ("eg",), y.as_arrays(), arguments(setting, v_star))
     return eg
-
-
-def _as_arrays(y: SymmetricState) -> SymmetricState:
-    return SymmetricState(*(jnp.asarray(value, dtype=jnp.float64) for value in y))
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def integrate(setting: Setting, start: SymmetricState, t: np.ndarray, *, v_star:
     args = arguments(setting, v_star)
     solve = _solver(setting.activation, setting.teacher_activation or setting.activation, rtol, atol, max_steps,
                     solver)
-    ys, eg, ok, reached = solve(_as_arrays(start), jnp.asarray(t), args)
+    ys, eg, ok, reached = solve(start.as_arrays(), jnp.asarray(t), args)
     if not bool(ok):
         raise DivergenceError(float(reached), None, "the state went non-finite or the solver used up its "
                               f"{max_steps} steps", subject="the symmetric reduction")
