@@ -10,9 +10,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import model, ode, sgd, startup, sweep, tail, vector_field, wide
+from benchmarks import activations, model, ode, sgd, startup, sweep, tail, vector_field, wide
 
-BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail, wide)
+BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail, wide, activations)
 
 
 def machine() -> list[str]:

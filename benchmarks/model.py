@@ -43,7 +43,7 @@ def run(toy: bool) -> dict:
     }
     base = _field(plain, evaluations, repeats)
     rows = [("plain erf: time per vector-field evaluation", str(base))]
-    relu = _field(plain.replace(activation="relu"), evaluations, repeats)
+    relu = _field(plain.replace(activation="relu", teacher_activation="relu"), evaluations, repeats)
     for label, setting in variants.items():
         timing = _field(setting, evaluations, repeats)
         reference = relu if "ReLU" in label else base

@@ -24,8 +24,8 @@ from .paths import DERIVE_DIR, TEMPLATES_DIR
 #: The derive/ modules whose code shapes every generated file (printing and rendering).
 RENDERING = ("printing.py", "spec.py", "lower.py", "render.py")
 #: The derive/ modules whose code a kernel module depends on, and its template.
-KERNEL_SOURCES = ("activations.py", "gaussian.py", "special.py", "integrals.py", "quadrature.py", "verify.py",
-                  *RENDERING)
+KERNEL_SOURCES = ("activations.py", "gaussian.py", "special.py", "integrals.py", "quadrature.py", "mixture.py",
+                  "verify.py", *RENDERING)
 KERNEL_TEMPLATE = "kernel_module.py.jinja"
 #: The derive/ modules whose code the flow table depends on, and its template.
 FLOW_SOURCES = ("flows.py", "integrals.py", *RENDERING)

@@ -26,13 +26,14 @@ from .spec import (
     FoldSpec,
     IntegralSpec,
     KernelSpec,
+    MixtureSpec,
     QuadratureSpec,
     ReducedTermSpec,
     SymmetricSpec,
     TermSpec,
     VariantSpec,
 )
-from .verify import verify, verify_quadrature
+from .verify import verify, verify_mixture, verify_quadrature
 
 
 def _variant(variant: DerivedIntegral) -> VariantSpec:
@@ -77,12 +78,18 @@ def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str
 def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
     """Derive, verify and print every integral of `activation`. Each integral's forms (its
     generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
-    process pool's map to verify them in parallel (the results do not depend on it)."""
+    process pool's map to verify them in parallel (the results do not depend on it). Integrals
+    without a closed form take the erf mixture where g admits one (`.mixture`), else quadrature."""
+    derived = [derive_integral(name, tuple(None if factor == "u" else activation for factor in factors))
+               for name, factors in DEFINITIONS.items()]
+    fallback = [form for form in derived if form.quadrature]
+    fitted = verify_mixture(activation, fallback, map) if fallback else None
     integrals = []
-    for name, factors in DEFINITIONS.items():  # one integral at a time: a failure stops before the costlier ones
-        slots = tuple(None if factor == "u" else activation for factor in factors)
-        derived = derive_integral(name, slots)
-        integrals.append(_integral(derived, list(map(check, (derived, *derived.variants))), f'"{name}"'))
+    for form in derived:  # one integral at a time: a failure stops before the costlier ones
+        if form.quadrature and fitted is not None:
+            integrals.append(_mixture_integral(form, fitted[1][form.name]))
+        else:
+            integrals.append(_integral(form, list(map(check, (form, *form.variants))), f'"{form.name}"'))
     return KernelSpec(
         name=activation.name,
         description=activation.description,
@@ -93,7 +100,16 @@ def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
         integrals=tuple(integrals),
         input_hash=kernel_hash(activation),
         command=command,
+        mixture=None if fitted is None else MixtureSpec(repr(fitted[0].mixture.offset), repr(fitted[0].mixture.terms)),
     )
+
+
+def _mixture_integral(form: DerivedIntegral, verification: str) -> IntegralSpec:
+    """The spec of an integral evaluated by the module's erf mixture."""
+    provenance = "erf mixture" + form.provenance.removeprefix("quadrature")
+    arguments = tuple(str(symbol) for symbol in form.arguments)
+    return IntegralSpec(form.name, f'"{form.name}"', form.size, arguments, None, provenance, verification, (), (),
+                        mixture=True)
 
 
 def _function_name(name: str, signature: str) -> str:

@@ -40,7 +40,8 @@ class QuadratureSpec:
 @dataclass(frozen=True)
 class IntegralSpec:
     """One block integral, printed: a closed form (`code`, with coincidence `variants` for a
-    non-smooth one) or `quadrature` terms, as a function of the block entries `arguments`
+    non-smooth one), `quadrature` terms, or (`mixture`) the module's erf mixture, as a function
+    of the block entries `arguments`
     (c{p}{q}, p ≤ q, row-major); `name` is its function's name, `key` its key in the module's
     INTEGRALS, as code."""
 
@@ -53,6 +54,16 @@ class IntegralSpec:
     verification: str
     variants: tuple[VariantSpec, ...]
     quadrature: tuple[QuadratureSpec, ...]
+    mixture: bool = False
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """The erf mixture ĝ(x) = c0 + Σ_j a_j erf(s_j x/√2) fitted to g (derive/mixture.py), printed:
+    `offset` c0 and `terms` ((a_j, s_j), …) as Python literals."""
+
+    offset: str
+    terms: str
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class KernelSpec:
     command: str
     teacher_expression: str | None = None
     aliases: tuple[AliasSpec, ...] = ()
+    mixture: MixtureSpec | None = None
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""

@@ -22,9 +22,11 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from .activations import Activation
 from .gaussian import expectation
 from .integrals import DerivedIntegral, block_entries, variables
-from .quadrature import MAX_VARIANCE, REFERENCE_STEP, choose_step, evaluate, rule
+from .mixture import BLOCKS, ChosenMixture, applies, choose, reference
+from .quadrature import MAX_VARIANCE, REFERENCE_STEP, TARGET_ERROR, choose_step, evaluate, rule
 from .special import MPMATH_FUNCTIONS
 
 DIGITS = 30
@@ -179,3 +181,28 @@ def verify(integral: DerivedIntegral, seed: int = 0) -> str:
         f"factorised diagonal value at {len(blocks)} random blocks (to 1e-{DIGITS - 10}), "
         f"Monte Carlo within {MC_STANDARD_ERRORS} SE ({MC_SAMPLES} samples)"
     )
+
+
+def verify_mixture(activation: Activation, forms: list[DerivedIntegral], map=map,
+                   seed: int = 0) -> tuple[ChosenMixture, dict[str, str]] | None:
+    """The erf mixture (`.mixture`) of g whose integrals `forms` (g's quadrature forms) are within
+    TARGET_ERROR of the trapezoidal rule at its reference step on BLOCKS random blocks with
+    variances up to MAX_VARIANCE each, with a one-line record per integral; None where g is not
+    bounded and odd about g(0), or no mixture reaches. `map` spreads the reference rule's
+    evaluations (a process pool's map)."""
+    if not applies(activation):
+        return None
+    jobs = [(form, np.array(block.evalf(), dtype=float))
+            for form in forms for block in random_blocks(form.size, BLOCKS, seed, largest=MAX_VARIANCE)]
+    values = list(map(reference, jobs))
+    references: dict[str, list[tuple[np.ndarray, float]]] = {form.name: [] for form in forms}
+    for (form, block), value in zip(jobs, values):
+        references[form.name].append((block, value))
+    chosen = choose(activation, references)
+    if chosen is None:
+        return None
+    terms = len(chosen.mixture.terms)
+    records = {name: f"erf mixture of {terms} terms, error {error:.1g} (below {TARGET_ERROR:g}) against the "
+               f"trapezoidal rule at its reference step at {BLOCKS} random blocks with variances up to {MAX_VARIANCE}"
+               for name, error in chosen.errors.items()}
+    return chosen, records

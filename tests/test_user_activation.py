@@ -59,7 +59,7 @@ def test_loaded_by_path_it_integrates_and_matches_monte_carlo(scaled):
 
 @pytest.fixture(scope="module")
 def tanh(tmp_path_factory):
-    """g(x) = tanh(x): no closed form, so every integral falls back to quadrature."""
+    """g(x) = tanh(x): no closed form, so every integral falls back to the erf mixture."""
     out = tmp_path_factory.mktemp("kernels")
     result = derive("--name", "tanh", "--expr", "tanh(x)", "--out", out)
     assert result.returncode == 0, result.stderr
@@ -73,7 +73,7 @@ TANH_INTEGRANDS = integrands(np.tanh, lambda x: 1 - np.tanh(x) ** 2)
 @pytest.mark.slow
 def test_tanh_quadrature_agrees_with_monte_carlo(tanh, name, size):
     """Hypothesis blocks with variances up to the fallback's verified range (1.5), 10⁶ samples, 5 SE."""
-    assert tanh.module.PROVENANCE[name].startswith("quadrature")
+    assert tanh.module.PROVENANCE[name].startswith("erf mixture")
 
     @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
     @given(covariance_blocks(size, largest=1.5))

@@ -2,9 +2,10 @@
 # # Your own activation
 #
 # An activation is an expression in `x`. One command derives its Gaussian integrals (in closed
-# form where the rules reach, by quadrature otherwise), verifies them against 30-digit
-# quadrature and Monte Carlo, and writes a kernel module into a folder of yours. The
-# expression is parsed, never executed, and the module holds only what SymPy printed.
+# form where the rules reach, by an erf mixture or quadrature otherwise: see the derivation
+# page), verifies them against 30-digit quadrature and Monte Carlo, and writes a kernel module
+# into a folder of yours. The expression is parsed, never executed, and the module holds only
+# what SymPy printed.
 #
 # Here g(x) = erf(2x), a steeper erf: its integrals are closed forms like erf's.
 

@@ -20,7 +20,7 @@ from types import ModuleType
 
 # nndyn.generated is mapped from generated/ by setuptools' package-dir, which pyright does not follow
 from nndyn import generated  # pyright: ignore[reportAttributeAccessIssue]
-from nndyn.core import blocks, flows, quadrature, special
+from nndyn.core import blocks, flows, mixture, quadrature, special
 
 #: The layout of kernel modules this runtime reads (derive/render.py's KERNEL_FORMAT).
 KERNEL_FORMAT = 2
@@ -67,7 +67,7 @@ class Kernels:
     @property
     def sources(self) -> tuple[str, ...]:
         """The files whose code these kernels run (for cache keys)."""
-        own = (self.module, blocks, flows, quadrature, special, _flow_table())
+        own = (self.module, blocks, flows, mixture, mixture.erf, quadrature, special, _flow_table())
         modules = own if self.teacher is None or self.pair is None else (*own, self.teacher.module, self.pair)
         return (__file__, *map(_file, modules))
 
