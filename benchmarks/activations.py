@@ -50,10 +50,9 @@ def run(toy: bool) -> dict:
             timing = _field(setting, evaluations, repeats)
             rows.append((f"{name} (erf mixture of {len(module.MIXTURE)} terms): time per evaluation, ratio to erf; "
                          "nndyn.derive's time", f"{timing}, {timing.median / base.median:.0f}×, {derived:.0f} s"))
-            if not toy:
-                wall, eg = _integration(setting)
-                rows.append((f"{name}, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",
-                             f"{wall:.1f} s, {eg:.4g}"))
+            wall, eg = _integration(setting)
+            rows.append((f"{name}, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",
+                         f"{wall:.1f} s, {eg:.4g}"))
     if not toy:
         wall, eg = _integration(plain)
         rows.append(("erf, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",
