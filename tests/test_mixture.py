@@ -1,6 +1,8 @@
 """The erf-mixture fallback: its evaluation against Monte Carlo (offset included), the runtime
 against the derivation's NumPy evaluation, and which activations it applies to."""
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,12 +42,22 @@ def test_mixture_integrals_agree_with_monte_carlo(name):
 
 @pytest.mark.parametrize("name", SIZES)
 def test_runtime_matches_the_derivations_evaluation(name):
-    """nndyn.core.mixture (JAX, what generated modules run) against derive.mixture.integral
-    (NumPy, what nndyn.derive verified), on a random block."""
+    """nndyn.core.mixture (JAX, what generated modules run; I4 factorised) against
+    derive.mixture.integral (NumPy, G's closed form on each rescaled block, what nndyn.derive
+    verified), on random blocks and on every index pattern of a joint covariance (the singular
+    blocks of repeated units that the flows evaluate)."""
     rng = np.random.default_rng(3)
-    factor = rng.normal(size=(SIZES[name],) * 2)
-    C = factor @ factor.T / SIZES[name]
-    assert evaluated(name, C) == pytest.approx(integral(name, MIXTURE, C), rel=1e-12, abs=1e-15)
+    r = SIZES[name]
+    factor = rng.normal(size=(5, r, r))
+    random = factor @ factor.transpose(0, 2, 1) / r
+    A = rng.normal(size=(3, 4)) / 2
+    Omega = A @ A.T
+    index = np.array(list(itertools.product(range(3), repeat=r)))
+    blocks = np.concatenate([random, Omega[index[:, :, None], index[:, None, :]]])
+    entries = [jnp.asarray(blocks[:, p, q]) for p, q in entry_positions(r)]
+    runtime = np.asarray(erf_mixture(name, MIXTURE.offset, MIXTURE.terms, *entries))
+    derived = np.array([integral(name, MIXTURE, C) for C in blocks])
+    np.testing.assert_allclose(runtime, derived, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("expression, admitted", [
