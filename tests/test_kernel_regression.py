@@ -48,7 +48,9 @@ def isa() -> str:
 
 
 def records() -> dict[str, np.lib.npyio.NpzFile]:
-    return {path.stem.removeprefix("kernel_values-"): np.load(path) for path in sorted(DATA.glob("kernel_values-*.npz"))}
+    """The recorded values by instruction set."""
+    paths = sorted(DATA.glob("kernel_values-*.npz"))
+    return {path.stem.removeprefix("kernel_values-"): np.load(path) for path in paths}
 
 
 def inputs():
