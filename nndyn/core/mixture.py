@@ -52,11 +52,11 @@ def _factorised_I4(a, s, c00, c01, c02, c03, c11, c12, c13, c22, c23, c33):
     """Σ_jklm a_j s_j a_k s_k a_l a_m I4_G(S C S), S = diag(s_j, s_k, s_l, s_m), shape (...).
 
     G's closed form is I4_G(C) = 4/(π² √D) arcsin(Λ_23 / √((D + Λ_22)(D + Λ_33))) with
-    D = det(1 + C_01) and Λ = D (C_23 − C_2·,01 (1 + C_01)⁻¹ C_01,·3) over the slot pairs
-    {2, 3}: the generated erf.I4's numerator and radicands, regrouped. On the rescaled block D and
-    Λ/(s_l s_m) depend on (j, k) only, so per (j, k) three numbers are computed once and each of
-    the n⁴ terms costs one arcsin and three products (tests/test_mixture.py ties this to G's
-    closed form on each rescaled block)."""
+    D = det(1 + C_01) and Λ_lm = D (c_lm − c_l,01 (1 + C_01)⁻¹ c_01,m) for l, m ∈ {2, 3}, C_01
+    the block's first two slots: the generated erf.I4's numerator and radicands, regrouped. On the
+    rescaled block D and Λ_lm/(s_l s_m) depend on (j, k) only, so per (j, k) three numbers are
+    computed once and each of the n⁴ terms costs one arcsin and three products
+    (tests/test_mixture.py ties this to G's closed form on each rescaled block)."""
     def jk(entry):  # (...) -> (..., 1, 1) against the (j, k) axes
         return jnp.asarray(entry)[..., None, None]
 
