@@ -7,8 +7,8 @@ differently with AVX-512 than with AVX2 (1 ulp on a kernel, a few ulp after an i
 So the values are recorded per instruction set, in ``tests/data/kernel_values-<isa>.npz``, and
 compared exactly where this machine's instruction set has a record:
 
-- ``x86_64-avx512``: recorded from the code before the redesign of issue 12 (commit 10bf758);
-- ``x86_64-avx2``: recorded from commit 129c9de, whose kernels the AVX-512 record shows unchanged
+- ``x86_64-amd-avx512``: recorded from the code before the redesign of issue 12 (commit 10bf758);
+- ``x86_64-amd-avx2``: recorded from commit 129c9de, whose kernels the AVX-512 record shows unchanged
   since 10bf758 (no kernel, block or special-function code changed in between).
 
 On an instruction set without a record, the values are compared with every record to within
@@ -38,13 +38,17 @@ ULPS = 64
 
 
 def isa() -> str:
-    """The instruction set XLA and OpenBLAS compile for here, as far as it changes rounding."""
+    """The instruction set XLA and OpenBLAS compile for here, as far as it changes rounding:
+    architecture, vendor (their CPU models tune code differently) and vector extension."""
     try:
-        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        flags = set()
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        lines = []
+    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    vendor = {"AuthenticAMD": "amd", "GenuineIntel": "intel"}.get(fields.get("vendor_id", ""), "other")
     level = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "base"
-    return f"{platform.machine()}-{level}"
+    return f"{platform.machine()}-{vendor}-{level}"
 
 
 def records() -> dict[str, np.lib.npyio.NpzFile]:
@@ -154,8 +158,8 @@ def test_integrations_and_a_simulation_give_the_recorded_values():
 def test_the_records_differ_by_rounding_only():
     """Every record holds every value, and the instruction sets' records differ, within ULPS."""
     available = records()
-    assert {"x86_64-avx512", "x86_64-avx2"} <= set(available)
-    avx512, avx2 = available["x86_64-avx512"], available["x86_64-avx2"]
+    assert {"x86_64-amd-avx512", "x86_64-amd-avx2"} <= set(available)
+    avx512, avx2 = available["x86_64-amd-avx512"], available["x86_64-amd-avx2"]
     assert set(avx512.files) == set(avx2.files) and len(avx512.files) == 178
     assert any(not np.array_equal(avx512[key], avx2[key]) for key in avx512.files)
     for key in avx512.files:
