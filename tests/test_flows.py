@@ -1,5 +1,5 @@
 """The assembled erf vector field against a direct Monte-Carlo estimate of the flows, and its
-behaviour under jit and grad."""
+behaviour under jit and grad; block evaluation (folded, and split by repeated units)."""
 
 import jax
 import jax.numpy as jnp
@@ -127,3 +127,55 @@ def test_folded_contractions_equal_the_full_tensors(monkeypatch, chunk):
     full_I2 = np.einsum("cd,c,d->", blocks.block_tensor(INTEGRALS["I2"], Omega, (J, J)), a, a)
     folded_I2 = blocks.folded_contraction(INTEGRALS["I2"], jnp.asarray(Omega), (J,), (a,), free=False)
     assert float(folded_I2) == pytest.approx(float(full_I2), rel=1e-13)
+
+
+
+def relu_state(coincide: bool):
+    """A joint covariance of K = 3 students and M = 2 teachers; with `coincide`, student 0 is
+    teacher 0 (a block of distinct units that needs a coincidence variant)."""
+    rng = np.random.default_rng(7)
+    weights = rng.normal(size=(K + M, 8)) / np.sqrt(8)
+    if coincide:
+        weights[0] = weights[K]
+    return weights @ weights.T
+
+
+@pytest.mark.parametrize("coincide", [False, True])
+def test_blocks_of_repeated_units_take_only_the_coincidence_variants(coincide):
+    """With COINCIDENT, the full closed form (generic and variants) sees exactly the blocks of
+    distinct units, and every value equals the full closed form's on every block (up to
+    rounding), unfolded and folded."""
+    relu = load("relu")
+    I4, variants = relu.module.INTEGRALS["I4"], relu.coincident("I4")
+    seen = []
+
+    def counted(*entries):
+        seen.append(np.broadcast_shapes(*(np.shape(entry) for entry in entries)))
+        return I4(*entries)
+
+    Omega = relu_state(coincide)
+    units = blocks.units(K, M)
+    S, J = units["S"], units["J"]
+    split = jax.jit(lambda Omega: blocks.block_tensor(counted, Omega, (S, S, J, J), variants))(Omega)
+    distinct = sum(len({i, k, c, d}) == 4 for i in S for k in S for c in J for d in J)
+    assert seen == [(distinct,)] and 0 < distinct < split.size
+    whole = jax.jit(lambda Omega: blocks.block_tensor(I4, Omega, (S, S, J, J)))(Omega)
+    np.testing.assert_allclose(split, whole, rtol=1e-14, atol=1e-16)  # compiled apart: rounding differs
+    v, a = np.ones(K), np.concatenate([-np.ones(K), np.ones(M)])
+    folded = [jax.jit(lambda Omega, c=coincident: blocks.folded_contraction(I4, Omega, (S, J), (v, a), True, c))(Omega)
+              for coincident in (variants, None)]
+    np.testing.assert_allclose(folded[0], folded[1], rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("teacher", ["relu", "erf"])
+def test_vector_fields_split_by_repeated_units_equal_the_unsplit_ones(monkeypatch, teacher):
+    """ReLU's flows (and a ReLU student's on an erf teacher: split per signature) with the
+    repeated units' blocks given to the coincidence variants equal those without the split."""
+    kernels = load("relu", teacher)
+    _, state, args = random_state(seed=3)
+    args = {**args, "T": jnp.asarray(args["T"]), "batch": 1.0}
+    split = jax.jit(kernels.rhs)(0.0, state, args)
+    monkeypatch.setattr(type(kernels), "coincident", lambda self, name, signature=None: None)
+    whole = jax.jit(kernels.rhs)(0.0, state, args)
+    for name in split:
+        np.testing.assert_allclose(split[name], whole[name], rtol=1e-13, atol=1e-15, err_msg=name)

@@ -5,16 +5,21 @@ on random states, short integrations and a short simulation, jitted as the runti
 XLA compiles for the host's instruction set, and its vectorised erf, exp and reductions round
 differently with AVX-512 than with AVX2 (1 ulp on a kernel, a few ulp after an integration).
 So the values are recorded per instruction set, in ``tests/data/kernel_values-<isa>.npz``, and
-compared exactly where this machine's instruction set has a record:
+compared exactly where this machine's instruction set has a record of them:
 
-- ``x86_64-amd-avx512``: recorded from the code before the redesign of issue 12 (commit 10bf758);
-- ``x86_64-amd-avx2``: recorded from commit 129c9de, whose kernels the AVX-512 record shows unchanged
-  since 10bf758 (no kernel, block or special-function code changed in between).
+- ``x86_64-amd-avx2``: every value; recorded from commit 129c9de, whose kernels the AVX-512
+  record shows unchanged since 10bf758 (no kernel, block or special-function code changed in
+  between), and re-recorded when the blocks of repeated units were split off to the coincidence
+  variants (nndyn.core.blocks.on_units), which moved 11 of ReLU's values (its vector field on two
+  states and its integration) by at most 1.3 ulps: XLA fuses the split evaluation differently;
+- ``x86_64-amd-avx512``: recorded from the code before the redesign of issue 12 (commit 10bf758),
+  less those 11 values, until it is re-recorded on such a machine.
 
-On an instruction set without a record, the values are compared with every record to within
-:data:`ULPS` units in the last place of each array's scale, which is loose enough for rounding
-and far too tight for any change of the mathematics. A change of the numbers must be
-deliberate: re-record (``python tests/test_kernel_regression.py``) and say why in the commit."""
+A value without a record for this machine's instruction set is compared with every record that
+holds it to within :data:`ULPS` units in the last place of the array's scale, which is loose
+enough for rounding and far too tight for any change of the mathematics. A change of the numbers
+must be deliberate: re-record (``python tests/test_kernel_regression.py``) and say why in the
+commit."""
 
 import itertools
 import pathlib
@@ -124,15 +129,17 @@ def run_values(rng) -> dict[str, np.ndarray]:
 
 
 def check(values: dict[str, np.ndarray]) -> None:
-    """Exactly this instruction set's record, or within :data:`ULPS` of every record without one."""
+    """Exactly this instruction set's record where it holds a value, else within :data:`ULPS` of
+    every record that does (at least one must)."""
     available = records()
-    assert available, f"no recorded values in {DATA}"
     exact = available.get(isa())
     for key, actual in values.items():
-        if exact is not None:
+        if exact is not None and key in exact.files:
             np.testing.assert_array_equal(actual, exact[key], err_msg=f"{key} ({isa()})")
             continue
-        for other, recorded in available.items():
+        holding = {other: recorded for other, recorded in available.items() if key in recorded.files}
+        assert holding, f"no record holds {key}"
+        for other, recorded in holding.items():
             scale = max(float(np.max(np.abs(recorded[key]))), np.finfo(np.float64).tiny)
             np.testing.assert_allclose(actual, recorded[key], rtol=0, atol=ULPS * np.finfo(np.float64).eps * scale,
                                        err_msg=f"{key} (this machine {isa()} against the {other} record)")
@@ -156,11 +163,13 @@ def test_integrations_and_a_simulation_give_the_recorded_values():
 
 
 def test_the_records_differ_by_rounding_only():
-    """Every record holds every value, and the instruction sets' records differ, within ULPS."""
+    """The AVX2 record holds every value, the AVX-512 record all but the 11 that the split of
+    repeated units moved, and where both hold a value they differ, within ULPS."""
     available = records()
     assert {"x86_64-amd-avx512", "x86_64-amd-avx2"} <= set(available)
     avx512, avx2 = available["x86_64-amd-avx512"], available["x86_64-amd-avx2"]
-    assert set(avx512.files) == set(avx2.files) and len(avx512.files) == 178
+    assert set(avx512.files) < set(avx2.files) and (len(avx2.files), len(avx512.files)) == (178, 167)
+    assert {key.split("/")[0] for key in set(avx2.files) - set(avx512.files)} == {"relu", "integrate"}
     assert any(not np.array_equal(avx512[key], avx2[key]) for key in avx512.files)
     for key in avx512.files:
         scale = max(float(np.max(np.abs(avx512[key]))), np.finfo(np.float64).tiny)

@@ -9,6 +9,8 @@ student units, "T" the M teacher units, "J" all K + M, students first).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,26 +40,53 @@ def units(K: int, M: int) -> dict[str, np.ndarray]:
     return {"S": np.arange(K), "T": np.arange(K, K + M), "J": np.arange(K + M)}
 
 
-def block_tensor(integral, Omega, slots):
+def on_units(integral, Omega, slots, coincident=None):
+    """`integral` on the blocks of Ω whose slot p holds unit slots[p] (`slots`: r integer index
+    arrays of one broadcast shape (...)); returns shape (...).
+
+    With `coincident` (the integral's coincidence variants alone, ``f(value, *entries)``: a
+    generated module's COINCIDENT) and NumPy `slots`, the blocks that repeat a unit take the
+    variants only and the others `integral`, so that a generic closed form is evaluated only
+    where it can apply (its cost, e.g. ReLU's orthant rule, is then spent on distinct units).
+    """
+    r = len(slots)
+    pairs = entry_positions(r)
+    if coincident is None or not all(isinstance(slot, np.ndarray) for slot in slots):
+        return integral(*[Omega[slots[p], slots[q]] for p, q in pairs])
+    grid = [side.reshape(-1) for side in np.broadcast_arrays(*slots)]
+    repeated = np.zeros(grid[0].shape, bool)
+    for p, q in pairs:
+        repeated |= (grid[p] == grid[q]) & (p != q)
+    values = jnp.zeros(grid[0].shape, Omega.dtype)
+    for chosen, function in ((~repeated, integral), (repeated, functools.partial(coincident, jnp.nan))):
+        where = np.flatnonzero(chosen)
+        if len(where):
+            entries = [Omega[grid[p][where], grid[q][where]] for p, q in pairs]
+            values = values.at[where].set(jnp.broadcast_to(function(*entries), where.shape))
+    return values.reshape(np.broadcast_shapes(*(slot.shape for slot in slots)))
+
+
+def block_tensor(integral, Omega, slots, coincident=None):
     """`integral` on the block of Ω picked by every combination of units in `slots`.
 
     `slots` is a tuple of r integer index arrays (r = the integral's block size); the result has
     shape (len(slots[0]), ..., len(slots[r-1])), entry [j0, j1, ...] being the integral on the
-    block Ω[(s0[j0], s1[j1], ...), (s0[j0], s1[j1], ...)]. Vectorised by broadcasting.
+    block Ω[(s0[j0], s1[j1], ...), (s0[j0], s1[j1], ...)]. Vectorised by broadcasting;
+    `coincident` as in `on_units`.
     """
     r = len(slots)
-    axes = [jnp.reshape(slot, (1,) * p + (-1,) + (1,) * (r - p - 1)) for p, slot in enumerate(slots)]
-    blocks = [Omega[axes[p], axes[q]] for p in range(r) for q in range(p, r)]
-    return jnp.broadcast_to(integral(*blocks), tuple(len(slot) for slot in slots))
+    axes = [slot.reshape((1,) * p + (-1,) + (1,) * (r - p - 1)) for p, slot in enumerate(slots)]
+    return jnp.broadcast_to(on_units(integral, Omega, axes, coincident), tuple(len(slot) for slot in slots))
 
 
-def folded_contraction(integral, Omega, ranges, weights, free):
+def folded_contraction(integral, Omega, ranges, weights, free, coincident=None):
     """`integral` in a term symmetric under exchanging each pair of its slots, on pairs x <= y only.
 
     Slot pair p runs over the units `ranges[p]` and is weighted by w[x] w[y], w = `weights[p]`
     (a vector over those units); summed pairs count x < y twice. When `free`, the first pair is
     the target's and the result is the symmetric matrix over it, else the full sum, a scalar.
-    The first pair axis is evaluated in chunks of at most CHUNK_ELEMENTS blocks.
+    The first pair axis is evaluated in chunks of at most CHUNK_ELEMENTS blocks; `coincident`
+    as in `on_units` (used when there is one chunk).
     """
     pairs = [np.triu_indices(len(units_p)) for units_p in ranges]
     axes = len(pairs)
@@ -77,18 +106,21 @@ def folded_contraction(integral, Omega, ranges, weights, free):
         return np.reshape(indices, (1,) * axis + (-1,) + (1,) * (axes - axis - 1))
 
     def one_chunk(first):
-        slots = [jnp.reshape(side, (-1,) + (1,) * (axes - 1)) for side in first]
+        slots = [side.reshape((-1,) + (1,) * (axes - 1)) for side in first]
         for axis, (units_p, sides) in enumerate(zip(ranges[1:], pairs[1:]), start=1):
             slots += [along(units_p[side], axis) for side in sides]
-        r = len(slots)
-        values = integral(*[Omega[slots[p], slots[q]] for p in range(r) for q in range(p, r)])
+        values = on_units(integral, Omega, slots, coincident)
         values = jnp.broadcast_to(values, (chunk,) + tuple(len(lower) for lower, _ in pairs[1:]))
         for factor in reversed(factors[1:]):
             values = values @ factor
         return values
 
-    first_units = tuple(jnp.asarray(ranges[0][side].reshape(chunks, chunk)) for side in (lower_first, upper_first))
-    values = jax.lax.map(one_chunk, first_units).reshape(-1) * factors[0]
+    first_units = tuple(ranges[0][side].reshape(chunks, chunk) for side in (lower_first, upper_first))
+    if chunks == 1 and coincident is not None:  # the units known when tracing, to split the blocks
+        values = one_chunk(tuple(side[0] for side in first_units))
+    else:
+        values = jax.lax.map(one_chunk, tuple(map(jnp.asarray, first_units)))
+    values = values.reshape(-1) * factors[0]
     if not free:
         return jnp.sum(values)
     matrix = jnp.zeros((len(ranges[0]),) * 2, values.dtype).at[lower_first, upper_first].add(values)

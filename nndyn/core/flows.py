@@ -68,7 +68,7 @@ def is_zero(value) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
-def _mixed_tensor(integral, factors, Omega, ranges, term):
+def _mixed_tensor(integral, coincident, factors, Omega, ranges, term):
     """The block tensor of `term` with teacher and student activations apart: each slot of range
     J is split into its student and teacher parts, each part evaluated with the integral of its
     signature (a letter per slot: "s" student, "t" teacher, "-" the u slot), and the parts
@@ -77,7 +77,8 @@ def _mixed_tensor(integral, factors, Omega, ranges, term):
         if p == len(term.ranges):
             signature = "".join("-" if factor == "u" else letter.lower()
                                 for factor, letter in zip(factors[term.integral], chosen))
-            return block_tensor(integral(term.integral, signature), Omega, tuple(ranges[letter] for letter in chosen))
+            return block_tensor(integral(term.integral, signature), Omega, tuple(ranges[letter] for letter in chosen),
+                                None if coincident is None else coincident(term.integral, signature))
         letters = ("S", "T") if term.ranges[p] == "J" else (term.ranges[p],)
         pieces = [part(p + 1, chosen + letter) for letter in letters]
         return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=p)
@@ -86,7 +87,7 @@ def _mixed_tensor(integral, factors, Omega, ranges, term):
 
 
 def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ...], Q, R, T, weights: Mapping,
-             parameters: Mapping, factors: Mapping | None = None) -> tuple:
+             parameters: Mapping, factors: Mapping | None = None, coincident: Callable | None = None) -> tuple:
     """The sums of the `terms` of each of `targets` on one state, in the order of `targets`.
 
     **Arguments:** `integral(name, signature)`, the function of block entries of integral `name`
@@ -95,11 +96,17 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
     (`readouts`) and the order parameters Q, R, v by name; `parameters`, the flow
     parameters by name (scalars, or arrays under vmap); `factors`, each integral's factor per
     slot ("g", "g_prime", "u"), given when teacher and student activations differ (every
-    term is then evaluated unfolded, on split tensors).
+    term is then evaluated unfolded, on split tensors); `coincident(name, signature)`, like
+    `integral` the function of the integral's coincidence variants alone, or None
+    (`nndyn.core.blocks.on_units`): blocks that repeat a unit are then evaluated by it.
 
     **Returns:** per target, an array of the target's shape: Q (K, K), R (K, M), v (K,), eg ().
     """
     Omega, ranges = joint_covariance(Q, R, T), units(*R.shape)
+
+    def variants(name):
+        return None if coincident is None else coincident(name, None)
+
     tensors = {}
     for term in terms:
         key = (term.integral, term.ranges)
@@ -107,9 +114,9 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
                 term.fold is None or factors is not None):
             if factors is None:
                 slots = tuple(ranges[letter] for letter in term.ranges)
-                tensors[key] = block_tensor(integral(term.integral, None), Omega, slots)
+                tensors[key] = block_tensor(integral(term.integral, None), Omega, slots, variants(term.integral))
             else:
-                tensors[key] = _mixed_tensor(integral, factors, Omega, ranges, term)
+                tensors[key] = _mixed_tensor(integral, coincident, factors, Omega, ranges, term)
     sums = []
     for target in targets:
         total = None
@@ -127,7 +134,8 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
             else:
                 value = folded_contraction(integral(term.integral, None), Omega,
                                            tuple(ranges[letter] for letter in term.fold.ranges),
-                                           tuple(weights[name] for name in term.fold.weights), free=term.fold.free)
+                                           tuple(weights[name] for name in term.fold.weights), free=term.fold.free,
+                                           coincident=variants(term.integral))
             value = coefficient * value
             total = value if total is None else total + value
         K, M = R.shape

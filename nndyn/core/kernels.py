@@ -87,12 +87,25 @@ class Kernels:
         assert self.pair is not None  # kernels with a teacher of their own have its pair module
         return self.pair.INTEGRALS[name, signature]
 
+    def coincident(self, name: str, signature: str | None = None) -> Callable | None:
+        """Integral `name` of `signature` (see `integral`) restricted to its coincidence variants,
+        ``f(value, *entries)`` (the module's COINCIDENT; `nndyn.core.blocks.on_units`), or None
+        where it has none (smooth activations, a signature its pair module computes by exchanging
+        slots, modules written before COINCIDENT existed)."""
+        if signature is None or self.teacher is None or set(signature) <= {"s", "-"}:
+            module, key = self.module, name
+        elif set(signature) <= {"t", "-"}:
+            module, key = self.teacher.module, name
+        else:
+            module, key = self.pair, (name, signature)
+        return getattr(module, "COINCIDENT", {}).get(key)
+
     def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None):
         table = _flow_table()
         weights = {**flows.readouts(v, v_star, feedback, parameters.get("kappa", 1.0),
                                     parameters.get("kappa_star", 1.0)), "Q": Q, "R": R, "v": v}
         return flows.evaluate(table.TERMS, self.closed_form, targets, Q, R, T, weights, parameters,
-                              None if self.teacher is None else table.FACTORS)
+                              None if self.teacher is None else table.FACTORS, self.coincident)
 
     def flows(self, Q, R, v, T, v_star, feedback=None, **parameters) -> tuple:
         """(dQ/dt (K, K), dR/dt (K, M), dv/dt (K,)), the N → ∞ flows; `parameters` are the flow
