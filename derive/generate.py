@@ -43,21 +43,31 @@ def _parallel_map():
         yield pool.map
 
 
+def _render(job: tuple[str, ...]) -> tuple[str, str]:
+    """(file name, source) of one committed file: `job` is ("kernel", name), ("pair", student,
+    teacher), ("flows",) or ("symmetric",) (one argument, for a process pool's map)."""
+    kind, *names = job
+    if kind == "kernel":
+        return f"{names[0]}.py", render_module(kernel_spec(get(names[0]), COMMAND))
+    if kind == "pair":
+        return f"{pair_name(*names)}.py", render_module(pair_spec(get(names[0]), get(names[1]), COMMAND))
+    if kind == "flows":
+        return "flows.py", render_flows(flow_spec(COMMAND))
+    return "symmetric.py", render_symmetric(symmetric_spec(COMMAND))
+
+
 def generate(names: list[str] | None = None) -> dict[str, str]:
     """Render the kernel modules of the built-in activations `names` (all when None), the pair
     modules of every two of them (all pairs when `names` is None, else those pairs of built-ins
     that involve `names`), the package's __init__.py, the flow table flows.py and the symmetric
-    reduction symmetric.py; returns file name -> source."""
+    reduction symmetric.py; returns file name -> source. The files are derived and verified
+    one per process, over the machine's cores."""
     pairs = [pair for pair in builtin_pairs() if names is None or set(pair) & set(names)]
     names = sorted(BUILTINS) if names is None else names
+    jobs = [("kernel", name) for name in names] + [("pair", *pair) for pair in pairs] + [("flows",), ("symmetric",)]
     with _parallel_map() as parallel:
-        sources = {f"{name}.py": render_module(kernel_spec(get(name), COMMAND, parallel)) for name in names}
-        for student, teacher in pairs:
-            sources[f"{pair_name(student, teacher)}.py"] = render_module(
-                pair_spec(get(student), get(teacher), COMMAND, parallel))
+        sources = dict(parallel(_render, jobs))
     sources["__init__.py"] = render_package_init(sorted(BUILTINS), builtin_pairs())
-    sources["flows.py"] = render_flows(flow_spec(COMMAND))
-    sources["symmetric.py"] = render_symmetric(symmetric_spec(COMMAND))
     return sources
 
 
