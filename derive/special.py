@@ -30,7 +30,8 @@ import mpmath
 import sympy as sp
 
 #: Gauss–Legendre points of each θ-integral in the kernels' SignQuadruple: error ~1e-16 on
-#: well-conditioned blocks, < 1e-11 on singular ones without collinear pairs (tests/test_special.py).
+#: well-conditioned blocks, < 1e-11 on singular ones without collinear pairs, < 1e-9 with
+#: near-collinear pairs and < 5e-8 with three near-collinear units (tests/test_special.py).
 PLACKETT_ORDER = 32
 
 #: The (p, q), p ≤ q, entries of a 4×4 block, in SignQuadruple's argument order.

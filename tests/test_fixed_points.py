@@ -103,6 +103,26 @@ def test_no_convergence_and_an_unrealizable_eta_max_are_one_line_each():
         nndyn.fixed_point(setting, batch)
 
 
+@pytest.mark.slow
+def test_where_relu_flows_have_no_jacobian_fixed_point_says_so():
+    """ReLU's flows have kinks where a student unit meets a teacher: at perfect learning jacfwd
+    returns a finite matrix that is no derivative (its eigenvalue +0.14 made the point a
+    "saddle", though SGD converges to it) and beside it a non-finite one. Each is one line
+    naming the cause, and η_max with it; erf's perfect learning, smooth, stays stable."""
+    relu = nndyn.Setting(K=2, M=2, lr=0.5, activation="relu")
+    with pytest.raises(FixedPointError, match="student unit 0 and teacher unit 0 do at this fixed point"):
+        nndyn.fixed_point(relu, perfect_learning(relu))
+    W_star = np.random.default_rng(0).normal(size=(2, 50))
+    near = nndyn.OrderParameters.from_weights(W_star + 1e-3 * np.random.default_rng(1).normal(size=(2, 50)), W_star)
+    with pytest.raises(FixedPointError, match="not differentiable"):
+        nndyn.fixed_point(relu, near)
+    with pytest.raises(FixedPointError, match="not differentiable where two units coincide"):
+        learning_rate_threshold(relu)
+    erf = nndyn.Setting(K=2, M=2, lr=0.5)
+    assert erf.kernels.smooth and not relu.kernels.smooth
+    assert nndyn.fixed_point(erf, perfect_learning(erf)).kind == "stable"
+
+
 def test_jit_cache_is_shared_across_learning_rates():
     assert _field(nndyn.Setting(K=1, M=1, lr=0.5)) is _field(nndyn.Setting(K=1, M=1, lr=2.0, sigma=0.3))
     assert jax.config.jax_enable_x64

@@ -89,3 +89,18 @@ def test_a_run_continued_to_round_off_keeps_its_tail():
     assert np.max(np.abs(long[:801][resolved] / short[resolved] - 1)) < 1e-4  # measured 1e-5; each within 1e-3
     np.testing.assert_array_equal(long[long_t >= 1500], unrefined[long_t >= 1500])
     assert np.max(np.abs(long[:801][resolved] / unrefined[:801][resolved] - 1)) > 1e-2  # the refinement acted
+
+
+@pytest.mark.slow
+def test_a_relu_tail_lost_to_round_off_is_flagged():
+    """ReLU's flows have kinks at perfect learning: fixed_point finds no Jacobian there, so no
+    tail is re-integrated, and the deviation integration would not help (the controller exhausts
+    its steps where the field's round-off, relative ~1e-16/ε_g, exceeds its tolerance). ε_g falls
+    to round-off (|ε_g| ~ 1e-11 here) and goes negative: `integrate` says so, and when."""
+    rng = np.random.default_rng(0)
+    W_teacher = rng.normal(size=(2, 500))
+    start = nndyn.OrderParameters.from_weights(1e-3 * rng.normal(size=(2, 500)), W_teacher)
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, activation="relu")
+    with pytest.warns(RuntimeWarning, match=r"ε_g goes negative from t = \d+ \(down to -\d"):
+        eg = np.asarray(nndyn.integrate(setting, start, np.linspace(0, 1000, 101)).eg)
+    assert eg.min() < 0 and np.abs(eg[-50:]).max() < 1e-9

@@ -73,8 +73,11 @@ def analyse(panel) -> dict:
             found.append((_record(name, point), x))
     result = {"setting": vars(setting), "fixed_points": [record for record, _ in found], "failures": failures}
     if setting.K == setting.M and setting.sigma == 0:
-        result["eta_max"] = learning_rate_threshold(setting, relative_tolerance=1e-10)
-        result["eta_opt"], result["rate_at_eta_opt"] = optimal_learning_rate(setting)
+        try:
+            result["eta_max"] = learning_rate_threshold(setting, relative_tolerance=1e-10)
+            result["eta_opt"], result["rate_at_eta_opt"] = optimal_learning_rate(setting)
+        except FixedPointError as error:  # no Jacobian at perfect learning (e.g. ReLU)
+            result["eta_max_undefined"] = str(error)
     return result
 
 
@@ -91,4 +94,6 @@ def table(result: dict) -> str:
     if "eta_max" in result:
         lines.append(f"η_max = {result['eta_max']:.8g} (perfect learning loses stability); "
                      f"η_opt = {result['eta_opt']:.6g} (fastest asymptotic rate, {result['rate_at_eta_opt']:.4g})")
+    if "eta_max_undefined" in result:
+        lines.append(f"η_max, η_opt: undefined: {result['eta_max_undefined']}")
     return "\n".join(lines)

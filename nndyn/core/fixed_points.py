@@ -133,16 +133,19 @@ def fixed_point(setting: Setting, start: OrderParameters | SymmetricState, *, to
 
     **Returns:** a `FixedPoint` (its `state` of the type of `start`). Raises `FixedPointError`
     naming the residual when Newton's method does not converge (a singular Jacobian, or no
-    fixed point nearby).
+    fixed point nearby), and naming the units where the flows have no Jacobian (a point where a
+    student unit coincides with a teacher or another student, for an activation whose
+    derivative is a step, e.g. ReLU's perfect learning: its stability is then not linear).
     """
     if isinstance(start, SymmetricState):
         field, jacobian, x, finish = _symmetric_problem(setting, start)
     else:
         field, jacobian, x, finish = _full_problem(setting, start)
     x, flow, iterations = _newton(field, jacobian, x, tolerance, max_iterations)
+    state, eg = finish(x)
+    _require_differentiable(setting, state.expand(2) if isinstance(state, SymmetricState) else state)
     values, vectors = np.linalg.eig(np.asarray(jacobian(x)))
     order = np.argsort(-np.real(values), kind="stable")
-    state, eg = finish(x)
     return FixedPoint(state, float(eg), float(np.max(np.abs(flow))), iterations, values[order], vectors[:, order],
                       eigen_tolerance)
 
@@ -182,6 +185,33 @@ def _symmetric_problem(setting: Setting, start: SymmetricState):
     return functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args), x, finish
 
 
+#: 1 − |ρ| at or below which two units count as coinciding (`_require_differentiable`).
+COINCIDENCE = 1e-8
+
+
+def _require_differentiable(setting: Setting, state: OrderParameters) -> None:
+    """Raise `FixedPointError` where the flows of `setting` have no Jacobian at `state`: an
+    activation whose derivative is a step (`Kernels.smooth` false) where a student unit
+    coincides (1 − |ρ| ≤ COINCIDENCE) with a teacher or another student unit."""
+    if setting.kernels.smooth:
+        return
+    Q, R, T = (np.asarray(getattr(state, name), dtype=np.float64) for name in ("Q", "R", "T"))
+    K = Q.shape[0]
+    Omega = np.block([[Q, R], [R.T, T]])
+    scale = np.sqrt(np.maximum(np.diag(Omega), np.finfo(np.float64).tiny))
+    gap = 1 - np.abs(Omega / np.outer(scale, scale))
+    units = [f"student unit {i}" for i in range(K)] + [f"teacher unit {n}" for n in range(R.shape[1])]
+    for p in range(K):
+        for q in range(p + 1, len(units)):
+            if gap[p, q] <= COINCIDENCE:
+                raise FixedPointError(
+                    f"the flows of this model (activation {setting.activation}, teacher_activation "
+                    f"{setting.teacher_activation or setting.activation}) are not differentiable where two units "
+                    f"coincide, as {units[p]} and {units[q]} do at this fixed point (1 - |ρ| = {gap[p, q]:.1g}): "
+                    "its Jacobian, and the linear stability it would decide, do not exist; integrate from nearby "
+                    "to judge it")
+
+
 #: Newton's steps below this relative size are round-off: the iteration stops there.
 ROUND_OFF = 1e-14
 
@@ -197,7 +227,12 @@ def _newton(field, jacobian, x, tolerance: float, max_iterations: int):
         if iterations == max_iterations:
             raise FixedPointError(f"Newton's method did not converge in {max_iterations} steps: the largest "
                                   f"|flow| is {np.max(np.abs(flow)):.3g} (tolerance {tolerance:g})")
-        step = np.linalg.lstsq(np.asarray(jacobian(x)), -flow, rcond=None)[0]
+        matrix = np.asarray(jacobian(x))
+        if not np.all(np.isfinite(matrix)):
+            raise FixedPointError(f"the Jacobian is not finite after {iterations} of Newton's steps (the largest "
+                                  f"|flow| is {np.max(np.abs(flow)):.3g}): the flows are not differentiable there, "
+                                  "as where units coincide for an activation whose derivative is a step (ReLU)")
+        step = np.linalg.lstsq(matrix, -flow, rcond=None)[0]
         if np.linalg.norm(step) <= ROUND_OFF * np.linalg.norm(x):
             break  # at round-off: the flow cannot be resolved further
         scale = 1.0
@@ -208,7 +243,7 @@ def _newton(field, jacobian, x, tolerance: float, max_iterations: int):
                 break
             scale /= 2
         else:
-            smallest = np.linalg.svd(np.asarray(jacobian(x)), compute_uv=False)[-1]
+            smallest = np.linalg.svd(matrix, compute_uv=False)[-1]
             raise FixedPointError(f"Newton's method stalled after {iterations} steps: the largest |flow| is "
                                   f"{np.max(np.abs(flow)):.3g} and no step along Newton's direction lowers it (the "
                                   f"Jacobian's smallest singular value is {smallest:.2g}: near zero, the fixed points "

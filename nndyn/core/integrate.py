@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -204,7 +205,8 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
       divergence_threshold).
 
     **Returns:** a `Trajectory`. Raises `DivergenceError` with the time and
-    the order parameter when the solution blows up or goes non-finite, never returning NaNs.
+    the order parameter when the solution blows up or goes non-finite, never returning NaNs;
+    warns (`RuntimeWarning`) where ε_g goes negative, i.e. is round-off there.
     """
     init.validate()
     if (init.K, init.M) != (setting.K, setting.M):
@@ -243,6 +245,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
     ys, eg = solution.ys, solution.eg
     if options.method == "adaptive" and options.refine_tail and np.min(np.asarray(eg)) < TAIL_TRIGGER:
         ys, eg = _refine_tail(setting, init, ts, ys, eg, options, teacher)
+    _warn_if_unresolved(ts, np.asarray(eg))
     return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
 
 
@@ -302,6 +305,17 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
             ys[name][index][done] = np.asarray(tail.ys[name])[done]
         eg[index][done] = np.asarray(tail.eg)[done]
     return {name: jnp.asarray(value) for name, value in ys.items()}, jnp.asarray(eg)
+
+
+def _warn_if_unresolved(ts: np.ndarray, eg: np.ndarray) -> None:
+    """A `RuntimeWarning` where ε_g (..., n) goes negative: it is a sum of O(1) terms, and where
+    round-off outweighs it (ReLU's tail near perfect learning, whose kinks no re-integration can
+    resolve: from ε_g ~ 1e-9 on, docs/api.md) its values are not the dynamics."""
+    negative = np.any(eg < 0, axis=tuple(range(eg.ndim - 1)))
+    if np.any(negative):
+        warnings.warn(f"ε_g goes negative from t = {ts[np.argmax(negative)]:g} (down to {np.min(eg):.1g}): values "
+                      f"of that size are round-off of the O(1) terms ε_g sums, not the dynamics", RuntimeWarning,
+                      stacklevel=3)
 
 
 def _raise_if_failed(status, failed_at, bad, options: ODEOptions) -> None:

@@ -65,6 +65,14 @@ class Kernels:
         return self.g if self.teacher is None else self.teacher.g
 
     @property
+    def smooth(self) -> bool:
+        """Whether the flows are differentiable also where units coincide: none of the model's
+        modules has coincidence variants (those of an activation whose derivative is a step, e.g.
+        ReLU, whose flows have kinks where a student unit meets a teacher or another student)."""
+        modules = (self.module,) if self.teacher is None else (self.module, self.teacher.module, self.pair)
+        return not any(getattr(module, "COINCIDENT", None) for module in modules)
+
+    @property
     def sources(self) -> tuple[str, ...]:
         """The files whose code these kernels run (for cache keys)."""
         own = (self.module, blocks, flows, mixture, mixture.erf, quadrature, special, _flow_table())

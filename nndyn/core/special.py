@@ -55,6 +55,11 @@ PLACKETT_PAIRS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)),
                   ((1, 2), (0, 3)), ((1, 3), (0, 2)), ((2, 3), (0, 1)))
 
 
+def pair(a, b):
+    """The key (min, max) of the correlation of slots a ≠ b."""
+    return min(a, b), max(a, b)
+
+
 @functools.cache
 def plackett_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss–Legendre nodes and weights on [0, 1] for `sign_quadruple`'s θ-integrals."""
@@ -69,7 +74,9 @@ def sign_quadruple(c00, c01, c02, c03, c11, c12, c13, c22, c23, c33, *, order):
     r_kl·ij the partial correlation of (k, l) given (i, j) on the block with correlations
     (sin θ/ρ_ij) ρ, by an `order`-point Gauss–Legendre rule in s, θ = arcsin(ρ_ij)(1 - (1 - s)⁴)
     (the generated kernels pass derive's PLACKETT_ORDER). Exact on singular blocks up to
-    round-off (e.g. u_0 = u_1 gives <sign(u_2) sign(u_3)>).
+    round-off (e.g. u_0 = u_1 gives <sign(u_2) sign(u_3)>). The conditional covariances are
+    formed from t(ρ_ki ± ρ_kj) and 1 ∓ sin θ, never as O(1) - O(1): near-collinear u_i ≈ ±u_j
+    keep the quadrature's accuracy (tests/test_special.py bounds it per cluster of units).
     """
     entries = {(0, 0): c00, (0, 1): c01, (0, 2): c02, (0, 3): c03, (1, 1): c11,
                (1, 2): c12, (1, 3): c13, (2, 2): c22, (2, 3): c23, (3, 3): c33}
@@ -84,11 +91,16 @@ def sign_quadruple(c00, c01, c02, c03, c11, c12, c13, c22, c23, c33, *, order):
         theta = top * (1 - (1 - s) ** 4)
         sin, cos2 = jnp.sin(theta), jnp.cos(theta) ** 2
         t = jnp.where(rho[i, j] == 0, 0.0, sin / jnp.where(rho[i, j] == 0, 1.0, rho[i, j]))
-        ki, kj, li, lj = (t * rho[min(a, b), max(a, b)] for a, b in ((k, i), (k, j), (l, i), (l, j)))
-        # conditional covariance of (k, l) given (i, j), times 1 - sin²θ
-        s_kk = cos2 - (ki * ki + kj * kj - 2 * sin * ki * kj)
-        s_ll = cos2 - (li * li + lj * lj - 2 * sin * li * lj)
-        s_kl = t * rho[k, l] * cos2 - (ki * li + kj * lj - sin * (ki * lj + kj * li))
+        # 1 ∓ sin θ without cancellation (cos²θ/(1 ± sin θ) where sin θ is near ±1)
+        minus = jnp.where(sin > 0, cos2 / (1 + sin), 1 - sin)
+        plus = jnp.where(sin < 0, cos2 / (1 - sin), 1 + sin)
+        # conditional covariance of (k, l) given (i, j), times cos²θ, in the sums and differences
+        # of the correlations with u_i and u_j: no O(1) terms cancel when u_i ≈ ±u_j
+        ak, dk = t * (rho[pair(k, i)] + rho[pair(k, j)]), t * (rho[pair(k, i)] - rho[pair(k, j)])
+        al, dl = t * (rho[pair(l, i)] + rho[pair(l, j)]), t * (rho[pair(l, i)] - rho[pair(l, j)])
+        s_kk = minus * (plus - ak * ak / 2) - plus * dk * dk / 2
+        s_ll = minus * (plus - al * al / 2) - plus * dl * dl / 2
+        s_kl = minus * (plus * t * rho[k, l] - ak * al / 2) - plus * dk * dl / 2
         partial = safe_arcsin(s_kl / jnp.sqrt(jnp.maximum(s_kk * s_ll, jnp.finfo(s_kl.dtype).tiny)))
         total = total + top[..., 0] * jnp.sum(weights * 4 * (1 - s) ** 3 * partial, axis=-1)
     value = 4 / jnp.pi**2 * total
