@@ -1,10 +1,11 @@
 """Benchmark 9: activations beyond erf. One vector-field evaluation (K = M = 4, two-layer) of
-ReLU (closed forms with the Plackett orthant rule) and of tanh and the sigmoid (no closed form:
-the erf-mixture fallback, derived here into a temporary folder), as ratios to erf timed in the
-same run; and one integration of each over t ∈ [0, 100]."""
+ReLU (closed forms with the Plackett orthant rule, whose share is timed apart) and of tanh and
+the sigmoid (no closed form: the erf-mixture fallback, derived here into a temporary folder), as
+ratios to erf timed in the same run; and one integration of each over t ∈ [0, 100]."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,10 @@ import numpy as np
 
 import nndyn
 from benchmarks.model import _field
+from benchmarks.wide import streaming
 from nndyn.core.kernels import load
+from nndyn.core.special import sign_quadruple
+from nndyn.derive.special import PLACKETT_ORDER
 
 #: Activations without a closed form: name -> expression.
 FALLBACK = {"tanh": "tanh(x)", "sigmoid": "1/(1 + exp(-x))"}
@@ -31,6 +35,12 @@ def _integration(setting: nndyn.Setting) -> tuple[float, float]:
     return time.perf_counter() - began, float(trajectory.eg[-1])
 
 
+def distinct_blocks(K: int, M: int) -> int:
+    """I4 blocks of four distinct units in the folded dQ term (students i < k, units c < d apart
+    from them): the only blocks the sign quadruple runs on (nndyn.core.blocks.on_units)."""
+    return K * (K - 1) // 2 * ((K + M - 2) * (K + M - 3) // 2)
+
+
 def run(toy: bool) -> dict:
     evaluations, repeats = (20, 2) if toy else (2000, 5)
     plain = nndyn.Setting(K=4, M=4, lr=0.5, train_second_layer=True)
@@ -38,6 +48,14 @@ def run(toy: bool) -> dict:
     rows = [("erf: time per vector-field evaluation", str(base))]
     relu = _field(plain.replace(activation="relu", teacher_activation="relu"), evaluations, repeats)
     rows.append(("ReLU: time per evaluation, ratio to erf", f"{relu}, {relu.median / base.median:.0f}×"))
+    quadruple, flops, transcendentals = streaming(functools.partial(sign_quadruple, order=PLACKETT_ORDER),
+                                                  1 << 10, 2 if toy else 64, repeats)
+    share = distinct_blocks(4, 4) * quadruple.median
+    rows.append((f"ReLU's sign quadruple ({PLACKETT_ORDER}-point Plackett rule): time per block in cache, FLOPs "
+                 f"and transcendental calls per block; on the {distinct_blocks(4, 4)} blocks of distinct units",
+                 f"{quadruple}, {flops:.0f}, {transcendentals:.0f}; {share * 1e6:.0f} µs"))
+    rows.append(("ReLU less its sign quadruple: time per evaluation, ratio to erf",
+                 f"{(relu.median - share) * 1e6:.0f} µs, {(relu.median - share) / base.median:.1f}×"))
     with tempfile.TemporaryDirectory() as folder:
         for name, expression in ({} if toy else FALLBACK).items():  # toy size: deriving them takes minutes
             began = time.perf_counter()

@@ -24,13 +24,12 @@ def _covariances(count: int, seed: int = 0) -> jnp.ndarray:
     return jnp.asarray(A @ np.swapaxes(A, 1, 2))
 
 
-def streaming(count: int, sweeps: int, repeats: int) -> tuple[Timing, float, float]:
-    """Seconds per I4 block at the machine's rate for this kernel's mix of arithmetic and
-    transcendental calls: the closed form on `count` blocks held in cache, `sweeps` times inside
-    one jitted loop (each sweep depends on the last; no gathers, no contraction); and XLA's
-    count of FLOPs and transcendental calls per block."""
+def streaming(integral, count: int, sweeps: int, repeats: int) -> tuple[Timing, float, float]:
+    """Seconds per block of `integral` (a function of a 4×4 block's 10 entries c_pq, p ≤ q, e.g.
+    erf's I4) at the machine's rate for its mix of arithmetic and transcendental calls: on `count`
+    blocks held in cache, `sweeps` times inside one jitted loop (each sweep depends on the last;
+    no gathers, no contraction); and XLA's count of FLOPs and transcendental calls per block."""
     entries = tuple(_covariances(count)[:, p, q] for p in range(4) for q in range(p, 4))
-    integral = erf.module.INTEGRALS["I4"]
 
     @jax.jit
     def loop(entries):
@@ -71,7 +70,7 @@ def integration(K: int, M: int, t_max: float) -> tuple[float, float, float]:
 
 def run(toy: bool) -> dict:
     repeats = 2 if toy else 5
-    per_block, flops, transcendentals = streaming(1 << 12, 4 if toy else 256, repeats)
+    per_block, flops, transcendentals = streaming(erf.module.INTEGRALS["I4"], 1 << 12, 4 if toy else 256, repeats)
     rows = [("I4 (erf) on blocks in cache: time per block, FLOPs and transcendental calls per block",
              f"{per_block}, {flops:.0f}, {transcendentals:.0f}")]
     shapes = ((4, 4), (8, 2)) if toy else ((32, 32), (100, 2), (100, 100))

@@ -72,11 +72,13 @@ def sign_quadruple(c00, c01, c02, c03, c11, c12, c13, c22, c23, c33, *, order):
 
     Plackett's reduction (derive/special.py): (4/π²) Σ_{i<j} ∫_0^{arcsin ρ_ij} arcsin r_kl·ij dθ,
     r_kl·ij the partial correlation of (k, l) given (i, j) on the block with correlations
-    (sin θ/ρ_ij) ρ, by an `order`-point Gauss–Legendre rule in s, θ = arcsin(ρ_ij)(1 - (1 - s)⁴)
-    (the generated kernels pass derive's PLACKETT_ORDER). Exact on singular blocks up to
-    round-off (e.g. u_0 = u_1 gives <sign(u_2) sign(u_3)>). The conditional covariances are
-    formed from t(ρ_ki ± ρ_kj) and 1 ∓ sin θ, never as O(1) - O(1): near-collinear u_i ≈ ±u_j
-    keep the quadrature's accuracy (tests/test_special.py bounds it per cluster of units).
+    (sin θ/ρ_ij) ρ, by an `order`-point Gauss–Legendre rule in s on the half-angle tangent
+    τ = tan(θ/2) = tan(arcsin(ρ_ij)/2)(1 - (1 - s)⁴), in which sin θ and cos θ are rational: the
+    partial correlation's arcsin is the only transcendental call per node (the generated kernels
+    pass derive's PLACKETT_ORDER). Exact on singular blocks up to round-off (e.g. u_0 = u_1 gives
+    <sign(u_2) sign(u_3)>). The conditional covariances are formed from t(ρ_ki ± ρ_kj) and
+    1 ∓ sin θ = (1 ∓ τ)²/(1 + τ²), never as O(1) - O(1): near-collinear u_i ≈ ±u_j keep the
+    quadrature's accuracy (tests/test_special.py bounds it per cluster of units).
     """
     entries = {(0, 0): c00, (0, 1): c01, (0, 2): c02, (0, 3): c03, (1, 1): c11,
                (1, 2): c12, (1, 3): c13, (2, 2): c22, (2, 3): c23, (3, 3): c33}
@@ -85,24 +87,31 @@ def sign_quadruple(c00, c01, c02, c03, c11, c12, c13, c22, c23, c33, *, order):
            for (p, q), c in entries.items() if p != q}
     nodes, weights = plackett_rule(order)
     s = jnp.asarray(nodes)
+    rest = (1 - s) ** 4  # 1 - w for the node's fraction w of the path
+    w = 1 - rest
     total = 0.0
     for (i, j), (k, l) in PLACKETT_PAIRS:
-        top = jnp.arcsin(rho[i, j])
-        theta = top * (1 - (1 - s) ** 4)
-        sin, cos2 = jnp.sin(theta), jnp.cos(theta) ** 2
-        t = jnp.where(rho[i, j] == 0, 0.0, sin / jnp.where(rho[i, j] == 0, 1.0, rho[i, j]))
-        # 1 ∓ sin θ without cancellation (cos²θ/(1 ± sin θ) where sin θ is near ±1)
-        minus = jnp.where(sin > 0, cos2 / (1 + sin), 1 - sin)
-        plus = jnp.where(sin < 0, cos2 / (1 - sin), 1 + sin)
-        # conditional covariance of (k, l) given (i, j), times cos²θ, in the sums and differences
-        # of the correlations with u_i and u_j: no O(1) terms cancel when u_i ≈ ±u_j
+        # τ = tan(θ/2) runs from 0 to tan(arcsin(ρ_ij)/2) = ρ_ij/root: sin θ, cos θ are rational in τ
+        root = 1 + jnp.sqrt((1 - rho[i, j]) * (1 + rho[i, j]))
+        top = rho[i, j] / root
+        tau = top * w
+        inverse = 1 / (1 + tau * tau)
+        # (1 ∓ |sin θ|) = (1 ∓ |τ|)²/(1 + τ²), with 1 - |τ| free of cancellation near |ρ_ij| = 1
+        near = (root - jnp.abs(rho[i, j])) / root + jnp.abs(top) * rest
+        small, large = near * near * inverse, (2 - near) ** 2 * inverse
+        minus, plus = jnp.where(tau >= 0, small, large), jnp.where(tau >= 0, large, small)
+        t = 2 * w * inverse / root  # sin θ/ρ_ij
+        # conditional covariance of (k, l) given (i, j), times cos²θ = (1 - sin θ)(1 + sin θ), in
+        # the sums and differences of the correlations with u_i and u_j: no O(1) terms cancel
+        # when u_i ≈ ±u_j
         ak, dk = t * (rho[pair(k, i)] + rho[pair(k, j)]), t * (rho[pair(k, i)] - rho[pair(k, j)])
         al, dl = t * (rho[pair(l, i)] + rho[pair(l, j)]), t * (rho[pair(l, i)] - rho[pair(l, j)])
         s_kk = minus * (plus - ak * ak / 2) - plus * dk * dk / 2
         s_ll = minus * (plus - al * al / 2) - plus * dl * dl / 2
         s_kl = minus * (plus * t * rho[k, l] - ak * al / 2) - plus * dk * dl / 2
         partial = safe_arcsin(s_kl / jnp.sqrt(jnp.maximum(s_kk * s_ll, jnp.finfo(s_kl.dtype).tiny)))
-        total = total + top[..., 0] * jnp.sum(weights * 4 * (1 - s) ** 3 * partial, axis=-1)
+        # dθ = 2 dτ/(1 + τ²), dτ = top · 4(1 - s)³ ds
+        total = total + 2 * top[..., 0] * jnp.sum(weights * 4 * (1 - s) ** 3 * inverse * partial, axis=-1)
     value = 4 / jnp.pi**2 * total
     # exactly collinear u_i, u_j (a unit in two slots): sign(u_i) sign(u_j) = ±1 a.s.
     for (i, j), (k, l) in reversed(PLACKETT_PAIRS):
