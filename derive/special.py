@@ -29,7 +29,8 @@ import itertools
 import mpmath
 import sympy as sp
 
-#: Gauss–Legendre points of each θ-integral in the kernels' SignQuadruple: error ~1e-16 on
+#: Gauss–Legendre points of each Plackett integral in the kernels' SignQuadruple (a rule in the
+#: half-angle tangent of θ, nndyn/core/special.py): error ~1e-16 on
 #: well-conditioned blocks, < 1e-11 on singular ones without collinear pairs, < 1e-9 with
 #: near-collinear pairs and < 5e-8 with three near-collinear units (tests/test_special.py).
 PLACKETT_ORDER = 32

@@ -47,7 +47,8 @@ def test_gauss_legendre_kernel_matches_the_high_precision_reference(index):
 
 #: near-collinear units: row: (source, sign) makes that row of the factor sign × the source row plus
 #: δ-noise; with the kernel's bound (measured max over draws at δ = 1e-3 … 1e-6: 6e-10 with pairs,
-#: 1.2e-8 with a cluster of three; the form that cancelled O(1) terms gave 7e-9 and 5e-5)
+#: 1.2e-8 with a cluster of three, 4.5e-9 with the half-angle rule on 3 draws; the form that
+#: cancelled O(1) terms gave 7e-9 and 5e-5)
 CLUSTERS = {"pair": ({1: (0, 1)}, 1e-9), "antipair": ({1: (0, -1)}, 1e-9),
             "two pairs": ({1: (0, 1), 3: (2, 1)}, 1e-9), "three": ({1: (0, 1), 2: (0, 1)}, 5e-8),
             "three and an anti": ({1: (0, 1), 2: (0, 1), 3: (0, -1)}, 5e-8)}

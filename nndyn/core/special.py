@@ -62,7 +62,7 @@ def pair(a, b):
 
 @functools.cache
 def plackett_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre nodes and weights on [0, 1] for `sign_quadruple`'s θ-integrals."""
+    """Gauss–Legendre nodes and weights on [0, 1] for `sign_quadruple`'s Plackett integrals."""
     nodes, weights = np.polynomial.legendre.leggauss(order)
     return (nodes + 1) / 2, weights / 2
 
