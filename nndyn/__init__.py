@@ -28,7 +28,9 @@ The packages show the layers: `nndyn.core` (everything above but sweeps), `nndyn
 `nndyn.derive` → ``nndyn.templates`` → `nndyn.generated`. Parameters are declared
 once (`nndyn.core.schema`); the conventions are in docs/conventions.md.
 
-float64 is switched on at import (``jax_enable_x64``): the ODE path is float64 throughout.
+Importing `nndyn` is cheap and changes nothing: the names above are imported on first use.
+The runtime (`nndyn.core`, imported by any of them) switches float64 on in JAX
+(``jax_enable_x64``): the ODE path is float64 throughout. `nndyn.derive` imports no JAX.
 
 Compiled programs are kept in JAX's persistent compilation cache, by default in
 ``~/.cache/nndyn/jax`` (``$XDG_CACHE_HOME/nndyn/jax`` when set), so a fresh process skips most
@@ -41,66 +43,100 @@ imported (its solves use ``throw=False`` and read Diffrax's result codes, so no 
 set ``EQX_ON_ERROR`` yourself (e.g. ``raise``) to keep Equinox's default.
 """
 
-import os
+from __future__ import annotations
 
-os.environ.setdefault("EQX_ON_ERROR", "nan")
+import importlib
+from typing import TYPE_CHECKING
 
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
-
-from nndyn.core import cache  # noqa: E402
-
-cache.enable_compilation_cache()
-
-from nndyn.app.config import read_sweep  # noqa: E402
-from nndyn.app.results import PanelData, SweepPoint, load_run, load_sweep, sweep_dataframe  # noqa: E402
-from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict  # noqa: E402
-from nndyn.core.continual import ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol  # noqa: E402
-from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold  # noqa: E402
-from nndyn.core.integrate import DivergenceError, ODEOptions, Solution, Status, integrate, solve  # noqa: E402
-from nndyn.core.setting import Setting  # noqa: E402
-from nndyn.core.simulate import Simulation, simulate  # noqa: E402
-from nndyn.core.state import OrderParameters  # noqa: E402
-from nndyn.core.symmetric import SymmetricState  # noqa: E402
-from nndyn.core.trajectory import Trajectory  # noqa: E402
-from nndyn.sweeps import Sweep, grid, run_sweep, sweep  # noqa: E402
+#: Where each public name lives.
+_HOMES = {
+    "read_sweep": "nndyn.app.config",
+    **dict.fromkeys(("PanelData", "SweepPoint", "load_run", "load_sweep", "sweep_dataframe"), "nndyn.app.results"),
+    **dict.fromkeys(("Agreement", "Comparison", "agreement", "compare", "verdict"), "nndyn.core.compare"),
+    **dict.fromkeys(("ContinualTrajectory", "Phase", "Protocol", "Teachers", "integrate_protocol",
+                     "simulate_protocol"), "nndyn.core.continual"),
+    **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
+    **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
+    **dict.fromkeys(("ODEOptions", "Solution", "integrate", "solve"), "nndyn.core.integrate"),
+    "Setting": "nndyn.core.setting",
+    **dict.fromkeys(("Simulation", "simulate"), "nndyn.core.simulate"),
+    "OrderParameters": "nndyn.core.state",
+    "SymmetricState": "nndyn.core.symmetric",
+    "Trajectory": "nndyn.core.trajectory",
+    **dict.fromkeys(("Sweep", "grid", "run_sweep", "sweep"), "nndyn.sweeps"),
+}
 
 __all__ = [
     "Agreement",
     "Comparison",
     "ContinualTrajectory",
     "DivergenceError",
-    "Phase",
-    "Protocol",
-    "Teachers",
-    "integrate_protocol",
-    "simulate_protocol",
     "FixedPoint",
     "ODEOptions",
     "OrderParameters",
+    "PanelData",
+    "Phase",
+    "Protocol",
     "Setting",
     "Simulation",
     "Solution",
     "Status",
     "Sweep",
+    "SweepPoint",
     "SymmetricState",
+    "Teachers",
     "Trajectory",
     "agreement",
     "compare",
     "fixed_point",
     "grid",
     "integrate",
+    "integrate_protocol",
     "learning_rate_threshold",
     "load_run",
     "load_sweep",
-    "PanelData",
-    "SweepPoint",
-    "sweep_dataframe",
     "read_sweep",
     "run_sweep",
     "simulate",
+    "simulate_protocol",
     "solve",
     "sweep",
+    "sweep_dataframe",
     "verdict",
 ]
+
+
+def __getattr__(name: str):
+    """Import a public name from its module on first use (PEP 562)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'nndyn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the names as if imported here
+    from nndyn.app.config import read_sweep
+    from nndyn.app.results import PanelData, SweepPoint, load_run, load_sweep, sweep_dataframe
+    from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict
+    from nndyn.core.continual import (
+        ContinualTrajectory,
+        Phase,
+        Protocol,
+        Teachers,
+        integrate_protocol,
+        simulate_protocol,
+    )
+    from nndyn.core.errors import DivergenceError, Status
+    from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
+    from nndyn.core.integrate import ODEOptions, Solution, integrate, solve
+    from nndyn.core.setting import Setting
+    from nndyn.core.simulate import Simulation, simulate
+    from nndyn.core.state import OrderParameters
+    from nndyn.core.symmetric import SymmetricState
+    from nndyn.core.trajectory import Trajectory
+    from nndyn.sweeps import Sweep, grid, run_sweep, sweep

@@ -22,7 +22,7 @@ from nndyn.app.runs import (
     write_json,
 )
 from nndyn.core import schema
-from nndyn.core.integrate import DivergenceError, Status
+from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.simulate import Simulation
 
 

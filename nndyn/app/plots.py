@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 SIM, ODE = "tab:blue", "tab:red"
 ROW_LABELS = {
@@ -69,9 +67,10 @@ def plot_similarity(experiment, results, path) -> None:
     """Continual panels that differ in the feature similarity γ_f: ε_g on both teachers over time
     (one colour per γ_f; SGD solid, ODE dashed), and forgetting of task 0 and transfer to task 1
     against γ_f (ODE line, SGD mean ± standard error over seeds)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     similarities, metrics = [], {"sim": [], "ode": []}
-    colours = plt.cm.viridis(np.linspace(0, 0.9, len(results)))
+    colours = colormaps["viridis"](np.linspace(0, 0.9, len(results)))
     for colour, result in zip(colours, results):
         similarity = result.panel.protocol.teachers.feature_similarity
         similarities.append(similarity)
@@ -100,7 +99,6 @@ def plot_similarity(experiment, results, path) -> None:
     fig.suptitle(f"{experiment.title}, N = {N}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_experiment(experiment, results, path) -> None:
@@ -109,8 +107,8 @@ def plot_experiment(experiment, results, path) -> None:
         plot_similarity(experiment, results, path)
         return
     rows, columns = experiment.rows, len(results)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(3.6 * columns, 2.4 * len(rows)),
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(3.6 * columns, 2.4 * len(rows)))
+    axes = fig.subplots(len(rows), columns, sharex=True, squeeze=False)
     for column, result in enumerate(results):
         axes[0, column].set_title(result.panel.label)
         for r, row in enumerate(rows):
@@ -125,4 +123,3 @@ def plot_experiment(experiment, results, path) -> None:
     fig.suptitle(f"{experiment.title}, N = {dimensions}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -29,7 +29,8 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from nndyn.core import normals, schema, tidy
-from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, DivergenceError, ODEOptions
+from nndyn.core.errors import DivergenceError
+from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, ODEOptions
 from nndyn.core.kernels import load
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import math
 import warnings
@@ -16,6 +15,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from nndyn.core import cache, schema
+from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.kernels import load
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
@@ -34,35 +34,6 @@ TAIL_DEVIATION = 1e-6
 TAIL_MAX_STEPS = 100_000
 ADAPTIVE_MAX_STEPS = 1_000_000  # the adaptive solver's default step budget
 EULER_MAX_STEPS = 1 << 24  # one compiled Euler program serves every span and dt below this
-
-
-class Status(enum.IntEnum):
-    """How a solve ended (the `status` of a `Solution`, an integer array inside JAX)."""
-
-    #: reached the last save time (or, re-integrating a tail about its fixed point, the
-    #: deviation below which the flows are round-off: `integrate`)
-    ok = 0
-    #: an order parameter went non-finite or exceeded the divergence threshold
-    diverged = 1
-    #: the solver used up its steps
-    max_steps = 2
-
-
-class DivergenceError(FloatingPointError):
-    """An integration or a simulation blew up or went non-finite.
-
-    **Attributes:** `time`, the time it happened (for the ODE the last accepted step, for a
-    simulation the first record that shows it), and `parameter`, the order parameter ("Q", "R"
-    or "v") that went bad, or None when the solver gave up without any of them doing so (too
-    many steps). `subject` names what diverged in the message ("the ODE", "the simulation").
-    """
-
-    def __init__(self, time: float, parameter: str | None, reason: str, subject: str = "the ODE"):
-        self.time, self.parameter = time, parameter
-        if parameter is None:
-            super().__init__(f"{subject} could not be integrated past t = {time:.6g}: {reason}")
-        else:
-            super().__init__(f"{subject} diverged at t = {time:.6g}: {parameter} {reason}")
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from nndyn.core import normals, schema
+from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import is_zero
-from nndyn.core.integrate import DivergenceError, ODEOptions
+from nndyn.core.integrate import ODEOptions
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters, measure

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import is_zero
-from nndyn.core.integrate import DivergenceError
 from nndyn.core.kernels import Kernels, load
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters

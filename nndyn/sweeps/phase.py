@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 #: The observables drawn, with their axis labels and whether on a log scale.
 DRAWN = {"final_eg": ("final ε_g", True), "plateau_length": ("plateau length", False)}
@@ -42,7 +39,8 @@ def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path
         if not axes_names:
             break
         values = _mean_over(rows, axes_names, observable)
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig = Figure(figsize=(5, 4))
+        ax = fig.subplots()
         if len(axes_names) == 1:
             xs = sorted(key[0] for key in values)
             ax.plot(list(map(_label, xs)) if isinstance(xs[0], str) else xs, [values[(x,)] for x in xs], "o-")
@@ -65,6 +63,5 @@ def plot_phase_diagrams(rows: list[dict], parameters, folder: Path) -> list[Path
         fig.tight_layout()
         path = Path(folder) / f"phase_{observable}.png"
         fig.savefig(path, dpi=120)
-        plt.close(fig)
         paths.append(path)
     return paths

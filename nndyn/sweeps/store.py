@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nndyn.core.integrate import Status
+from nndyn.core.errors import Status
 from nndyn.files import write_atomically
 from nndyn.sweeps.grid import GROUPING, PARAMETERS, Sweep
 from nndyn.sweeps.observables import FIELDS, summarise
