@@ -80,15 +80,40 @@ def updates(index: sp.Symbol, error: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
             lr_v * kappa * error_signal(error) * g(index))
 
 
+#: The decay rates of the step: w ← w − (λ/N) w, v ← v − (λ_v/N) v.
+DECAYS = {"w": weight_decay, "v": weight_decay_v}
+
+#: The names the simulator's step is printed in (arrays of one minibatch, broadcast): the
+#: noise-free error s = Σ_c a_c g_c(u_c) (B, 1), the noise ξ (`xi`, B, 1), the error Δ (B, 1), the
+#: student's g(λ_i), g'(λ_i) (B, K) and the feedback vector e (K,).
+signal, error, g_i, g_prime_i, e_i = sp.symbols("signal delta g g_prime e", real=True)
+
+
+def sgd_step() -> dict[str, sp.Expr]:
+    """The SGD step of one minibatch as the simulator evaluates it (module docstring), from the
+    same `updates`, `error_signal` and `DECAYS` as the flows: "delta" Δ of the noise-free error
+    and the noise; "F" and "G" of every student unit given Δ; "decay" and "decay_v"."""
+    F_i, G_i = updates(i, c)
+    on_arrays = {error_signal(c): error, e[i]: e_i, g(i): g_i, g_prime(i): g_prime_i}
+    return {
+        "delta": error_signal(c).subs(a[c] * g(c), signal),
+        "F": F_i.subs(on_arrays),
+        "G": G_i.subs(on_arrays),
+        "decay": DECAYS["w"],
+        "decay_v": DECAYS["v"],
+    }
+
+
 def flow_expectations() -> dict[str, sp.Expr]:
-    """The flows before expansion: integrands (whose expectations are taken) plus state terms."""
+    """The flows before expansion: integrands (whose expectations are taken) plus state terms
+    (the decays: Q = W Wᵀ/N decays at twice w's rate)."""
     F_i, G_i = updates(i, c)
     F_k = updates(k, c)[0]
     F_k_other = updates(k, d)[0]
     return {
-        "R": F_i * u(n) - weight_decay * R[i, n],
-        "Q": F_i * u(k) + F_k * u(i) + F_i * F_k_other / batch - 2 * weight_decay * Q[i, k],
-        "v": G_i - weight_decay_v * v[i],
+        "R": F_i * u(n) - DECAYS["w"] * R[i, n],
+        "Q": F_i * u(k) + F_k * u(i) + F_i * F_k_other / batch - 2 * DECAYS["w"] * Q[i, k],
+        "v": G_i - DECAYS["v"] * v[i],
         "eg": sp.Rational(1, 2) * error_signal(c, noise=False) * error_signal(d, noise=False),
     }
 

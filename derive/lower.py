@@ -221,8 +221,10 @@ def _term(term: flows.FlowTerm) -> TermSpec:
 
 def flow_spec(command: str) -> FlowSpec:
     """The flow table, the same for every activation."""
+    step = tuple((name, tuple(sorted(map(str, expression.free_symbols))), print_scalar(expression))
+                 for name, expression in flows.sgd_step().items())
     return FlowSpec(tuple(str(p) for p in flows.PARAMETERS), tuple(map(_term, flows.derive_flows())),
-                    dict(DEFINITIONS), flow_hash(), command)
+                    dict(DEFINITIONS), step, flow_hash(), command)
 
 
 def symmetric_spec(command: str) -> SymmetricSpec:

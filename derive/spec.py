@@ -150,12 +150,14 @@ class TermSpec:
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """The flow table: the flow `parameters` the coefficients use, every term in order, and the
-    `factors` of each integral's slots ("g", "g_prime", "u")."""
+    """The flow table: the flow `parameters` the coefficients use, every term in order, the
+    `factors` of each integral's slots ("g", "g_prime", "u"), and the SGD `step` the flows come
+    from: (name, arguments, printed expression) per quantity of the step."""
 
     parameters: tuple[str, ...]
     terms: tuple[TermSpec, ...]
     factors: dict[str, tuple[str, ...]]
+    step: tuple[tuple[str, tuple[str, ...], str], ...]
     input_hash: str
     command: str
 

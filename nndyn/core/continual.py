@@ -28,13 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from nndyn.core import normals, schema, tidy
+from nndyn.core import schema, sgd, tidy
 from nndyn.core.errors import DivergenceError
 from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, ODEOptions
 from nndyn.core.kernels import load
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
-from nndyn.core.simulate import SEED_GROUP, Simulation, block_size, raise_if_diverged, sgd_step
+from nndyn.core.sgd import eg_per_teacher, masked_readout
+from nndyn.core.simulate import Simulation
 from nndyn.core.state import Array, OrderParameters, measure
 from nndyn.core.weights import feedback_vectors, student_weights
 
@@ -142,17 +143,12 @@ def teachers_weights(setting: Setting, teachers: Teachers, N: int, seed: int = 0
     return jnp.stack(W), jnp.stack(v)
 
 
-def masked_readout(v_star, teacher):
-    """The joint readout (count·M,) of teacher `teacher`: its v* on its units, zero elsewhere."""
-    count = v_star.shape[-2]
-    return (v_star * (jnp.arange(count) == teacher)[:, None]).reshape(v_star.shape[:-2] + (-1,))
-
-
 #: The named dimensions of a ContinualTrajectory's fields after the optional leading "seed".
 DIMS = {
     "eg_teacher": ("t", "teacher"), "Q": ("t", "student", "student2"), "R": ("t", "student", "teacher_unit"),
     "heads": ("t", "head", "student"), "T": ("teacher_unit", "teacher_unit2"), "v_star": ("teacher", "unit"),
     "phase": ("t",), "starts": ("boundary",), "reached": ("phase",), "b": ("student",),
+    "eg_test": ("t", "teacher"),
 }
 
 
@@ -168,7 +164,9 @@ class ContinualTrajectory:
     the teachers' readouts; `phase` (..., n), the phase that trained up to each time (the
     number of phases once the protocol is over: the student then rests); `starts` (..., P + 1),
     each phase's start time and the protocol's end; `reached` (..., P), whether each phase's
-    threshold was reached (True for phases of fixed duration); `b` (..., K) or None.
+    threshold was reached (True for phases of fixed duration); `b` (..., K) or None; `eg_test`
+    (..., n, count), a simulation's error on every teacher's noise-free held-out examples (with
+    its head), or None (the ODE's).
     """
 
     t: Array
@@ -182,6 +180,7 @@ class ContinualTrajectory:
     starts: Array
     reached: Array
     b: Array | None = None
+    eg_test: Array | None = None
 
     def initial_state(self) -> tuple[OrderParameters, Array]:
         """(state, heads) at t[0]: start `integrate_protocol` here to compare with this run. The
@@ -231,117 +230,6 @@ class ContinualTrajectory:
                     left = np.searchsorted(t, times[last + 1] - 1e-9 * max(1.0, t[-1]))
                     forgetting[index + (task,)] = eg[index + (-1, task)] - eg[index + (left, task)]
         return {"final": final, "forgetting": forgetting, "transfer": transfer}
-
-
-def _phase_table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
-    """Per phase (and a last row for "over": nothing learns), the arrays the SGD scan looks up."""
-    rows = [protocol.rates(setting, phase) for phase in protocol.phases]
-    rows.append(
-        {
-            "lr": 0.0,
-            "batch": float(setting.batch),
-            "lr_v": 0.0,
-            "sigma": 0.0,
-            "weight_decay": 0.0,
-            "weight_decay_v": 0.0,
-            "tau": math.inf,
-        }
-    )
-    table = {name: jnp.asarray([row[name] for row in rows]) for name in rows[0]}
-    teachers = [phase.teacher for phase in protocol.phases] + [protocol.phases[-1].teacher]
-    table["readout"] = jnp.stack([setting.kappa_star * masked_readout(v_star, teacher) for teacher in teachers])
-    table["head"] = jnp.asarray([protocol.head(teacher) for teacher in teachers])
-    table["teacher"] = jnp.asarray(teachers)
-    table["saves"] = jnp.asarray([round(phase.t / save_interval) for phase in protocol.phases] + [2**30])
-    table["threshold"] = jnp.asarray([phase.threshold or -math.inf for phase in protocol.phases] + [-math.inf])
-    return table
-
-
-def _eg_per_teacher(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star, b):
-    """ε_g on every teacher (count,), each with its head."""
-    kernels = setting.kernels
-    teachers = jnp.arange(protocol.teachers.count)
-
-    def one(teacher):
-        v = heads[teacher if protocol.teachers.heads == "multi" else 0]
-        args = setting.ode_args(T, masked_readout(v_star, teacher), b)
-        return kernels.eg({"Q": Q, "R": R, "v": v}, args)
-
-    return jax.vmap(one)(teachers)
-
-
-@functools.partial(jax.jit, static_argnames=("setting", "protocol", "save_every", "saves", "dtype"))
-def _train_protocol(
-    setting: Setting, protocol: Protocol, keys, W, heads, b, W_teacher, v_star, save_every: int, saves: int, dtype
-):
-    """Students (S, K, N), heads (S, H, K), feedback vectors (S, K) or None, through `saves`
-    save intervals of the protocol, each seed switching phases on its own; returns the records
-    at the end of each interval: Q, R, heads, ε_g per teacher, the phase trained, and whether
-    its threshold was met."""
-    kernels = setting.kernels
-    K, N = W.shape[-2:]
-    block = block_size(save_every)
-    table = _phase_table(setting, protocol, v_star, save_every / N)
-    kappa = setting.kappa
-    W_joint = W_teacher.reshape(-1, N)
-    largest = max(phase.batch or setting.batch for phase in protocol.phases)  # samples drawn per step
-    varying = any(phase.batch not in (None, setting.batch) for phase in protocol.phases)
-
-    def step(carry, sample, b, rates):
-        fields, heads, count = carry
-        x, noise = sample
-        elapsed = (count - rates["start"]) / N
-        anneal = 1.0 / (1.0 + elapsed / rates["tau"])
-        v = heads[rates["head"]]
-        feedback = kappa * (v if b is None else b)
-        fields, v = sgd_step(
-            kernels,
-            fields,
-            v,
-            x,
-            noise,
-            lr=anneal * rates["lr"],
-            lr_v=anneal * rates["lr_v"],
-            sigma=rates["sigma"],
-            kappa=kappa,
-            v_star=rates["readout"].astype(dtype),
-            feedback=feedback,
-            decay=rates["weight_decay"],
-            decay_v=rates["weight_decay_v"],
-            batch=rates["batch"] if varying else setting.batch,
-            used=(jnp.arange(largest) < rates["batch"]) if varying else None,
-        )
-        return (fields, heads.at[rates["head"]].set(v), count + 1), None
-
-    def one_seed(key, W, heads, b):
-        b_step = None if b is None else b.astype(dtype)
-
-        def one_save(carry, index):
-            fields, heads, count, phase, start = carry
-            rates = {name: value[phase] for name, value in table.items()} | {"start": start * save_every}
-
-            def one_block(inner, key):
-                key_x, key_noise = jax.random.split(key)
-                samples = (normals.normal(key_x, (block, largest, N)), normals.normal(key_noise, (block, largest)))
-                return jax.lax.scan(lambda c, s: step(c, s, b_step, rates), inner, samples)[0], None
-
-            inner = jax.lax.scan(
-                one_block, (fields, heads, count), jax.random.split(jax.random.fold_in(key, index), save_every // block)
-            )[0]
-            fields, heads, count = inner
-            Q, R, T = measure(fields[:K].astype(jnp.float64), W_joint)
-            eg = _eg_per_teacher(setting, protocol, Q, R, heads.astype(jnp.float64), T, v_star, b)
-            met = eg[table["teacher"][phase]] < table["threshold"][phase]
-            over = (index + 1 - start >= table["saves"][phase]) | met
-            moved = over & (phase < len(protocol.phases))
-            carry = (fields, heads, count, phase + moved, jnp.where(moved, index + 1, start))
-            return carry, (Q, R, heads.astype(jnp.float64), eg, phase, met)
-
-        fields = jnp.concatenate([W, W_joint.astype(dtype)])
-        carry = (fields, heads, jnp.asarray(0), jnp.asarray(0), jnp.asarray(0))
-        return jax.lax.scan(one_save, carry, jnp.arange(saves))[1]
-
-    return jax.lax.map(lambda args: one_seed(*args), (keys, W, heads, b), batch_size=SEED_GROUP)
 
 
 def _starts(phase: np.ndarray, t: np.ndarray, count: int) -> np.ndarray:
@@ -395,46 +283,58 @@ def simulate_protocol(
     saves = sum(round(phase.t / interval) for phase in protocol.phases)
     seed_list = list(range(config.seeds))
     W_teacher, v_star = teachers_weights(setting, protocol.teachers, N, config.teacher_seed)
+    W_joint = W_teacher.reshape(-1, N)
     W, v = student_weights(setting, N, seed_list, config.init_scale, config.init_scale_v)
     heads = jnp.stack(
         [v] + [_extra_head(setting, seed_list, h, config) for h in range(1, protocol.teachers.head_count)], axis=1
     )
     b = feedback_vectors(setting, seed_list)
     b = None if b is None else jnp.asarray(b)
-    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seed_list])
-    Q, R, heads_t, eg, phase, met = _train_protocol(
-        setting,
-        protocol,
-        keys,
-        W.astype(dtype),
-        heads.astype(dtype),
-        b,
-        W_teacher,
-        v_star,
-        save_every=save_every,
-        saves=saves,
-        dtype=jnp.dtype(dtype),
-    )
-    raise_if_diverged({"Q": Q, "R": R, "v": heads_t}, (np.arange(saves) + 1) * interval, seed_list)
-    Q0, R0, T = measure(W, W_teacher.reshape(-1, N))
-    eg0 = jax.vmap(lambda Q, R, h, b: _eg_per_teacher(setting, protocol, Q, R, h, T, v_star, b))(Q0, R0, heads, b)
+    static, heads_of = sgd.structure(setting), _heads_of(protocol)
+    X_test = sgd.test_inputs(N, config.held_out, config.teacher_seed)
+    labels = sgd.test_labels(setting, W_teacher, v_star, X_test)
+    Q0, R0, heads0, eg0, eg_test0 = sgd.initial_records(static, heads_of, W, heads, W_joint, v_star, b, X_test, labels)
+    largest = max(phase.batch or setting.batch for phase in protocol.phases)  # samples drawn per step
+    _, (Q, R, heads_t, eg, eg_test, phase, met) = sgd.train(
+        static, heads_of, _table(setting, protocol, v_star, interval), sgd.seed_keys(seed_list),
+        sgd.initial_carry(W, heads, W_joint, jnp.dtype(dtype)), W_joint, v_star, b, X_test, labels,
+        jnp.arange(saves), save_every=save_every, largest=largest,
+        varying=any(phase.batch not in (None, setting.batch) for phase in protocol.phases), dtype=jnp.dtype(dtype))
+    sgd.raise_if_diverged({"Q": Q, "R": R, "v": heads_t}, (np.arange(saves) + 1) * interval, seed_list)
     t = np.arange(saves + 1) * interval
     phase, met = np.asarray(phase), np.asarray(met)
     S = len(seed_list)
     first = np.zeros((S, 1), dtype=phase.dtype)
+    T = measure(W_joint, W_joint)[2]
     return ContinualTrajectory(
         jnp.asarray(t),
         jnp.concatenate([eg0[:, None], eg], axis=1),
         jnp.concatenate([Q0[:, None], Q], axis=1),
         jnp.concatenate([R0[:, None], R], axis=1),
-        jnp.concatenate([heads[:, None], heads_t], axis=1),
+        jnp.concatenate([heads0[:, None], heads_t], axis=1),
         jnp.broadcast_to(T, (S,) + T.shape),
         jnp.broadcast_to(v_star, (S,) + v_star.shape),
         jnp.asarray(np.concatenate([first, phase], axis=1)),
         jnp.asarray(_starts(phase, t, len(protocol.phases))),
         jnp.asarray(_reached(phase, met, protocol)),
         b,
+        jnp.concatenate([eg_test0[:, None], eg_test], axis=1),
     )
+
+
+def _heads_of(protocol: Protocol) -> tuple[int, ...]:
+    """The head of each teacher."""
+    return tuple(protocol.head(teacher) for teacher in range(protocol.teachers.count))
+
+
+def _table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
+    """The engine's phase table of `protocol` (`nndyn.core.sgd.phase_table`), with the rest
+    after it."""
+    rows = [{**protocol.rates(setting, phase), "teacher": phase.teacher, "head": protocol.head(phase.teacher),
+             "saves": round(phase.t / save_interval), "threshold": phase.threshold or -math.inf}
+            for phase in protocol.phases]
+    last = protocol.phases[-1].teacher
+    return sgd.phase_table(setting, rows + [sgd.rest_row(setting, last, protocol.head(last))], v_star)
 
 
 def _extra_head(setting: Setting, seeds, head: int, config: Simulation):
@@ -556,7 +456,8 @@ def _reached_ode(phase, eg, protocol: Protocol) -> np.ndarray:
 @functools.partial(jax.jit, static_argnames=("setting", "protocol"))
 def _eg_over_times(setting: Setting, protocol: Protocol, Q, R, heads, T, v_star, b):
     """ε_g on every teacher (n, count) of states Q (n, K, K), R (n, K, count·M), heads (n, H, K)."""
-    return jax.vmap(lambda Q, R, heads: _eg_per_teacher(setting, protocol, Q, R, heads, T, v_star, b))(Q, R, heads)
+    heads_of = _heads_of(protocol)
+    return jax.vmap(lambda Q, R, heads: eg_per_teacher(setting, heads_of, Q, R, heads, T, v_star, b))(Q, R, heads)
 
 
 def _integrate_one(

@@ -154,6 +154,11 @@ def _flow_table() -> ModuleType:
     return importlib.import_module("nndyn.generated.flows")
 
 
+def step_table() -> dict:
+    """The generated SGD step (`nndyn.generated.flows.STEP`): name -> (arguments, function)."""
+    return _flow_table().STEP
+
+
 def load(activation: str, teacher: str | None = None) -> Kernels:
     """The kernels of a student `activation` and, when it differs, a `teacher` activation: each
     the built-in module `nndyn.generated.<name>` for a built-in name, or the module file at the
