@@ -12,7 +12,8 @@ from typing import BinaryIO
 
 def write_atomically(path: Path, content: bytes | str | Callable[[BinaryIO], None]) -> None:
     """Write `content` to `path` through a temporary file in the same folder and a rename, so
-    that `path` holds either its old content or the whole new one, never a part.
+    that `path` holds either its old content or the whole new one, never a part. The file gets
+    the permissions a plain write would (0666 less the umask), not the temporary file's 0600.
 
     **Arguments:**
 
@@ -24,6 +25,7 @@ def write_atomically(path: Path, content: bytes | str | Callable[[BinaryIO], Non
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(handle, 0o666 & ~umask())
         with os.fdopen(handle, "wb") as stream:
             if callable(content):
                 content(stream)
@@ -33,3 +35,10 @@ def write_atomically(path: Path, content: bytes | str | Callable[[BinaryIO], Non
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -173,17 +173,73 @@ def test_a_run_the_machine_cannot_hold_is_refused_before_it_starts(tmp_path):
 
 
 def test_stages_of_killed_runs_are_removed_by_the_next_run(tmp_path):
-    from nndyn.app.runs import MARKER, remove_stale_stages
+    """A stage goes when no process holds its lock, whatever its marker's process id says: a live
+    run in another PID namespace or on another host (whose id is not visible here) keeps its stage."""
+    import fcntl
+
+    from nndyn.app.runs import LOCK, MARKER, remove_stale_stages
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale, live, foreign = tmp_path / ".a.partial-x", tmp_path / ".b.partial-y", tmp_path / ".c.partial-z"
-    for folder, content in ((stale, f"written by nndyn, process {dead.stdout.strip()}\n"),
-                            (live, f"written by nndyn, process {os.getpid()}\n")):
+    stale, elsewhere, foreign = tmp_path / ".a.partial-x", tmp_path / ".b.partial-y", tmp_path / ".c.partial-z"
+    for folder in (stale, elsewhere):
         folder.mkdir()
-        (folder / MARKER).write_text(content)
+        (folder / MARKER).write_text(f"written by nndyn, process {dead.stdout.strip()}\n")
+        (folder / LOCK).write_bytes(b"")
     foreign.mkdir()
+    with open(elsewhere / LOCK, "rb") as held:  # a live run, its process id not ours to see
+        fcntl.flock(held, fcntl.LOCK_EX)
+        remove_stale_stages(tmp_path)
+        assert not stale.exists() and elsewhere.exists() and foreign.exists()
     remove_stale_stages(tmp_path)
-    assert not stale.exists() and live.exists() and foreign.exists()
+    assert not elsewhere.exists() and foreign.exists()
+
+
+def test_a_folder_that_appears_while_a_run_works_is_never_replaced(tmp_path):
+    from nndyn.app.runs import MARKER, staged
+
+    target = tmp_path / "out"
+    with pytest.raises(FileExistsError, match="appeared while the run worked"):
+        with staged(target, force=False) as staging:
+            (staging.stage / "result.txt").write_text("ours")
+            target.mkdir()  # someone else's, made while the run works: empty, which os.rename would replace
+    assert target.is_dir() and list(target.iterdir()) == [] and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(FileExistsError):
+        with staged(tmp_path / "other", force=False):
+            (tmp_path / "other").mkdir()
+            (tmp_path / "other" / "thesis.txt").write_text("mine")
+    assert (tmp_path / "other" / "thesis.txt").read_text() == "mine"
+    with staged(target, force=False, unique=True) as staging:  # a default name goes to the next free one
+        (staging.stage / "result.txt").write_text("ours")
+    assert staging.folder == tmp_path / "out-2" and (staging.folder / MARKER).is_file()
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+def test_run_files_follow_the_umask(tmp_path):
+    from nndyn.app.runs import staged, write_json
+
+    old = os.umask(0o022)
+    try:
+        with staged(tmp_path / "run", force=False) as staging:
+            write_json(staging.stage / "summary.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "run" / "summary.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_under_one_name_both_land(tmp_path):
+    """Two real processes with the same default name, started together: neither overwrites the
+    other (their stamps may be equal; the second to finish gets NAME-2)."""
+    command = [sys.executable, "-m", "nndyn", "reproduce", "fig1", *map(str, TINY)]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
+    written = {line.split()[-1] for out, _ in outputs for line in out.splitlines() if line.startswith("wrote ")}
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(written) == 2 and len(folders) == 2
+    assert all((folder / "summary.json").is_file() for folder in folders)
 
 
 @pytest.mark.slow

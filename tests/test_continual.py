@@ -146,3 +146,21 @@ def test_frozen_first_layer_and_annealing():
     fast = nndyn.integrate_protocol(SETTING, protocol(), init, sim.t, heads=heads)
     moved = [np.abs(np.asarray(run.R)[:, -1] - np.asarray(run.R)[:, 4]).sum() for run in (slow, fast)]
     assert moved[0] < 0.5 * moved[1], "annealing η slows the second phase"
+
+
+def test_phases_switch_on_saved_times_or_are_refused():
+    """A phase whose length is not a whole number of save intervals would switch late (at 2.1 for
+    t = 2 on a spacing of 0.3): refused, as are a time grid shorter than the protocol and heads
+    of the wrong shape."""
+    setting = nndyn.Setting(K=2, M=2, lr=0.5)
+    protocol = nndyn.Protocol(nndyn.Teachers(count=2), (nndyn.Phase(teacher=0, t=2), nndyn.Phase(teacher=1, t=2)))
+    W, W_star = np.eye(2, 8), np.eye(4, 8)
+    init = nndyn.OrderParameters.from_weights(W, W_star, v_star=np.ones(4))
+    with pytest.raises(ValueError, match=r"phases\[0\].t = 2 is not a whole number of the spacing of t \(0.3\)"):
+        nndyn.integrate_protocol(setting, protocol, init, np.arange(0, 4.2, 0.3))
+    with pytest.raises(ValueError, match="before the protocol does"):
+        nndyn.integrate_protocol(setting, protocol, init, np.arange(0, 3.5, 0.5))
+    with pytest.raises(ValueError, match="heads must have shape"):
+        nndyn.integrate_protocol(setting, protocol, init, np.arange(0, 4.5, 0.5), heads=np.ones((3, 2)))
+    run = nndyn.integrate_protocol(setting, protocol, init, np.arange(0, 4.5, 0.5))
+    assert list(np.asarray(run.phase)) == [0, 0, 0, 0, 0, 1, 1, 1, 1]

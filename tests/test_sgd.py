@@ -66,8 +66,7 @@ def test_the_simulators_step_is_the_symbolic_update(pair, scaling, feedback, tra
     b = rng.normal(size=3) if feedback == "alignment" else None
     x, xi = rng.normal(size=(batch, N)), rng.normal(size=batch)
     row = {name: value[0] for name, value in sgd.phase_table(setting, [
-        {**{name: getattr(setting, name) for name in sgd.RATES if name != "tau"}, "tau": math.inf, "teacher": 0,
-         "head": 0, "saves": 1, "threshold": -math.inf}], v_star[None]).items()}
+        {**sgd.rates_of(setting), "teacher": 0, "head": 0, "saves": 1, "threshold": -math.inf}], v_star[None]).items()}
     fields, v_new = sgd.sgd_step(setting.kernels, jnp.asarray(np.concatenate([W, W_star])), jnp.asarray(v),
                                  jnp.asarray(x), jnp.asarray(xi), sgd.step_rates(setting, row), b)
     W_expected, v_expected = symbolic_step(setting, W, v, W_star, v_star, b, x, xi)
@@ -84,8 +83,8 @@ def test_a_parameter_missing_from_the_step_is_seen():
     W, W_star, v_star = rng.normal(size=(3, 40)), rng.normal(size=(2, 40)), np.ones(2)
     x, xi = rng.normal(size=(1, 40)), rng.normal(size=1)
     row = {name: value[0] for name, value in sgd.phase_table(setting.replace(weight_decay=0.0), [
-        {**{name: getattr(setting, name) for name in sgd.RATES if name != "tau"}, "weight_decay": 0.0,
-         "tau": math.inf, "teacher": 0, "head": 0, "saves": 1, "threshold": -math.inf}], v_star[None]).items()}
+        {**sgd.rates_of(setting), "weight_decay": 0.0, "teacher": 0, "head": 0, "saves": 1,
+         "threshold": -math.inf}], v_star[None]).items()}
     fields, _ = sgd.sgd_step(setting.kernels, jnp.asarray(np.concatenate([W, W_star])), jnp.ones(3),
                              jnp.asarray(x), jnp.asarray(xi), sgd.step_rates(setting, row))
     W_expected, _ = symbolic_step(setting, W, np.ones(3), W_star, v_star, None, x, xi)

@@ -77,9 +77,10 @@ def _schema_type(rule: schema.Parameter):
     return convert
 
 
-def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict) -> int:
+def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict, unique: bool) -> int:
     summaries = {}
-    with staged(folder, force) as stage:
+    with staged(folder, force, unique) as staging:
+        stage = staging.stage
         for experiment in experiments:
             print(f"{experiment.name}: {experiment.title}", file=sys.stderr)
             results = [run_panel(panel, progress=_bar(panel.label)) for panel in experiment.panels]
@@ -104,7 +105,7 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict)
                         "that maximum",
                         file=sys.stderr,
                     )
-    print(f"wrote {folder}")
+    print(f"wrote {staging.folder}")
     return 0
 
 
@@ -137,15 +138,15 @@ def _analyse(options) -> int:
     experiment = read_config(options.config)
     (panel,) = experiment.panels
     folder = options.out or default_folder(f"{experiment.name}-analysis")
-    check_writable(folder, options.force)  # before the work, not after it
+    if options.out is not None:
+        check_writable(folder, options.force)  # before the work, not after it
     result = analyse(panel)
-    with staged(folder, options.force) as stage:
-        write_json(
-            stage / "config.json", {**environment(), "config_file": str(options.config), "experiment": panel.config()}
-        )
-        write_json(stage / "analysis.json", _plain(result))
+    with staged(folder, options.force, unique=options.out is None) as staging:
+        write_json(staging.stage / "config.json",
+                   {**environment(), "config_file": str(options.config), "experiment": panel.config()})
+        write_json(staging.stage / "analysis.json", _plain(result))
     print(table(result))
-    print(f"wrote {folder}")
+    print(f"wrote {staging.folder}")
     return 0
 
 
@@ -178,8 +179,9 @@ def _run(options) -> int:
     if not options.yes:
         budget.check(experiments)
     folder = options.out or default_folder(name)
-    check_writable(folder, options.force)
-    return _run_experiments(experiments, folder, options.force, extra)
+    if options.out is not None:
+        check_writable(folder, options.force)
+    return _run_experiments(experiments, folder, options.force, extra, unique=options.out is None)
 
 
 #: Failures that get lines on stderr and an exit code instead of a traceback (see `_failure`).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -156,7 +158,10 @@ def _restarts(setting: Setting, sim: Trajectory, dt: float | None, options: dict
     init = OrderParameters(starts(sim.Q, True), starts(sim.R, True), starts(sim.T, False),
                            starts(sim.v, True), starts(sim.v_star, False),
                            None if sim.b is None else starts(sim.b, False))
-    restarted = integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
+    options = {"refine_tail": False, **options}  # one interval each: no tail to refine
+    with warnings.catch_warnings():  # ε_g of a converged state is round-off: `verdict` leaves such intervals out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        restarted = integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
     recorded = {name: np.asarray(getattr(sim, name)) for name in ("Q", "R", "v")}
     return {name: (value[:, :-1], value[:, 1:],
                    np.asarray(getattr(restarted, name))[:, -1].reshape(value[:, 1:].shape))
@@ -180,7 +185,13 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
       window's seeds and intervals against its standard error (any error in the flows);
     - per order parameter, the residual's component along the ODE's own step, over all samples
       (an error that speeds up or slows down the dynamics, e.g. a wrong η, is the same sign
-      everywhere, and adds up).
+      everywhere, and adds up);
+    - entries the flows hold exactly fixed (a second layer that does not train) must not move in
+      the simulation at all: one that does scores infinity.
+
+    Intervals in which neither the simulation nor the ODE moves any entry by more than
+    RESOLUTION times the restart's tolerance (atol + rtol·|X|) are left out: at a converged
+    state the residuals are the solver's and round-off's errors, not SGD's noise.
 
     Each Student-t score is converted to the normal deviate of the same two-sided p-value; the
     threshold is the Bonferroni-corrected normal quantile at the family-wise `family_level`. At
@@ -213,6 +224,9 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
         if not isinstance(sim, ContinualTrajectory):
             raise ValueError("verdict with a protocol needs the ContinualTrajectory of its simulation")
         restarts = restarts_of_protocol(setting, protocol, sim, **options)
+    flat = np.asarray(sim.Q).reshape(np.shape(sim.Q)[0], -1)
+    if len(np.unique(flat, axis=0)) < len(flat):
+        raise ValueError("verdict needs independent seeds: two of the simulation's seeds are the same run")
     n = np.shape(sim.Q)[1]
     edges = np.linspace(0, n - 1, min(windows, n - 1) + 1).astype(int)
     K = np.shape(sim.Q)[-1]
@@ -224,10 +238,22 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
             return x[..., upper[0], upper[1]]
         return x.reshape(x.shape[:-2] + (-1,)) if name == "R" else x
 
+    from nndyn.core.integrate import ODEOptions
+
+    ode = ODEOptions(**{name: value for name, value in options.items() if name in ("rtol", "atol")})
     for name, (start, end, predicted) in restarts.items():
         start, end, predicted = (entries(x, name) for x in (start, end, predicted))
         tested = np.all(np.isfinite(predicted), axis=-1)  # (seeds, n - 1)
+        # an interval in which neither SGD nor the ODE moves beyond what the restart's solve
+        # resolves (a converged state) tests the solver's error, not the flows: left out
+        floor = RESOLUTION * (ode.atol + ode.rtol * np.maximum(np.abs(start), np.abs(end)))
+        tested &= np.any((np.abs(end - start) > floor) | (np.abs(predicted - start) > floor), axis=-1)
         residual, step = end - predicted, predicted - start
+        if tested.any():  # entries the flows hold fixed (e.g. a frozen v) must not move in SGD at all
+            held = np.all(step[tested] == 0, axis=0) & np.any(end[tested] != start[tested], axis=0)
+            if held.any():
+                scores[f"{name} held fixed by the flows"] = math.inf
+                comparisons += int(held.sum())
         moving = np.std(residual[tested], axis=0) > 0 if tested.any() else np.zeros(residual.shape[-1], bool)
         if not moving.any():
             continue
@@ -241,6 +267,11 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
             comparisons += z.size
     threshold = float(stats.norm.isf(family_level / (2 * max(comparisons, 1))))
     return Agreement(scores, threshold, comparisons)
+
+
+#: An interval is tested where SGD or the ODE moves an entry by more than this many times the
+#: restart's tolerance atol + rtol·|X| (a solve's error over one interval stays well below it).
+RESOLUTION = 1e3
 
 
 def _normal_scores(samples: np.ndarray) -> np.ndarray:

@@ -29,9 +29,8 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from nndyn.core import schema, sgd, tidy
-from nndyn.core.errors import DivergenceError
-from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, ODEOptions
-from nndyn.core.kernels import load
+from nndyn.core.errors import DivergenceError, Status
+from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, ODEOptions, solve
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.sgd import eg_per_teacher, masked_readout
@@ -118,9 +117,11 @@ class Protocol:
         return teacher if self.teachers.heads == "multi" else 0
 
     def rates(self, setting: Setting, phase: Phase) -> dict:
-        """η, η_v, σ, B, λ, λ_v and τ (inf without annealing) of `phase`, as floats."""
+        """The rates of `phase` (`nndyn.core.sgd.RATES`: η, η_v, σ, B, λ, λ_v, every other flow
+        parameter of the Setting, and τ, inf without annealing), as floats."""
         frozen = phase.frozen
         return {
+            **sgd.rates_of(setting),
             "lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
             "batch": float(phase.batch if phase.batch is not None else setting.batch),
             "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
@@ -348,44 +349,6 @@ def _extra_head(setting: Setting, seeds, head: int, config: Simulation):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "teacher", "options"))
-def _solve_phase(activation: str, teacher: str | None, y0: dict, args: dict, ts, t0, t1, options: ODEOptions):
-    """The flows from y0 at t0 to t1, saved at `ts` (clipped to [t0, t1]), with η and η_v
-    annealed by args["tau"] from args["t_start"]; returns (ys, finished)."""
-    import diffrax
-
-    kernels = load(activation, teacher)
-
-    def rhs(t, y, args):
-        anneal = 1.0 / (1.0 + (t - args["t_start"]) / args["tau"])
-        return kernels.rhs(t, y, {**args, "lr": anneal * args["lr"], "lr_v": anneal * args["lr_v"]})
-
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs),
-        diffrax.Tsit5(),
-        t0=t0,
-        t1=t1,
-        dt0=None,
-        y0=y0,
-        args=args,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=options.rtol, atol=options.atol),
-        max_steps=options.max_steps or ADAPTIVE_MAX_STEPS,
-        throw=False,
-        event=diffrax.Event(
-            lambda t, y, args, **_: jnp.any(
-                jnp.stack(
-                    [
-                        jnp.any(~jnp.isfinite(value) | (jnp.abs(value) > options.divergence_threshold))
-                        for value in y.values()
-                    ]
-                )
-            )
-        ),
-    )
-    return solution.ys, solution.result == diffrax.RESULTS.successful
-
-
 def integrate_protocol(
     setting: Setting, protocol: Protocol, init: OrderParameters, t: ArrayLike, heads: ArrayLike | None = None, **options
 ) -> ContinualTrajectory:
@@ -414,8 +377,17 @@ def integrate_protocol(
     spacing = grid[1] - grid[0] if grid.size > 1 else 0.0
     if grid.ndim != 1 or grid.size < 2 or grid[0] != 0 or not np.allclose(np.diff(grid), spacing, rtol=1e-9):
         raise ValueError("t must be equally spaced times from 0")
+    for index, phase in enumerate(protocol.phases):  # a phase ends on a saved time, where it switches
+        if abs(phase.t / spacing - round(phase.t / spacing)) > 1e-9 * max(1.0, phase.t / spacing):
+            raise ValueError(f"phases[{index}].t = {phase.t:g} is not a whole number of the spacing of t "
+                             f"({spacing:g}): a phase switches at a saved time")
+    if grid[-1] < protocol.duration * (1 - 1e-12):
+        raise ValueError(f"t ends at {grid[-1]:g}, before the protocol does (t = {protocol.duration:g})")
     batch = init.Q.shape[:-2]
-    heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K)) if heads is None else heads
+    if heads is None:
+        heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K))
+    elif np.shape(heads) != batch + (H, setting.K):
+        raise ValueError(f"heads must have shape {batch + (H, setting.K)} (batch, heads, K), got {np.shape(heads)}")
     runs = [
         _integrate_one(setting, protocol, _element(init, index), np.asarray(heads)[index], grid, spacing, options)
         for index in np.ndindex(*batch)
@@ -490,23 +462,16 @@ def _integrate_one(
         rates = protocol.rates(setting, phase)
         args = {
             **setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
-            **{name: rates[name] for name in ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v")},
+            **{name: rates[name] for name in sgd.RATES[:-1]},
             "t_start": grid[index],
             "tau": rates["tau"],
         }
         end = min(n - 1, index + round(phase.t / spacing))
         y0 = {"Q": Q, "R": R, "v": heads[head]}
-        ys, finished = _solve_phase(
-            setting.activation,
-            teacher,
-            y0,
-            args,
-            jnp.clip(jnp.asarray(grid), grid[index], grid[end]),
-            grid[index],
-            grid[end],
-            options,
-        )
-        if not bool(finished):
+        solution = solve(setting.activation, y0, args, jnp.clip(jnp.asarray(grid), grid[index], grid[end]), options,
+                         teacher=teacher)
+        ys = solution.ys
+        if int(solution.status) != Status.ok:
             raise DivergenceError(
                 float(grid[index]),
                 None,
@@ -552,6 +517,13 @@ def restarts_of_protocol(setting: Setting, protocol: Protocol, sim: ContinualTra
     Q, R, heads = np.asarray(sim.Q), np.asarray(sim.R), np.asarray(sim.heads)
     T, v_star, starts = np.asarray(sim.T), np.asarray(sim.v_star), np.asarray(sim.starts)
     b = None if sim.b is None else np.asarray(sim.b)
+    shapes = {"K": (Q.shape[-1], setting.K), "teachers": (v_star.shape[-2], protocol.teachers.count),
+              "M": (v_star.shape[-1], setting.M), "heads": (heads.shape[-2], protocol.teachers.head_count),
+              "phases": (starts.shape[-1] - 1, len(protocol.phases))}
+    for name, (simulated, given) in shapes.items():
+        if simulated != given:
+            raise ValueError(f"the simulation has {name} = {simulated} but the setting and protocol give {given}: "
+                             "the verdict tests a run against the protocol it ran")
     trained = np.asarray(sim.phase)[:, 1:]  # (seeds, n - 1): the phase of each interval
     head_of = np.array([protocol.head(phase.teacher) for phase in protocol.phases] + [0])
     seeds, intervals = np.indices(trained.shape)
@@ -566,14 +538,15 @@ def restarts_of_protocol(setting: Setting, protocol: Protocol, sim: ContinualTra
             continue
         rates = protocol.rates(setting, phase)
         rows = [{**setting.ode_args(T[s], masked_readout(v_star[s], phase.teacher), None if b is None else b[s]),
-                 **{name: rates[name] for name in ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v")},
+                 **{name: rates[name] for name in sgd.RATES[:-1]},
                  "t_start": starts[s, p] - t[k], "tau": rates["tau"]} for s, k in chosen]
         args = jax.tree_util.tree_map(lambda *values: jnp.asarray(np.stack(values)), *rows)
         y0 = {"Q": Q[chosen[:, 0], chosen[:, 1]], "R": R[chosen[:, 0], chosen[:, 1]],
               "v": v_start[chosen[:, 0], chosen[:, 1]]}
-        ys, finished = jax.vmap(lambda y, a: _solve_phase(setting.activation, teacher, y, a, jnp.array([0.0, spacing]),
-                                                           0.0, spacing, options))(y0, args)
-        if not bool(jnp.all(finished)):
+        solution = jax.vmap(lambda y, a: solve(setting.activation, y, a, jnp.array([0.0, spacing]), options,
+                                               teacher=teacher))(y0, args)
+        ys = solution.ys
+        if not bool(jnp.all(solution.status == Status.ok)):
             raise DivergenceError(float(t[chosen[0, 1]]), None, f"a restart of phase {p} could not be integrated")
         for name in predicted:
             predicted[name][chosen[:, 0], chosen[:, 1]] = np.asarray(ys[name])[:, -1]

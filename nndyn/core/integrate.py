@@ -116,11 +116,13 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
 
     **Arguments:** `y0` = {"Q": (K, K), "R": (K, M), "v": (K,)}; `args` as for `Kernels.rhs`
-    (`Setting.ode_args`; arrays under vmap over η, σ, …); `ts` (n,) increasing; `dt` the Euler step (traced:
-    changing it does not recompile; ignored by the adaptive method); `center`, like y0, or None:
-    integrate the deviation (y − center)/`scale` instead of y, so that the error control is
-    relative to the deviation (the tail near a stable fixed point, see `integrate`); the solve
-    then stops, with status ok, where the deviation falls below `scale`/2.
+    (`Setting.ode_args`; arrays under vmap over η, σ, …), with "t_start" and "tau" for a
+    protocol's phase annealed as η(t) = η/(1 + (t − t_start)/τ) (τ = inf: none); `ts` (n,)
+    increasing; `dt` the Euler step (traced: changing it does not recompile; ignored by the
+    adaptive method); `center`, like y0, or None: integrate the deviation (y − center)/`scale`
+    instead of y, so that the error control is relative to the deviation (the tail near a
+    stable fixed point, see `integrate`); the solve then stops, with status ok, where the
+    deviation falls below `scale`/2.
 
     **Returns:** a `Solution`.
     """
@@ -129,11 +131,18 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     kernels = load(activation, teacher)
     adaptive = options.method == "adaptive"
     state = _affine(center, scale)
+
+    def rhs(t, y, args):
+        if "tau" in args:  # a protocol's phase: η(t) = η/(1 + (t − t_start)/τ), η_v likewise
+            anneal = 1.0 / (1.0 + (t - args["t_start"]) / args["tau"])
+            args = {**args, "lr": anneal * args["lr"], "lr_v": anneal * args["lr_v"]}
+        return kernels.rhs(t, y, args)
+
     if center is None:
-        field, start = kernels.rhs, y0
+        field, start = rhs, y0
     else:
         def scaled(t, w, args):
-            return jax.tree_util.tree_map(lambda value: value / scale, kernels.rhs(t, state(w), args))
+            return jax.tree_util.tree_map(lambda value: value / scale, rhs(t, state(w), args))
         field, start = scaled, jax.tree_util.tree_map(lambda y, c: (y - c) / scale, y0, center)
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(field),

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nndyn.core import normals
+from nndyn.core import normals, schema
 from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import readouts
 from nndyn.core.kernels import step_table
@@ -42,8 +42,9 @@ MAX_BLOCK = 256  # steps whose inputs are drawn at once
 SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
 #: |order parameter| above which a simulation counts as diverged (ODEOptions' default threshold)
 DIVERGENCE_THRESHOLD = 1e6
-#: The rates of a phase, as the step and the table name them.
-RATES = ("lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v", "tau")
+#: The rates of a phase, as the step and the table name them: the flow parameters of the schema
+#: (`Setting`'s fields declared flow=True) and τ of the annealing η(t) = η/(1 + (t − t_start)/τ).
+RATES = (*(name for name, rule in schema.parameters(Setting).items() if rule.flow), "tau")
 
 
 def block_size(save_every: int) -> int:
@@ -55,6 +56,11 @@ def structure(setting: Setting) -> Setting:
     """What of `setting` shapes the compiled programs (a static jit argument): the setting with
     its rates at fixed values, so that settings apart only in rates share programs."""
     return setting.replace(lr=1.0, lr_v=1.0, sigma=0.0, batch=1, weight_decay=0.0, weight_decay_v=0.0)
+
+
+def rates_of(setting: Setting) -> dict:
+    """The `RATES` of `setting`, without annealing (τ = inf): a phase-table row's rates."""
+    return {**{name: getattr(setting, name) for name in RATES[:-1]}, "tau": math.inf}
 
 
 def masked_readout(v_star, teacher):

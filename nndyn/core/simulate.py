@@ -134,8 +134,8 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
         b = jnp.broadcast_to(jnp.asarray(b), (len(seeds), setting.K))
     OrderParameters.from_weights(W0[0], W_teacher, v0[0], v_star)  # validates shapes
     static = sgd.structure(setting)
-    rows = [{**{name: getattr(setting, name) for name in sgd.RATES if name != "tau"}, "tau": math.inf, "teacher": 0,
-             "head": 0, "saves": n_saves, "threshold": -math.inf}, sgd.rest_row(setting, 0, 0)]
+    rows = [{**sgd.rates_of(setting), "teacher": 0, "head": 0, "saves": n_saves, "threshold": -math.inf},
+            sgd.rest_row(setting, 0, 0)]
     table = sgd.phase_table(setting, rows, v_star[None])
     X_test = sgd.test_inputs(N, config.held_out, config.teacher_seed)
     labels = sgd.test_labels(setting, W_teacher[None], v_star[None], X_test)
