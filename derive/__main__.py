@@ -1,13 +1,15 @@
-"""Command line: ``python -m nndyn.derive [NAME ...] [--check] [--out DIR]``, and for a user's
-own activation ``python -m nndyn.derive --name NAME --expr "SYMPY EXPRESSION IN x" --out DIR``,
-with a teacher activation apart ``... --teacher-name TNAME [--teacher-expr EXPR]``.
+"""Command line: ``python -m nndyn.derive [NAME ...] [--check [--full]] [--out DIR]``, and for a
+user's own activation ``python -m nndyn.derive --name NAME --expr "SYMPY EXPRESSION IN x" --out
+DIR``, with a teacher activation apart ``... --teacher-name TNAME [--teacher-expr EXPR]``.
 
 Regenerates the kernel modules of the named built-in activations (all when none is named) and
 their pair modules into generated/, or with ``--check`` compares them with what is there and
-exits 1 with a diff when anything is stale, missing or orphaned. A user's activation is written
-to DIR/NAME.py (load it with ``Setting(activation="DIR/NAME.py")``); with a teacher, also
-DIR/TNAME.py (unless a built-in) and the pair module DIR/NAME__TNAME.py (a student or teacher
-without --expr/--teacher-expr is the built-in of that name).
+exits 1 when anything is stale, edited, missing or orphaned: by their input hashes and seals
+(seconds), or with ``--check --full`` (or named activations) by deriving them again (a diff).
+A user's activation is written to DIR/NAME.py (load it with
+``Setting(activation="DIR/NAME.py")``); with a teacher, also DIR/TNAME.py (unless a built-in)
+and the pair module DIR/NAME__TNAME.py (a student or teacher without --expr/--teacher-expr is
+the built-in of that name).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import sys
 from pathlib import Path
 
 from .activations import BUILTINS, from_expression, get
-from .generate import check, generate, generate_user, write
+from .generate import check, check_hashes, generate, generate_user, write
 from .paths import GENERATED_DIR
 from .quadrature import QuadratureError
 from .verify import VerificationError
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nndyn.derive", description=__doc__.split("\n\n")[1])
+def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"built-in activations ({', '.join(sorted(BUILTINS))})")
-    parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference")
+    parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on any difference "
+                        "(input hashes and seals, in seconds; with --full, or with NAMEs, the full derivation)")
+    parser.add_argument("--full", action="store_true", help="with --check: derive everything again and compare")
     parser.add_argument("--out", type=Path, help=f"folder of the modules (default {GENERATED_DIR})")
     parser.add_argument("--name", help="name of a user's activation (a Python identifier); needs --expr (or, with "
                         "a teacher, names a built-in) and --out")
@@ -56,11 +60,20 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"a derived closed form failed its verification, so nothing was written: {error}")
         except ValueError as error:
             parser.error(str(error))
+        except (TypeError, ArithmeticError) as error:  # SymPy or mpmath on an expression they cannot handle
+            parser.error(f"cannot derive the activation ({type(error).__name__}: {error})")
         known = {path.name for path in options.out.glob("*.py")} | set(sources)
     else:
         unknown = [name for name in options.names if name not in BUILTINS]
         if unknown:
             parser.error(f"unknown activation(s) {', '.join(unknown)}; built-ins: {', '.join(sorted(BUILTINS))}")
+        if options.check and not options.full and not options.names:
+            folder = options.out or GENERATED_DIR
+            problems = check_hashes(folder)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            print(f"{'stale' if problems else 'in sync'} (input hashes and seals): {folder}")
+            return 1 if problems else 0
         sources = generate(options.names or None)
         known = None
     options.out = options.out or GENERATED_DIR
@@ -77,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _activation(name: str, expression: str | None, builtin_allowed: bool, flag: str):
     """The user's activation `name` of `expression`, or without one the built-in `name`."""
+    if "__" in name:  # STUDENT__TEACHER names the pair modules
+        raise ValueError(f"the activation name {name!r} has '__', which names pair modules (STUDENT__TEACHER.py): "
+                         "choose another name")
     if expression is not None:
         return from_expression(name, expression)
     if not builtin_allowed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+import mpmath
 import sympy as sp
 from sympy.parsing.sympy_parser import parse_expr, standard_transformations
 
@@ -114,4 +115,23 @@ def from_expression(name: str, text: str) -> Activation:
     """A user's activation `name` from the text of an expression in x, e.g. ``"erf(2*x)"``
     (see `parse_expression`)."""
     expression = parse_expression(text)
+    _check_integrable(expression, text)
     return Activation(name, expression, f"a user activation, g(x) = {expression}")
+
+
+def _check_integrable(expression: sp.Expr, text: str) -> None:
+    """Refuse (ValueError, one line) an expression that is not a real, finite function of x, or
+    that grows faster than exponentially (then Gaussian expectations of it diverge): it is checked
+    at points of the real line, |g(x)| ≤ exp(10 + 10|x|) at |x| = 40 and 80."""
+    if expression.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+        raise ValueError(f"the activation expression {text!r} is not finite ({expression})")
+    for point in (-80, -40, -2.5, -1, -0.5, 0, 0.5, 1, 2.5, 40, 80):
+        try:
+            real, imaginary = (mpmath.mpmathify(part) for part in sp.N(expression.subs(x, point), 30).as_real_imag())
+        except (TypeError, ValueError, ArithmeticError):
+            raise ValueError(f"the activation expression {text!r} cannot be evaluated at x = {point}") from None
+        if not mpmath.isfinite(real) or not mpmath.isfinite(imaginary) or abs(imaginary) > 1e-12 * max(1, abs(real)):
+            raise ValueError(f"the activation expression {text!r} is not a real, finite number at x = {point}")
+        if abs(point) >= 40 and mpmath.log(1 + abs(real)) > 10 + 10 * abs(point):
+            raise ValueError(f"the activation expression {text!r} grows faster than exponentially (g({point}) = "
+                             f"{mpmath.nstr(real, 3)}): its Gaussian expectations diverge")

@@ -13,9 +13,18 @@ from pathlib import Path
 from nndyn.files import write_atomically
 
 from .activations import BUILTINS, Activation, get
+from .hashing import flow_hash, kernel_hash, symmetric_hash
 from .lower import flow_spec, kernel_spec, pair_spec, symmetric_spec
 from .paths import GENERATED_DIR
-from .render import COMMAND, differences, render_flows, render_module, render_package_init, render_symmetric
+from .render import (
+    COMMAND,
+    differences,
+    render_flows,
+    render_module,
+    render_package_init,
+    render_symmetric,
+    unsealed,
+)
 
 #: The files of generated/ besides the built-in kernel and pair modules.
 SHARED_FILES = ("__init__.py", "flows.py", "symmetric.py")
@@ -106,3 +115,33 @@ def check(sources: dict[str, str], folder: Path = GENERATED_DIR, known: set[str]
         known = {f"{name}.py" for name in [*BUILTINS, *(pair_name(*pair) for pair in builtin_pairs())]}
         known |= set(SHARED_FILES)
     return differences(sources, folder, known)
+
+
+def input_hashes() -> dict[str, str]:
+    """The input hash each committed file other than __init__.py must record, by file name."""
+    hashes = {f"{name}.py": kernel_hash(get(name)) for name in BUILTINS}
+    hashes |= {f"{pair_name(*pair)}.py": kernel_hash(get(pair[0]), get(pair[1])) for pair in builtin_pairs()}
+    return hashes | {"flows.py": flow_hash(), "symmetric.py": symmetric_hash()}
+
+
+def check_hashes(folder: Path = GENERATED_DIR) -> list[str]:
+    """The quick check of `folder` against the generator, without deriving anything: every file
+    the generator writes is there and no other; each records the input hash of what it is derived
+    from now (a changed derivation, template or SymPy stales it) and carries an intact seal (an
+    edit by hand breaks it); __init__.py is rendered and compared. Problems, one line each.
+    `generate` and `check` compare the full derivation (`python -m nndyn.derive --check --full`)."""
+    expected = input_hashes()
+    problems = differences({"__init__.py": render_package_init(sorted(BUILTINS), builtin_pairs())}, folder,
+                           set(expected) | {"__init__.py"})
+    for name, digest in sorted(expected.items()):
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"missing file {path}")
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if len(lines) < 2 or lines[1] != f"# Input hash: sha256:{digest}":
+            problems.append(f"stale file {path}: derived from other inputs than the generator's now")
+        elif unsealed(text) is None:
+            problems.append(f"edited file {path}: its text does not match its seal (only the generator writes it)")
+    return problems

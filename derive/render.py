@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from pathlib import Path
 
 import jinja2
@@ -30,23 +31,42 @@ _ENVIRONMENT.filters["strings"] = lambda items: "(" + ", ".join(f'"{item}"' for 
 
 def render_module(spec: KernelSpec) -> str:
     """The source of the kernel module <spec.name>.py."""
-    return _ENVIRONMENT.get_template("kernel_module.py.jinja").render(spec=spec, format=KERNEL_FORMAT)
+    return sealed(_ENVIRONMENT.get_template("kernel_module.py.jinja").render(spec=spec, format=KERNEL_FORMAT))
 
 
 def render_package_init(names: list[str], pairs: list[tuple[str, str]]) -> str:
     """The source of generated/__init__.py, listing the built-in modules `names` and the pair
     modules of `pairs` (student, teacher)."""
-    return _ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, pairs=pairs, command=COMMAND)
+    return sealed(_ENVIRONMENT.get_template("package_init.py.jinja").render(names=names, pairs=pairs, command=COMMAND))
 
 
 def render_flows(spec: FlowSpec) -> str:
     """The source of generated/flows.py, the flow table."""
-    return _ENVIRONMENT.get_template("flows.py.jinja").render(spec=spec)
+    return sealed(_ENVIRONMENT.get_template("flows.py.jinja").render(spec=spec))
 
 
 def render_symmetric(spec: SymmetricSpec) -> str:
     """The source of generated/symmetric.py, the symmetric reduction's table."""
-    return _ENVIRONMENT.get_template("symmetric.py.jinja").render(spec=spec)
+    return sealed(_ENVIRONMENT.get_template("symmetric.py.jinja").render(spec=spec))
+
+
+#: The last line of every generated file: the SHA-256 of the text above it.
+SEAL = "# Output hash: sha256:"
+
+
+def sealed(text: str) -> str:
+    """`text` with its SEAL line appended, so that an edit of a generated file is seen without
+    deriving it again (`unsealed`)."""
+    return f"{text}{SEAL}{hashlib.sha256(text.encode()).hexdigest()}\n"
+
+
+def unsealed(text: str) -> str | None:
+    """The text above a file's SEAL line when the seal matches it, else None (no seal, or an edit)."""
+    body, _, last = text.rstrip("\n").rpartition("\n")
+    body += "\n"
+    if not last.startswith(SEAL) or last[len(SEAL):] != hashlib.sha256(body.encode()).hexdigest():
+        return None
+    return body
 
 
 def differences(expected: dict[str, str], folder: Path, known: set[str]) -> list[str]:

@@ -20,3 +20,4 @@ PAIRS = (
     ("relu", "linear"),
     ("relu", "quadratic"),
 )
+# Output hash: sha256:9061d1f7702cfb683154198f17c99d2f2bbfd06573579fc461d0cea33237f292

@@ -109,3 +109,33 @@ def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_
         assert result.returncode == 0, result.stderr[-2000:]
         assert eval(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected)
     assert len(list((tmp_path / "exported").glob("*.jaxexport"))) == 1
+
+
+def test_the_cache_stays_within_its_cap(tmp_path):
+    """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 30 programs (235 kB of
+    entries without a cap) leaves JAX's entries within 90 % of it (JAX's LRU eviction), and
+    exported/ is pruned to its 10 % at the start, the least recently used first; `nndyn cache
+    info` reports the cap and `clear` empties it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cap = int(0.1 * 2**20)
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    for index in range(6):  # 6 × 10 kB of exported programs, oldest first
+        (exported / f"old{index}.jaxexport").write_bytes(b"x" * 10_000)
+        os.utime(exported / f"old{index}.jaxexport", (time.time() - 100 + index,) * 2)
+    env = {**os.environ, "NNDYN_COMPILATION_CACHE": str(tmp_path), "NNDYN_CACHE_MAX_MB": "0.1"}
+    code = ("import jax, jax.numpy as jnp, nndyn; nndyn.Setting; "
+            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0); "
+            "[jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cumsum(x ** k))(jnp.arange(8.0 + k)) for k in range(30)]")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    jax_entries = [path.stat().st_size for path in tmp_path.glob("*-cache")]
+    assert len(jax_entries) >= 3 and sum(jax_entries) <= 0.9 * cap
+    assert sorted(path.name for path in exported.iterdir()) == ["old5.jaxexport"]  # 10 kB of its 10.5 kB
+    result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "info"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "capped at 0.1 MB" in result.stdout and str(tmp_path) in result.stdout
+    result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "clear"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and not tmp_path.exists()

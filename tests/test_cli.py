@@ -34,7 +34,7 @@ def test_reproduce_writes_plots_data_config_and_summary(fig2_run):
     assert data["p0_sim_Q"].shape == (3, 5, 2, 2) and data["p2_ode_R"].shape == (3, 5, 6, 4)
     config = json.loads((folder / "config.json").read_text())
     assert config["versions"]["jax"] and config["experiments"]["fig2"][0]["N"] == 200
-    assert "K = 2" in result.stdout and "agrees" in result.stdout
+    assert "K = 2" in result.stdout and "SGD follows the ODE" in result.stdout and "verdict z" in result.stdout
 
 
 @pytest.mark.slow
@@ -251,3 +251,37 @@ def test_analyse_finds_the_fixed_points_of_a_config(tmp_path):
     assert analysis["eta_max"] == pytest.approx(np.pi * np.sqrt(5 / 3), rel=1e-9)
     kinds = {point["start"]: point["kind"] for point in analysis["fixed_points"]}
     assert kinds["perfect learning"] == "stable" and "η_max = 4.0557787" in result.stdout
+
+
+def test_derive_is_a_subcommand(tmp_path):
+    """`nndyn derive` is `python -m nndyn.derive` (its errors too: one line, exit 2)."""
+    result = nndyn("derive", "--name", "bad", "--expr", "x*y", "--out", tmp_path)
+    assert result.returncode == 2 and "uses 'y', which is not x" in result.stderr
+    assert result.stderr.startswith("usage: nndyn derive") and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command, text, what", [
+    ("analyse", "t_max = 10\nK = 300\nM = 300\n", "this analysis needs about"),
+    ("analyse", "K = 2\nM = 2\n[teachers]\ncount = 2\n[[phases]]\nteacher = 0\nt = 2\n", "is a continual config"),
+])
+def test_analyse_refuses_before_it_starts(tmp_path, command, text, what):
+    """K = M = 300 would take days of Newton's steps (each a Jacobian of 135 150 vector fields);
+    a continual config has several teachers, which one set of flows does not describe."""
+    (tmp_path / "a.toml").write_text('name = "a"\nN = 500\nlr = 0.5\n' + text)
+    result = nndyn(command, tmp_path / "a.toml", "--out", tmp_path / "out")
+    assert result.returncode == 2 and what in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_and_a_run_the_machine_cannot_hold_are_refused(tmp_path):
+    """K = M = 400 per grid point (hours of I4 blocks); K = 2 with a teacher of M = 5000 units
+    (the I3 terms hold 2·5002² blocks, about 16 GB, at once)."""
+    from nndyn.app import budget
+    from nndyn.app.config import read_config
+
+    (tmp_path / "s.toml").write_text('name = "s"\nt_max = 10.0\n[defaults]\nK = 400\nM = 400\n[grid]\nlr = [0.5]\n')
+    result = nndyn("sweep", tmp_path / "s.toml", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "this sweep needs about" in result.stderr, result.stderr
+    (tmp_path / "w.toml").write_text('name = "w"\nN = 100\nK = 2\nM = 5000\nlr = 0.5\nt_max = 1\n')
+    (panel,) = read_config(tmp_path / "w.toml").panels
+    assert budget.panel_cost(panel).bytes > 15 * 2**30

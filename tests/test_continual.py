@@ -46,7 +46,7 @@ def test_teachers_have_the_stated_similarity():
 
 @pytest.mark.slow  # SGD and the ODE through a protocol
 def test_per_teacher_error_is_the_plain_error_with_that_teachers_readout():
-    sim = nndyn.simulate_protocol(SETTING, protocol(readout=0.3), N=200, seeds=2)
+    sim = nndyn.simulate_protocol(SETTING, protocol(readout=-1.0), N=200, seeds=2)  # M = 1: γ_r = ±1
     kernels = SETTING.kernels
     for teacher in range(2):
         units = slice(teacher, teacher + 1)
@@ -164,3 +164,20 @@ def test_phases_switch_on_saved_times_or_are_refused():
         nndyn.integrate_protocol(setting, protocol, init, np.arange(0, 4.5, 0.5), heads=np.ones((3, 2)))
     run = nndyn.integrate_protocol(setting, protocol, init, np.arange(0, 4.5, 0.5))
     assert list(np.asarray(run.phase)) == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("M, similarity", [(2, 0.0), (3, 0.5), (4, -0.3), (1, 1.0), (1, -1.0)])
+def test_readouts_have_the_similarity_they_are_given(M, similarity):
+    """v*_t is v*_0 rotated at fixed norm: its cosine with v*_0 is γ_r exactly and its norm is
+    v*_0's, at any M (a Gaussian mixture gave M = 1, γ_r = 0 a cosine of 1)."""
+    from nndyn.core.continual import readout_cosines
+
+    teachers = nndyn.Teachers(count=3, readout_similarity=similarity)
+    _, v_star = teachers_weights(nndyn.Setting(K=2, M=M, lr=0.5), teachers, N=20)
+    np.testing.assert_allclose(readout_cosines(v_star), [1.0, similarity, similarity], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(v_star), axis=-1), np.sqrt(M), rtol=1e-14)
+
+
+def test_a_readout_similarity_one_unit_cannot_have_is_refused():
+    with pytest.raises(nndyn.core.schema.ParameterError, match="readout_similarity = 0 cannot be realised"):
+        teachers_weights(nndyn.Setting(K=2, M=1, lr=0.5), nndyn.Teachers(readout_similarity=0.0), N=20)

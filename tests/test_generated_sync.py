@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from nndyn.derive import check
+from nndyn.derive.generate import check_hashes
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,30 @@ def test_cli_check_fails_on_a_stale_folder(repo, tmp_path):
     )
     assert result.returncode == 1
     assert "missing file" in result.stderr
+
+
+def test_the_quick_check_passes_on_the_committed_folder(repo):
+    assert check_hashes(repo / "generated") == []
+    result = subprocess.run([sys.executable, "-m", "nndyn.derive", "--check"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0 and "in sync" in result.stdout, result.stderr
+
+
+def test_the_quick_check_sees_edits_stale_inputs_orphans_and_missing_files(repo, tmp_path):
+    """Without deriving anything: an edit breaks a file's seal, a file derived from other inputs
+    records another input hash, and the file list must be the generator's."""
+    stale = tmp_path / "generated"
+    shutil.copytree(repo / "generated", stale, ignore=shutil.ignore_patterns("__pycache__"))
+    (stale / "erf.py").write_text((stale / "erf.py").read_text().replace("jnp.pi", "3.14", 1))
+    relu = (stale / "relu.py").read_text().splitlines(keepends=True)
+    relu[1] = "# Input hash: sha256:" + "0" * 64 + "\n"
+    (stale / "relu.py").write_text("".join(relu))
+    (stale / "tanh.py").write_text("# left over\n")
+    (stale / "linear.py").unlink()
+    problems = "\n".join(check_hashes(stale))
+    assert f"edited file {stale / 'erf.py'}" in problems and f"stale file {stale / 'relu.py'}" in problems
+    assert "orphaned file" in problems and "tanh.py" in problems and f"missing file {stale / 'linear.py'}" in problems
+    assert len(check_hashes(stale)) == 4
 
 
 def test_ci_runs_the_readme_test_command(repo):

@@ -172,12 +172,12 @@ def test_output_scaling_one_over_K_at_K_8():
 @pytest.mark.parametrize("activation, heads, batch", [("erf", "single", None), ("erf", "multi", None),
                                                       ("relu", "single", 4), ("relu", "multi", None)])
 def test_continual_learning_across_a_switch(activation, heads, batch):
-    """Teacher 0, then teacher 1 (γ_f = γ_r = 0.5) with its own η, annealed (and its own
-    minibatch): every teacher's ε_g, Q, R and the heads agree across the switch (trajectory
-    t-test and verdict); the verdict says no to the protocol without the switch and to the
-    second phase without its annealing."""
+    """Teacher 0, then teacher 1 (γ_f = 0.5, readout −v*_0: with M = 1 a readout at fixed norm is
+    ±v*_0) with its own η, annealed (and its own minibatch): every teacher's ε_g, Q, R and the
+    heads agree across the switch (trajectory t-test and verdict); the verdict says no to the
+    protocol without the switch and to the second phase without its annealing."""
     setting = nndyn.Setting(K=2, M=1, lr=0.8, train_second_layer=True, activation=activation)
-    teachers = nndyn.Teachers(count=2, feature_similarity=0.5, readout_similarity=0.5, heads=heads)
+    teachers = nndyn.Teachers(count=2, feature_similarity=0.5, readout_similarity=-1.0, heads=heads)
     protocol = nndyn.Protocol(teachers, (nndyn.Phase(teacher=0, t=10),
                                          nndyn.Phase(teacher=1, t=10, lr=0.5, anneal=5, batch=batch)))
     sim = nndyn.simulate_protocol(setting, protocol, N=N, seeds=SEEDS, init_scale=0.5)

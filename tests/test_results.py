@@ -91,3 +91,21 @@ def test_a_continual_run_as_tidy_data():
     assert dict(dataset.heads.sizes) == {"seed": 2, "t": 5, "head": 2, "student": 2}
     heads = frame[(frame.quantity == "heads") & (frame.seed == 0) & (frame.i == 1) & (frame.j == 0)]
     np.testing.assert_array_equal(heads.value.to_numpy(), np.asarray(sim.heads)[0, :, 1, 0])
+
+
+@pytest.mark.parametrize("damage", ["missing summary", "truncated npz", "foreign json", "empty"])
+def test_damaged_or_foreign_folders_are_one_clear_error(tmp_path, damage):
+    """load_run and load_sweep on a folder that is not a complete one of theirs: a ValueError of
+    one line naming the folder (they were KeyErrors, IndexErrors, BadZipFiles)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if damage != "empty":
+        (folder / "config.json").write_text('{"experiments": {"fig1": [{}]}}' if damage != "foreign json" else "[1]")
+    if damage == "truncated npz":
+        (folder / "summary.json").write_text('{"fig1": {"panels": [{"label": "x"}]}}')
+        (folder / "fig1.npz").write_bytes(b"PK\x03\x04 truncated")
+    for load in (nndyn.load_run, nndyn.load_sweep):
+        pattern = f"^{folder} is not a complete (run|sweep) folder written by nndyn"
+        with pytest.raises(ValueError, match=pattern) as info:
+            load(folder)
+        assert "\n" not in str(info.value)

@@ -144,3 +144,19 @@ def test_a_sweep_refuses_a_grid_and_points_together_and_the_euler_method(tmp_pat
     path.write_text('t_max = 1.0\n[options]\nmethod = "euler"\n')
     with pytest.raises(ConfigError, match="method must be 'adaptive' in a sweep"):
         read_sweep(path)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("lr_v = 0.3\n", "lr_v is given but the second layer does not train"),
+    ("init_scale_v = 0.3\n", "init_scale_v is given but the second layer does not train"),
+    ('method = "euler"\n[teachers]\ncount = 2\n[[phases]]\nteacher = 0\nt = 2\n',
+     "method = 'euler' is not available for a protocol"),
+    ("[teachers]\ncount = 2\n[[phases]]\nteacher = 0\nt = 2\nanneal = 1e-310\n", "anneal must be"),
+])
+def test_settings_the_model_would_ignore_are_refused(tmp_path, extra, message):
+    from nndyn.app.config import ConfigError, read_config
+
+    (tmp_path / "c.toml").write_text('name = "c"\nN = 100\nK = 2\nM = 2\nlr = 0.5\n' + extra)
+    with pytest.raises(ConfigError) as info:
+        read_config(tmp_path / "c.toml")
+    assert any(message in problem for problem in info.value.problems), info.value.problems

@@ -251,3 +251,25 @@ def first_element(state):
     import jax
 
     return jax.tree_util.tree_map(lambda value: np.asarray(value)[0], state)
+
+
+def test_the_fingerprint_covers_the_kernel_modules_contents(tmp_path):
+    """A user's activation re-derived with another expression into the same path must not resume
+    the old sweep's chunks: the fingerprint hashes the modules' contents, not their paths."""
+    from pathlib import Path
+
+    import nndyn.generated
+
+    generated = Path(nndyn.generated.__file__).parent
+
+    def derived(name: str) -> str:  # a built-in's module as if derived for a user
+        text = (generated / f"{name}.py").read_text()
+        return text.replace("`python -m nndyn.derive`", "`python -m nndyn.derive --name soft --expr EXPR`", 1)
+
+    module = tmp_path / "soft.py"
+    module.write_text(derived("erf"))
+    sweep = nndyn.Sweep(name="s", points=nndyn.grid(product={"lr": [0.5]}), t_max=1.0, activation=str(module))
+    before = sweep.fingerprint()
+    assert sweep.fingerprint() == before
+    module.write_text(derived("linear"))  # re-derived with another g into the same path
+    assert sweep.fingerprint() != before

@@ -126,10 +126,28 @@ def test_no_accurate_quadrature_is_a_clear_error_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("expression, message", [("x*y", "uses 'y', which is not x"), ("x +", "cannot parse")])
+@pytest.mark.parametrize("expression, message", [
+    ("x*y", "uses 'y', which is not x"), ("x +", "cannot parse"), ("x**(1/0)", "is not finite"),
+    ("exp(x**2)", "grows faster than exponentially"), ("log(x)", "is not a real, finite number at x = -80"),
+])
 def test_bad_expressions(tmp_path, expression, message):
+    """One line, exit 2, nothing written, no traceback (the last three were TypeErrors of SymPy or
+    mpmath deep in the derivation)."""
     result = derive("--name", "bad", "--expr", expression, "--out", tmp_path)
-    assert result.returncode == 2 and message in result.stderr
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_of_pair_modules_are_refused(tmp_path, scaled):
+    """STUDENT__TEACHER.py names pair modules: an activation may not be named so, nor may a pair
+    module be passed as an activation."""
+    result = derive("--name", "soft__erf", "--expr", "erf(2*x)", "--out", tmp_path)
+    assert result.returncode == 2 and "'__'" in result.stderr and list(tmp_path.iterdir()) == []
+    pair = tmp_path / "scaled__erf.py"
+    text = (scaled / "scaled.py").read_text()
+    pair.write_text(text.replace('\nEXPRESSION = "', '\nTEACHER_EXPRESSION = "x"\nEXPRESSION = "', 1))
+    with pytest.raises(ValueError, match="a pair module"):
+        nndyn.Setting(K=1, M=1, lr=0.1, activation=str(pair))
 
 
 def test_missing_module_file():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from nndyn.app import budget
 from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
 from nndyn.app.experiments import FIGURES, figure, run_panel
 from nndyn.app.runs import (
+    check_parent_writable,
     check_writable,
     default_folder,
     environment,
@@ -44,21 +46,31 @@ def _bar(label: str):
 
 
 def _table(summaries: dict) -> str:
+    """The agreement table: per panel the gap between SGD's and the ODE's mean ε_g curves (what a
+    figure shows), the smallest alignments, and the verdict (`nndyn.verdict`: the ODE restarted
+    at every recorded state, its largest score against its threshold), with a line explaining a
+    large mean gap where the verdict agrees."""
     first = max(8, *(len(name) + 2 for name in summaries))
     second = max(28, *(len(panel["label"]) + 2 for summary in summaries.values() for panel in summary["panels"]))
-    lines = [f"{'figure':<{first}}{'panel':<{second}}{'max|Δε_g|':>11}{'rel':>8}{'min align R/Q/v':>22}{'max z':>8}"
-             f"{'z crit':>8}  agrees"]
+    lines = [f"{'figure':<{first}}{'panel':<{second}}{'mean-curve gap |Δε_g|':>22}{'rel':>8}"
+             f"{'min align R/Q/v':>22}{'verdict z':>10}{'z crit':>8}  SGD follows the ODE"]
+    notes = []
     for name, summary in summaries.items():
         for panel in summary["panels"]:
             z = max(panel["verdict_scores"].values(), default=float("nan"))
             align = ("/".join(f"{panel[f'min_alignment_{name}']:.3f}" for name in "RQv")
                      if "min_alignment_R" in panel else "-")
             lines.append(
-                f"{name:<{first}}{panel['label']:<{second}}{panel['max_abs_eg_gap_mean']:>11.2e}"
-                f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>8.1f}"
+                f"{name:<{first}}{panel['label']:<{second}}{panel['max_abs_eg_gap_mean']:>22.2e}"
+                f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>10.1f}"
                 f"{panel['verdict_threshold']:>8.1f}  {'yes' if panel['agrees'] else 'NO'}"
             )
-    return "\n".join(lines)
+            if panel["agrees"] and panel["max_relative_eg_gap_mean"] > 0.1:
+                notes.append(f"note: {panel['label']}: the mean ε_g curves differ by up to "
+                             f"{panel['max_relative_eg_gap_mean']:.0%} while the ODE restarted at every recorded "
+                             "state follows SGD: the seeds leave a plateau at different times, and a mean over "
+                             "them is not a solution of the ODE")
+    return "\n".join(lines + notes)
 
 
 def _schema_type(rule: schema.Parameter):
@@ -117,6 +129,8 @@ def _sweep(options) -> int:
     from nndyn.sweeps import run_sweep
 
     spec = read_sweep(options.config)
+    if not options.yes:
+        budget.refuse_if_too_big(budget.sweep_cost(spec), "this sweep")
     folder = options.out or Path("runs") / spec.name
     bar = _bar(f"{spec.name} ({len(spec.points)} points)")
     rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar(done / total))
@@ -137,9 +151,16 @@ def _analyse(options) -> int:
 
     experiment = read_config(options.config)
     (panel,) = experiment.panels
+    if panel.protocol is not None:
+        raise ValueError(f"{options.config} is a continual config ([teachers], [[phases]]): nndyn analyse takes the "
+                         "fixed points of one teacher's flows; analyse a config without those tables")
+    if not options.yes:
+        budget.refuse_if_too_big(budget.analysis_cost(panel), "this analysis")
     folder = options.out or default_folder(f"{experiment.name}-analysis")
     if options.out is not None:
         check_writable(folder, options.force)  # before the work, not after it
+    else:
+        check_parent_writable(folder)
     result = analyse(panel)
     with staged(folder, options.force, unique=options.out is None) as staging:
         write_json(staging.stage / "config.json",
@@ -159,7 +180,24 @@ def _plain(data):
     return [data.real, data.imag] if isinstance(data, complex) else data
 
 
+def _cache(options) -> int:
+    from nndyn.core import cache
+
+    if options.action == "clear":
+        print(f"cleared {cache.clear() / 2**20:.1f} MB from {cache.folder()}")
+        return 0
+    state = cache.info()
+    if state["folder"] is None:
+        print("the cache is off (NNDYN_COMPILATION_CACHE)")
+        return 0
+    print(f"{state['folder']}: {state['bytes'] / 2**20:.1f} MB in {state['entries']} files, capped at "
+          f"{state['limit'] / 2**20:.3g} MB (NNDYN_CACHE_MAX_MB; least recently used evicted first)")
+    return 0
+
+
 def _run(options) -> int:
+    if options.command == "cache":
+        return _cache(options)
     if options.command == "sweep":
         return _sweep(options)
     if options.command == "analyse":
@@ -180,7 +218,9 @@ def _run(options) -> int:
         budget.check(experiments)
     folder = options.out or default_folder(name)
     if options.out is not None:
-        check_writable(folder, options.force)
+        check_writable(folder, options.force)  # before the work, not after it
+    else:
+        check_parent_writable(folder)
     return _run_experiments(experiments, folder, options.force, extra, unique=options.out is None)
 
 
@@ -196,7 +236,10 @@ def _failure(error: BaseException) -> tuple[int, list[str]]:
         return 130, ["interrupted (a run leaves nothing behind; a sweep resumes from its finished chunks)"]
     if isinstance(error, ConfigError):
         return 2, [f"error: {problem}" for problem in error.problems]
-    bad_input = isinstance(error, (ValueError, FileExistsError, PermissionError))
+    unwritable = isinstance(error, OSError) and error.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES)
+    bad_input = isinstance(error, (ValueError, FileExistsError, PermissionError)) or unwritable
+    if unwritable and isinstance(error, OSError) and not error.filename:  # e.g. ENOSPC from a write: say where
+        return 2, [f"error: {error.strerror} while writing the run's folder"]
     return (2 if bad_input else 1), [f"error: {error}"]
 
 
@@ -232,25 +275,38 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--coordinator", help="host:port of process 0 (with --distributed)")
     sweep.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
     sweep.add_argument("--process-id", type=int, help="this process's index (with --distributed)")
-    for command in (reproduce, run, analyse, sweep):
-        command.add_argument(
-            "--out",
-            type=Path,
-            help="the run folder (default runs/<name>-<timestamp>; "
-            "for a sweep runs/<name>, resumed when it holds the same sweep)",
-        )
+    outputs = {
+        reproduce: "the run folder: figures, arrays, config.json, summary.json (default runs/<figure>-<timestamp>)",
+        run: "the run folder: figure, arrays, config.json, summary.json (default runs/<name>-<timestamp>)",
+        analyse: "the analysis folder: config.json, analysis.json (default runs/<name>-analysis-<timestamp>)",
+        sweep: "the sweep folder: chunks, results.csv, phase diagrams (default runs/<name>; resumed when it holds "
+               "the same sweep)",
+    }
+    for command, output in outputs.items():
+        command.add_argument("--out", type=Path, help=output)
         command.add_argument("--force", action="store_true", help="replace an existing folder that nndyn wrote")
-    for command in (reproduce, run):
+    for command in (reproduce, run, analyse, sweep):
         command.add_argument(
             "--yes",
             action="store_true",
             help="run even when the estimate says it needs more memory than the machine has or hours",
         )
+    cache = commands.add_parser("cache", help="the compiled-program cache: its size and cap (info), or empty it "
+                                "(clear)")
+    cache.add_argument("action", choices=("info", "clear"))
+    commands.add_parser("derive", add_help=False,
+                        help="derive kernels: a user's activation, or regenerate the built-ins (nndyn derive --help; "
+                        "the same as python -m nndyn.derive)")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["derive"]:  # the derivation's own command line, SymPy only
+        from nndyn.derive.__main__ import main as derive
+
+        return derive(argv[1:], prog="nndyn derive")
     options = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, on_termination)  # timeout, batch schedulers: no staged folder is left
     try:

@@ -83,6 +83,7 @@ def read_config(path: Path) -> Experiment:
     setting = _build(lambda: Setting(**fields[Setting]), problems)
     simulation = _build(lambda: Simulation(**fields[Simulation]), problems)
     options = _build(lambda: ODEOptions(**fields[ODEOptions]), problems)
+    problems += _ignored(raw, values, protocol)
     if problems:
         raise ConfigError(path, problems)
     assert setting is not None and simulation is not None and options is not None  # built without problems
@@ -170,9 +171,28 @@ def read_sweep(path: Path) -> Sweep:
     return sweep
 
 
+def _ignored(raw: dict, values: dict, protocol: Protocol | None) -> list[str]:
+    """Problems with keys a config gives that its model would ignore: the second layer's rates
+    and scale where it does not train, a fixed-step method for a protocol (adaptive only)."""
+    problems = []
+    if not values.get("train_second_layer"):
+        given = [name for name in ("lr_v", "weight_decay_v", "init_scale_v") if raw.get(name, 0) != 0]
+        given += [f"[[phases]] {index} lr_v" for index, phase in enumerate(protocol.phases if protocol else ())
+                  if phase.lr_v is not None]
+        problems += [f"{name} is given but the second layer does not train (train_second_layer = false): it would "
+                     "be ignored" for name in given]
+    if protocol is not None and values.get("method") == "euler":
+        problems.append("method = 'euler' is not available for a protocol ([[phases]]): protocols integrate with "
+                        "the adaptive method")
+    return problems
+
+
 def with_scale(experiment: Experiment, **changes) -> Experiment:
-    """`experiment` with fields of every panel's `Simulation` changed (checked)."""
+    """`experiment` with fields of every panel's `Simulation` changed (checked); a protocol's
+    duration is its phases', so t_max is refused for one."""
     if not changes:
         return experiment
+    if "t_max" in changes and any(panel.protocol is not None for panel in experiment.panels):
+        raise ValueError(f"--t-max does not apply to {experiment.name}: its phases set its duration")
     panels = tuple(replace(panel, simulation=replace(panel.simulation, **changes)) for panel in experiment.panels)
     return replace(experiment, panels=panels)

@@ -8,7 +8,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from nndyn.core.compare import Agreement, Comparison, compare, verdict
-from nndyn.core.continual import ContinualTrajectory, Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
+from nndyn.core.continual import (
+    ContinualTrajectory,
+    Phase,
+    Protocol,
+    Teachers,
+    integrate_protocol,
+    readout_cosines,
+    simulate_protocol,
+)
 from nndyn.core.integrate import ODEOptions, integrate
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation, simulate
@@ -114,6 +122,7 @@ class ContinualResult:
                         summary[f"{name}_sim_se"] = _finite(np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values)))
             missed = np.argwhere(~np.asarray(trajectory.reached))
             summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
+        summary["readout_cosines"] = _finite(readout_cosines(np.asarray(self.sim.v_star)[0]))  # realised γ_r
         summary.update({"verdict_scores": self.agreement.scores, "verdict_threshold": self.agreement.threshold,
                         "agrees": self.agreement.passed})
         return summary

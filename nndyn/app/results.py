@@ -7,9 +7,11 @@ Tidy tables of them: `Trajectory.to_dataframe` and `Trajectory.to_xarray`, and
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +63,25 @@ def _trajectory(arrays: dict[str, np.ndarray], prefix: str) -> Trajectory | Cont
 
 
 def load_run(folder: str | os.PathLike) -> dict[str, list[PanelData]]:
-    """The panels of the run folder `folder`, per experiment (figure) name, in order."""
-    folder = Path(folder)
+    """The panels of the run folder `folder`, per experiment (figure) name, in order; a folder
+    that is not a complete run folder (damaged, interrupted, foreign) is one ValueError."""
+    with _readable(folder, "run"):
+        return _load_run(Path(folder))
+
+
+@contextlib.contextmanager
+def _readable(folder, kind: str):
+    """Turn the errors of reading a damaged, interrupted or foreign folder into one ValueError."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        if isinstance(error, ValueError) and str(error).startswith(str(folder)):
+            raise  # already one line about this folder
+        raise ValueError(f"{folder} is not a complete {kind} folder written by nndyn ({type(error).__name__}: "
+                         f"{error})") from None
+
+
+def _load_run(folder: Path) -> dict[str, list[PanelData]]:
     config, summary = _json(folder / "config.json"), _json(folder / "summary.json")
     experiments = {}
     for name, panels in config["experiments"].items():
@@ -92,8 +111,13 @@ def _cell(column: str, text: str):
 
 
 def load_sweep(folder: str | os.PathLike) -> list[SweepPoint]:
-    """The points of the sweep folder `folder` in grid order, with their ODE trajectories."""
-    folder = Path(folder)
+    """The points of the sweep folder `folder` in grid order, with their ODE trajectories; a
+    folder that is not a finished sweep folder (damaged, interrupted, foreign) is one ValueError."""
+    with _readable(folder, "sweep"):
+        return _load_sweep(Path(folder))
+
+
+def _load_sweep(folder: Path) -> list[SweepPoint]:
     _json(folder / "sweep.json")  # a finished sweep folder, or one clear error
     with open(folder / "results.csv", newline="", encoding="utf-8") as stream:
         table = [{key: _cell(key, value) for key, value in row.items()} for row in csv.DictReader(stream)]

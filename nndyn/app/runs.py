@@ -57,9 +57,20 @@ def default_folder(name: str) -> Path:
     return Path("runs") / f"{name}-{stamp}"
 
 
+def check_parent_writable(folder: Path) -> None:
+    """Refuse (PermissionError, one line) a `folder` that could not be created: its nearest
+    existing parent is not writable. Checked before the work, not after it."""
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write in {parent} (for {folder}): choose another --out")
+
+
 def check_writable(folder: Path, force: bool) -> None:
-    """Refuse to replace an existing `folder` unless `force`, and even then unless it is a run
-    folder this tool wrote."""
+    """Refuse a `folder` that cannot be written (`check_parent_writable`), and to replace an
+    existing `folder` unless `force`, and even then unless it is a run folder this tool wrote."""
+    check_parent_writable(folder)
     if not folder.exists() and not folder.is_symlink():
         return
     if not force:

@@ -10,7 +10,12 @@ An exported program is stored under a hash of everything its trace depends on: t
 nndyn's solver and of the kernel module with its generated helpers, the versions of JAX,
 jaxlib, Diffrax and Equinox, ``EQX_ON_ERROR``, the backend, the static options, and the
 structure, shapes and dtypes of the arguments. Files are written atomically; an unreadable one
-is replaced. The folder only grows (like JAX's cache): delete it to reclaim space.
+is replaced.
+
+The folder is capped at ``$NNDYN_CACHE_MAX_MB`` megabytes (default `MAX_MB`), least recently
+used entries evicted first: JAX's part by JAX's own LRU cache (``jax_compilation_cache_max_size``),
+``exported/`` (a loaded program's file is touched) when the process starts. `info` and `clear`
+(``nndyn cache info``, ``nndyn cache clear``) show and empty it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import contextlib
 import functools
 import hashlib
 import os
+import shutil
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -50,14 +57,76 @@ def folder() -> Path | None:
     return Path(setting) if setting else base / "nndyn" / "jax"
 
 
+#: The cache's default size cap, in megabytes (``NNDYN_CACHE_MAX_MB`` overrides it).
+MAX_MB = 500
+#: The share of the cap that exported solves may take (the rest is JAX's).
+EXPORTED_SHARE = 0.1
+
+
+def limit() -> int:
+    """The cache's size cap in bytes (``NNDYN_CACHE_MAX_MB``, default MAX_MB); a bad value is
+    refused with one line naming the variable."""
+    text = os.environ.get("NNDYN_CACHE_MAX_MB")
+    try:
+        megabytes = MAX_MB if text is None else float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes > 0 or megabytes == float("inf"):
+        raise ValueError(f"NNDYN_CACHE_MAX_MB must be a positive number of megabytes, got {text!r}")
+    return int(megabytes * 2**20)
+
+
 def enable_compilation_cache() -> None:
-    """Point JAX's persistent compilation cache at `folder()`, unless caching is off or JAX's
-    cache folder is configured already."""
+    """Point JAX's persistent compilation cache at `folder()`, capped at `limit()` (JAX's LRU
+    eviction for its entries; `exported/` pruned here), unless caching is off or JAX's cache
+    folder is configured already."""
     location = folder()
     if location is None or jax.config.values.get("jax_compilation_cache_dir"):
         return
+    try:
+        cap = limit()
+    except ValueError as error:  # at import: a warning, not a traceback
+        warnings.warn(f"{error}; using {MAX_MB} MB", RuntimeWarning, stacklevel=2)
+        cap = MAX_MB * 2**20
     jax.config.update("jax_compilation_cache_dir", str(location))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_compilation_cache_max_size", int(cap * (1 - EXPORTED_SHARE)))
+    _prune(location / "exported", int(cap * EXPORTED_SHARE))
+
+
+def _prune(directory: Path, cap: int) -> None:
+    """Delete the least recently used files of `directory` (by modification time: a loaded
+    exported program is touched) until the rest takes at most `cap` bytes."""
+    try:
+        entries = sorted((entry.stat().st_mtime, entry.stat().st_size, entry) for entry in directory.iterdir()
+                         if entry.is_file())
+    except OSError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in entries:
+        if total <= cap:
+            break
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            total -= size
+
+
+def info() -> dict:
+    """The cache's `folder`, its `bytes` and `entries` (files), and its `limit` in bytes
+    (folder None when caching is off)."""
+    location = folder()
+    files = [path for path in location.rglob("*") if path.is_file()] if location and location.is_dir() else []
+    return {"folder": location, "bytes": sum(path.stat().st_size for path in files), "entries": len(files),
+            "limit": limit() if location is not None else None}
+
+
+def clear() -> int:
+    """Delete every file of the cache folder; returns how many bytes that freed."""
+    freed = info()["bytes"]
+    location = folder()
+    if location is not None and location.is_dir():
+        shutil.rmtree(location)
+    return freed
 
 
 def call(function, arguments: tuple, *, static: tuple, sources: tuple[str, ...]):
@@ -75,6 +144,9 @@ def call(function, arguments: tuple, *, static: tuple, sources: tuple[str, ...])
     if key not in _calls:
         path = location / "exported" / f"{key}.jaxexport"
         exported = _load(path)
+        if exported is not None:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # used now: the last to be pruned
         if exported is None:
             try:
                 exported = jax.export.export(jax.jit(function))(*arguments)

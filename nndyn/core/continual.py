@@ -2,9 +2,11 @@
 teachers of controlled similarity, by the ODE and by SGD side by side (docs/conventions.md).
 
 Teachers (Lee et al., ICML 2021): `count` teachers of M units each; teacher t's first layer is
-W*_t = γ_f W*_0 + √(1 − γ_f²) W*_⊥,t and its readout v*_t = γ_r v*_0 + √(1 − γ_r²) v*_⊥,t, with
-W*_0 the usual teacher (PRNGKey(teacher_seed)), v*_0 = 1, and independent N(0, 1) entries in
-W*_⊥,t (fold_in(PRNGKey(teacher_seed), t)) and v*_⊥,t (fold_in(…, 1000 + t)). The order
+W*_t = γ_f W*_0 + √(1 − γ_f²) W*_⊥,t and its readout v*_t = γ_r v*_0 + √(1 − γ_r²) |v*_0| u_t, with
+W*_0 the usual teacher (PRNGKey(teacher_seed)), v*_0 = 1, independent N(0, 1) entries in W*_⊥,t
+(fold_in(PRNGKey(teacher_seed), t)), and u_t a unit vector orthogonal to v*_0 (a N(0, 1) draw
+from fold_in(…, 1000 + t), orthogonalised and normalised): the readouts have v*_0's norm and
+cosine γ_r with it exactly (with M = 1 only γ_r = ±1 is possible, and others are refused). The order
 parameters cover all teachers at once: R (K, count·M) against every teacher unit, T the joint
 teacher overlap (count·M, count·M). Training on teacher t is the plain model with the joint
 teacher and the readout v*_t on t's units, zero on the others, so one flow table serves every
@@ -51,7 +53,7 @@ class Teachers:
     count: int = parameter(2, doc="number of teachers", minimum=1)
     feature_similarity: float = parameter(0.0, doc="γ_f: W*_t = γ_f W*_0 + √(1 − γ_f²) W*_⊥,t", minimum=-1,
                                           maximum=1)
-    readout_similarity: float = parameter(1.0, doc="γ_r: v*_t = γ_r v*_0 + √(1 − γ_r²) v*_⊥,t", minimum=-1,
+    readout_similarity: float = parameter(1.0, doc="γ_r: v*_t is v*_0 rotated at fixed norm to cosine γ_r", minimum=-1,
                                           maximum=1)
     heads: str = parameter("single", doc="single (one readout for all tasks) or multi (one per teacher)",
                            choices=("single", "multi"))
@@ -81,7 +83,7 @@ class Phase:
     lr_v: float | None = parameter(None, doc="η_v in this phase; default: the Setting's", minimum=0)
     sigma: float | None = parameter(None, doc="σ in this phase; default: the Setting's", minimum=0)
     batch: int | None = parameter(None, doc="minibatch size B in this phase; default: the Setting's", minimum=1)
-    anneal: float | None = parameter(None, doc="τ of the annealing η(t) = η/(1 + (t − t_start)/τ)", above=0)
+    anneal: float | None = parameter(None, doc="τ of the annealing η(t) = η/(1 + (t − t_start)/τ)", minimum=1e-9)
     frozen: bool = parameter(False, doc="freeze the first layer in this phase")
 
     def __post_init__(self) -> None:
@@ -133,15 +135,33 @@ class Protocol:
 
 
 def teachers_weights(setting: Setting, teachers: Teachers, N: int, seed: int = 0):
-    """The teachers' first layers W* (count, M, N) and readouts v* (count, M) (module docstring)."""
+    """The teachers' first layers W* (count, M, N) and readouts v* (count, M) (module docstring):
+    each readout v*_t is v*_0 = 1 rotated at fixed norm by the angle arccos γ_r, towards a
+    direction drawn orthogonal to v*_0, so that cos(v*_t, v*_0) = γ_r exactly."""
     M, gf, gr = setting.M, teachers.feature_similarity, teachers.readout_similarity
+    if M == 1 and abs(gr) != 1:
+        raise schema.ParameterError("readout_similarity", f"readout_similarity = {gr:g} cannot be realised with one "
+                                    "teacher unit (M = 1): a readout of one unit at fixed norm is v*_0 or −v*_0, "
+                                    "readout_similarity 1 or −1")
     base = jax.random.normal(jax.random.PRNGKey(seed), (M, N))
-    W, v = [base], [jnp.ones(M)]
+    v0 = np.ones(M)
+    W, v = [base], [jnp.asarray(v0)]
     for t in range(1, teachers.count):
         key = jax.random.PRNGKey(seed)
         W.append(gf * base + math.sqrt(1 - gf**2) * jax.random.normal(jax.random.fold_in(key, t), (M, N)))
-        v.append(gr * jnp.ones(M) + math.sqrt(1 - gr**2) * jax.random.normal(jax.random.fold_in(key, 1000 + t), (M,)))
+        other = np.asarray(jax.random.normal(jax.random.fold_in(key, 1000 + t), (M,)), dtype=np.float64)
+        other = other - (other @ v0) / (v0 @ v0) * v0  # orthogonal to v*_0
+        norm = np.linalg.norm(other)
+        direction = other / norm if norm > 0 else np.zeros(M)
+        v.append(jnp.asarray(gr * v0 + math.sqrt(1 - gr**2) * np.linalg.norm(v0) * direction))
     return jnp.stack(W), jnp.stack(v)
+
+
+def readout_cosines(v_star) -> np.ndarray:
+    """The realised cos(v*_t, v*_0) of readouts v_star (..., count, M), (..., count)."""
+    v_star = np.asarray(v_star, dtype=np.float64)
+    first = v_star[..., :1, :]
+    return np.sum(v_star * first, axis=-1) / (np.linalg.norm(v_star, axis=-1) * np.linalg.norm(first, axis=-1))
 
 
 #: The named dimensions of a ContinualTrajectory's fields after the optional leading "seed".

@@ -16,6 +16,7 @@ perturbations within the ansatz.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -44,7 +45,8 @@ class FixedPoint:
     the largest |flow| there; `iterations`, Newton's steps; `eigenvalues` (P,), the Jacobian's
     (complex, sorted by real part, largest first) in the coordinates of the module docstring;
     `eigenvectors` (P, P), column j the eigenvector of eigenvalue j; `tolerance`, the real part
-    below which an eigenvalue counts as zero.
+    below which an eigenvalue counts as zero; `eg_gradient` (P,), ∇ε_g there in the same
+    coordinates (None where not computed).
     """
 
     state: OrderParameters | SymmetricState
@@ -54,6 +56,7 @@ class FixedPoint:
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     tolerance: float
+    eg_gradient: np.ndarray | None = None
 
     @property
     def unstable_directions(self) -> int:
@@ -72,8 +75,31 @@ class FixedPoint:
 
     @property
     def rate(self) -> float:
-        """The asymptotic rate of approach −max Re λ (positive when stable)."""
+        """The asymptotic rate at which the order parameters approach this point, −max Re λ
+        (positive when stable)."""
         return -float(np.real(self.eigenvalues)[0])
+
+    @property
+    def visible(self) -> np.ndarray:
+        """Per eigenvalue (P,), whether its mode enters ε_g at first order: its eigenvector u has
+        a component along ∇ε_g, |∇ε_g·u| > VISIBLE·|∇ε_g||u| (a mode ε_g is blind to at first
+        order, e.g. a rotation of the students within the teachers' space at K = 2, has a
+        component of round-off, ~1e-16, there)."""
+        if self.eg_gradient is None:
+            raise ValueError("this fixed point has no ε_g gradient")
+        gradient = np.asarray(self.eg_gradient)
+        size = np.linalg.norm(gradient) * np.linalg.norm(self.eigenvectors, axis=0)
+        return np.abs(gradient @ self.eigenvectors) > VISIBLE * size
+
+    @property
+    def eg_rate(self) -> float:
+        """The asymptotic rate at which ε_g approaches its value here (a stable point):
+        ε_g(t) − ε_g* ∝ exp(−eg_rate·t). A mode of eigenvalue λ enters ε_g at |Re λ| when it is
+        `visible`, and every mode at second order, at 2|Re λ|: the rate is the smallest of those,
+        min(min over visible modes of |Re λ|, 2 min over all modes of |Re λ|). It differs from
+        `rate` where the slowest mode is invisible (then up to twice as fast)."""
+        decay = -np.real(self.eigenvalues)
+        return float(min(np.min(decay[self.visible], initial=np.inf), 2 * np.min(decay)))
 
     def escape_time(self, distance: float) -> float:
         """The leading-order time to leave a saddle from `distance` along its most unstable
@@ -118,7 +144,10 @@ def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool
     def field(x, v, args):
         return flatten(kernels.rhs(0.0, unflatten(x, v), args))
 
-    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten
+    def eg(x, v, args):
+        return kernels.eg(unflatten(x, v), args)
+
+    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg))
 
 
 def fixed_point(setting: Setting, start: OrderParameters | SymmetricState, *, tolerance: float = 1e-12,
@@ -138,16 +167,22 @@ def fixed_point(setting: Setting, start: OrderParameters | SymmetricState, *, to
     derivative is a step, e.g. ReLU's perfect learning: its stability is then not linear).
     """
     if isinstance(start, SymmetricState):
-        field, jacobian, x, finish = _symmetric_problem(setting, start)
+        field, jacobian, x, finish, gradient = _symmetric_problem(setting, start)
     else:
-        field, jacobian, x, finish = _full_problem(setting, start)
+        field, jacobian, x, finish, gradient = _full_problem(setting, start)
     x, flow, iterations = _newton(field, jacobian, x, tolerance, max_iterations)
     state, eg = finish(x)
     _require_differentiable(setting, state.expand(2) if isinstance(state, SymmetricState) else state)
+    _require_a_state(state, setting)
     values, vectors = np.linalg.eig(np.asarray(jacobian(x)))
     order = np.argsort(-np.real(values), kind="stable")
     return FixedPoint(state, float(eg), float(np.max(np.abs(flow))), iterations, values[order], vectors[:, order],
-                      eigen_tolerance)
+                      eigen_tolerance, np.asarray(gradient(x)))
+
+
+#: The antisymmetric part of a start's Q accepted (relative to its largest entry) and removed:
+#: an integrated trajectory's round-off (integrate keeps Q symmetric, older runs did not).
+ASYMMETRY = 1e-6
 
 
 def _full_problem(setting: Setting, start: OrderParameters):
@@ -155,10 +190,13 @@ def _full_problem(setting: Setting, start: OrderParameters):
     if np.ndim(start.Q) != 2:
         raise ValueError(f"fixed_point starts from one state, Q of shape (K, K); got Q of shape {np.shape(start.Q)} "
                          "(pick one seed's state)")
+    Q = np.asarray(start.Q, dtype=np.float64)
+    if np.all(np.isfinite(Q)) and np.max(np.abs(Q - Q.T)) <= ASYMMETRY * max(1.0, float(np.max(np.abs(Q)))):
+        start = dataclasses.replace(start, Q=jnp.asarray(0.5 * (Q + Q.T)))
     start.validate()
     if (start.K, start.M) != (setting.K, setting.M):
         raise ValueError(f"start has K={start.K}, M={start.M} but the setting has K={setting.K}, M={setting.M}")
-    field, jacobian, flatten, unflatten = _field(setting)
+    field, jacobian, flatten, unflatten, gradient = _field(setting)
     args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star), start.b)
     v = jnp.asarray(start.v)
 
@@ -168,12 +206,12 @@ def _full_problem(setting: Setting, start: OrderParameters):
         return state, setting.kernels.eg(y, args)
 
     return (functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args),
-            flatten(start.as_ode_state()), finish)
+            flatten(start.as_ode_state()), finish, functools.partial(gradient, v=v, args=args))
 
 
 def _symmetric_problem(setting: Setting, start: SymmetricState):
     """Like `_full_problem`, in the coordinates of the symmetric reduction."""
-    field, jacobian, flatten, unflatten = _symmetric_field(setting)
+    field, jacobian, flatten, unflatten, gradient = _symmetric_field(setting)
     args = symmetric.arguments(setting)
     v = jnp.asarray(start.v, dtype=jnp.float64)
 
@@ -182,7 +220,8 @@ def _symmetric_problem(setting: Setting, start: SymmetricState):
         return y, symmetric.generalisation_error(setting, y)
 
     x = flatten(start.as_arrays())
-    return functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args), x, finish
+    return (functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args), x, finish,
+            functools.partial(gradient, v=v, args=args))
 
 
 #: 1 − |ρ| at or below which two units count as coinciding (`_require_differentiable`).
@@ -210,6 +249,27 @@ def _require_differentiable(setting: Setting, state: OrderParameters) -> None:
                     f"coincide, as {units[p]} and {units[q]} do at this fixed point (1 - |ρ| = {gap[p, q]:.1g}): "
                     "its Jacobian, and the linear stability it would decide, do not exist; integrate from nearby "
                     "to judge it")
+
+
+def _require_a_state(state, setting: Setting) -> None:
+    """Raise `FixedPointError` where the point Newton's method reached is no state of any network:
+    its joint covariance Ω = [[Q, R], [Rᵀ, T]] is not positive semi-definite (a zero of the flows
+    outside the cone they flow in, which SGD never visits). A symmetric state is checked for
+    K up to 64."""
+    if isinstance(state, SymmetricState):
+        if setting.K > 64:
+            return
+        state = state.expand(setting.K)
+    try:
+        state.validate(tolerance=1e-9)
+    except ValueError as error:
+        raise FixedPointError(f"Newton's method reached a zero of the flows that is no network's state: "
+                              f"{error}") from None
+
+
+#: The relative component along ∇ε_g above which a mode counts as entering ε_g at first order
+#: (`FixedPoint.visible`).
+VISIBLE = 1e-8
 
 
 #: Newton's steps below this relative size are round-off: the iteration stops there.
@@ -259,7 +319,8 @@ def _symmetric_field(setting: Setting):
 
 @functools.cache
 def _compiled_symmetric_field(activation: str, teacher: str, trained: bool):
-    rhs = symmetric.field(load(activation, teacher))
+    kernels = load(activation, teacher)
+    rhs = symmetric.field(kernels)
     size = 5 if trained else 4
 
     def flatten(y):
@@ -271,7 +332,10 @@ def _compiled_symmetric_field(activation: str, teacher: str, trained: bool):
     def field(x, v, args):
         return flatten(rhs(0.0, unflatten(x, v), args))
 
-    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten
+    def eg(x, v, args):
+        return symmetric.evaluate(kernels, ("eg",), unflatten(x, v), args)[0]
+
+    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg))
 
 
 def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
@@ -289,26 +353,43 @@ def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
 SYMMETRIC_PERFECT_LEARNING = SymmetricState(1.0, 0.0, 1.0, 0.0, 1.0)
 
 
-def largest_real_part(setting: Setting, lr: float, T=None, v_star=None, symmetric: bool = False) -> float:
-    """max Re λ of the Jacobian at perfect learning for `setting` with η = η_v = `lr` (within
-    the symmetric ansatz when `symmetric`; T and v* then must be None)."""
+def perfect_learning_point(setting: Setting, lr: float, T=None, v_star=None, symmetric: bool = False) -> FixedPoint:
+    """The fixed point of perfect learning for `setting` with η = η_v = `lr` (within the
+    symmetric ansatz when `symmetric`; T and v* then must be None)."""
     changed = setting.replace(lr=lr, lr_v=lr)
     if symmetric:
         if T is not None or v_star is not None:
             raise ValueError("the symmetric reduction has T = I and v* = 1: give neither T nor v_star")
-        return -fixed_point(changed, SYMMETRIC_PERFECT_LEARNING).rate
-    return -fixed_point(changed, perfect_learning(changed, T, v_star)).rate
+        return fixed_point(changed, SYMMETRIC_PERFECT_LEARNING)
+    return fixed_point(changed, perfect_learning(changed, T, v_star))
 
 
-def optimal_learning_rate(setting: Setting, T=None, v_star=None, symmetric: bool = False) -> tuple[float, float]:
+def largest_real_part(setting: Setting, lr: float, T=None, v_star=None, symmetric: bool = False) -> float:
+    """max Re λ of the Jacobian at perfect learning for `setting` with η = η_v = `lr` (within
+    the symmetric ansatz when `symmetric`; T and v* then must be None)."""
+    return -perfect_learning_point(setting, lr, T, v_star, symmetric).rate
+
+
+#: What `optimal_learning_rate` makes fastest: ε_g's approach (`FixedPoint.eg_rate`) or the
+#: order parameters' (`FixedPoint.rate`).
+RATES = {"eg": lambda point: point.eg_rate, "state": lambda point: point.rate}
+
+
+def optimal_learning_rate(setting: Setting, T=None, v_star=None, symmetric: bool = False,
+                          of: str = "eg") -> tuple[float, float]:
     """η_opt and its rate: the η (η_v = η) in (0, η_max) at which perfect learning of the
-    realizable `setting` is approached fastest, i.e. −max Re λ is largest (Brent's method on a
-    bracket of that function, to 1e-8 relative); within the ansatz when `symmetric`."""
+    realizable `setting` is approached fastest (Brent's bounded method, to 1e-8 relative); within
+    the ansatz when `symmetric`. `of` says what approaches: "eg", the generalisation error (the
+    learning rate of fastest learning, `FixedPoint.eg_rate`), or "state", the order parameters
+    (−max Re λ, `FixedPoint.rate`), whose slowest mode ε_g may see only at second order."""
     from scipy import optimize  # imported here: it costs a second at `import nndyn`
 
+    if of not in RATES:
+        raise ValueError(f"of must be one of {', '.join(map(repr, RATES))}, got {of!r}")
     eta_max = learning_rate_threshold(setting, T, v_star, relative_tolerance=1e-8, symmetric=symmetric)
-    found = optimize.minimize_scalar(lambda eta: largest_real_part(setting, eta, T, v_star, symmetric),
-                                     bounds=(0.0, eta_max), method="bounded", options={"xatol": 1e-8 * eta_max})
+    found = optimize.minimize_scalar(
+        lambda eta: -RATES[of](perfect_learning_point(setting, eta, T, v_star, symmetric)),
+        bounds=(0.0, eta_max), method="bounded", options={"xatol": 1e-8 * eta_max})
     return float(found.x), -float(found.fun)
 
 

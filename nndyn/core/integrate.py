@@ -202,6 +202,10 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
             raise ValueError(f"method 'euler' needs a finite step dt > 0, got dt={dt!r}")
         if dt > ts[-1] - ts[0]:
             raise ValueError(f"the Euler step dt = {dt:g} is longer than the span of t ({ts[-1] - ts[0]:g})")
+        steps = np.diff(ts) / dt
+        if np.any(np.abs(steps - np.round(steps)) > 1e-6 * np.maximum(1.0, steps)):
+            raise ValueError(f"the Euler step dt = {dt:g} does not divide the spacing of t: a save between two "
+                             "steps would be an interpolation, not an Euler step")
         if options.max_steps is None:
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
@@ -294,7 +298,8 @@ def _warn_if_unresolved(ts: np.ndarray, eg: np.ndarray) -> None:
     negative = np.any(eg < 0, axis=tuple(range(eg.ndim - 1)))
     if np.any(negative):
         warnings.warn(f"ε_g goes negative from t = {ts[np.argmax(negative)]:g} (down to {np.min(eg):.1g}): values "
-                      f"of that size are round-off of the O(1) terms ε_g sums, not the dynamics", RuntimeWarning,
+                      f"of that size are below what the solve resolves (its tolerances, and the round-off of the "
+                      f"O(1) terms ε_g sums), not the dynamics", RuntimeWarning,
                       stacklevel=3)
 
 

@@ -10,6 +10,7 @@ returns a `Kernels`, which evaluates the integrals on covariance blocks and the 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 import re
@@ -19,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 
 # nndyn.generated is mapped from generated/ by setuptools' package-dir, which pyright does not follow
+import jax.numpy as jnp
+
 from nndyn import generated  # pyright: ignore[reportAttributeAccessIssue]
 from nndyn.core import blocks, flows, mixture, quadrature, special
 
@@ -79,6 +82,18 @@ class Kernels:
         modules = own if self.teacher is None or self.pair is None else (*own, self.teacher.module, self.pair)
         return (__file__, *map(_file, modules))
 
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the contents of the generated modules these kernels bind (the activations'
+        closed forms, a pair's mixed integrals, the flow table): what a stored result depends on
+        beyond its setting. A module re-derived with another expression, or in another format
+        (its input hash), changes it; where the module lives does not."""
+        modules = (self.module,) if self.teacher is None else (self.module, self.teacher.module, self.pair)
+        digest = hashlib.sha256()
+        for module in (*(module for module in modules if module is not None), _flow_table()):
+            digest.update(Path(_file(module)).read_bytes())
+        return digest.hexdigest()
+
     def integral(self, name: str, C, signature: str | None = None):
         """Integral `name` ("I2", "J2", "I3", "I4") on covariance blocks C (..., r, r); returns
         shape (...). Only the upper triangle of C is read. `signature` (a letter per slot: "s"
@@ -134,12 +149,14 @@ class Kernels:
         y = {"Q": (K, K), "R": (K, M), "v": (K,)}; args = `Setting.ode_args(T, v_star)`: "T",
         "v_star", the flow arguments (those of FLOW_DEFAULTS may be omitted), "b" (K,) for
         feedback alignment, and "train_v" (1 for a trained second layer, 0 for a fixed one), the
-        scalars possibly arrays under vmap. Returns dy/dt like y.
+        scalars possibly arrays under vmap. Returns dy/dt like y; dQ/dt is symmetrised (its two
+        triangles are sums in different orders), so that an integrated Q stays symmetric to
+        round-off instead of accumulating an antisymmetric part.
         """
         parameters = {name: args.get(name, FLOW_DEFAULTS.get(name)) for name in (*_flow_table().PARAMETERS,
                                                                                  "kappa_star")}
         dQ, dR, dv = self.flows(y["Q"], y["R"], y["v"], args["T"], args["v_star"], args.get("b"), **parameters)
-        return {"Q": dQ, "R": dR, "v": args["train_v"] * dv}
+        return {"Q": 0.5 * (dQ + jnp.swapaxes(dQ, -1, -2)), "R": dR, "v": args["train_v"] * dv}
 
     def eg(self, y, args):
         """ε_g of the state y (see `rhs` for y and args), a scalar."""
@@ -211,7 +228,7 @@ def _pair(activation: str, teacher: str, student: Kernels, taught: Kernels) -> M
     for folder in folders:
         path = folder / f"{names[0]}__{names[1]}.py"
         if path.is_file():
-            pair = _load_file(str(path)).module
+            pair = _load_file(str(path), pair=True).module
             if (pair.EXPRESSION, pair.TEACHER_EXPRESSION) != (student.module.EXPRESSION, taught.module.EXPRESSION):
                 raise ValueError(f"the pair module {path} was written for other activations (g = {pair.EXPRESSION}, "
                                  f"g* = {pair.TEACHER_EXPRESSION}); regenerate it with: {command}")
@@ -228,7 +245,7 @@ def _builtin(name: str) -> Kernels:
 
 
 @functools.cache
-def _load_file(path: str) -> Kernels:
+def _load_file(path: str, pair: bool = False) -> Kernels:
     if not Path(path).is_file():
         raise ValueError(f"activation module {path} does not exist")
     try:
@@ -253,4 +270,8 @@ def _load_file(path: str) -> Kernels:
             f"activation module {path} cannot be loaded ({type(error).__name__}: {error}); "
             f"regenerate it with: {command.group(1)} --out {Path(path).parent}"
         ) from None
+    if hasattr(module, "TEACHER_EXPRESSION") != pair:
+        raise ValueError(f"{path} holds the mixed integrals of a student and a teacher activation (a pair module), "
+                         "not an activation: pass the student's module as activation and the teacher's as "
+                         "teacher_activation" if not pair else f"{path} is not a pair module")
     return Kernels(path, module)

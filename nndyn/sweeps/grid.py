@@ -104,8 +104,12 @@ class Sweep:
         return Setting(**{name: point[name] for name in point if name in schema.parameters(Setting)}, **fixed)
 
     def fingerprint(self) -> str:
-        """A hash of everything that determines the results (a resumed sweep must match it)."""
-        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
+        """A hash of everything that determines the results (a resumed sweep must match it): the
+        sweep's config and the contents of the kernel modules its settings run
+        (`Kernels.fingerprint`: a user's activation re-derived into the same path changes it)."""
+        kernels = sorted({self.setting(point).kernels.fingerprint for point in self.points})
+        text = json.dumps({"config": self.config(), "kernels": kernels}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def config(self) -> dict:
         return {**dataclasses.asdict(self), "points": [dict(point) for point in self.points]}

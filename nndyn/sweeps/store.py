@@ -36,11 +36,12 @@ def prepare(sweep: Sweep, folder: Path, force: bool) -> None:
         try:
             recorded = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            recorded = {}
-        if recorded.get("fingerprint") == sweep.fingerprint():
+            recorded = None
+        if isinstance(recorded, dict) and recorded.get("fingerprint") == sweep.fingerprint():
             return
         if not force:
-            raise FileExistsError(f"{folder} holds a different sweep; pass --force to start it afresh")
+            found = "a different sweep" if isinstance(recorded, dict) else "a damaged sweep.json (not readable JSON)"
+            raise FileExistsError(f"{folder} holds {found}; pass --force to start it afresh")
         for old in [*(folder / "chunks").glob("*.npz"), folder / "results.csv", *folder.glob("phase_*.png")]:
             old.unlink(missing_ok=True)
     elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
