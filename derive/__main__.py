@@ -25,7 +25,8 @@ from .quadrature import QuadratureError
 from .verify import VerificationError
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") -> int:
+def build_parser(prog: str = "python -m nndyn.derive") -> argparse.ArgumentParser:
+    """The command line's parser (`prog` names it: `nndyn derive` is the same command)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"built-in activations ({', '.join(sorted(BUILTINS))})")
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
     parser.add_argument("--teacher-name", help="name of the teacher's activation, apart from the student's")
     parser.add_argument("--teacher-expr", help="the teacher's activation g* as an expression in x (without it, "
                         "--teacher-name names a built-in)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") -> int:
+    parser = build_parser(prog)
     options = parser.parse_args(argv)
     user = (options.name, options.expr, options.teacher_name, options.teacher_expr)
     if any(value is not None for value in user):

@@ -61,7 +61,11 @@ def cli_reference() -> str:
     blocks = [("nndyn", parser.format_help())]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            blocks += [(f"nndyn {name}", command.format_help()) for name, command in action.choices.items()]
+            blocks += [(f"nndyn {name}", command.format_help()) for name, command in action.choices.items()
+                       if name != "derive"]
+    from nndyn.derive.__main__ import build_parser as derive_parser  # its own parser: `nndyn derive` passes through
+
+    blocks.append(("nndyn derive", derive_parser("nndyn derive").format_help()))
     return "\n\n".join(f"### `{title}`\n\n```text\n{text.rstrip()}\n```" for title, text in blocks)
 
 

@@ -69,8 +69,9 @@ def test_sharded_over_four_devices_equals_unsharded(config, unsharded, tmp_path)
     merged = {key: np.concatenate([c[key] for c in sharded.values()]) for key in ("index", "eg", "Q", "R", "v")}
     reference = {key: np.concatenate([c[key] for c in single.values()]) for key in ("index", "eg", "Q", "R", "v")}
     order, reference_order = np.argsort(merged["index"]), np.argsort(reference["index"])
-    for key in ("eg", "Q", "R", "v"):
-        np.testing.assert_allclose(merged[key][order], reference[key][reference_order], rtol=0, atol=1e-12)
+    for key in ("eg", "Q", "R", "v"):  # 1e-12 of each array's scale: sharding changes XLA's fusion, so rounding
+        scale = max(1.0, float(np.max(np.abs(reference[key]))))  # (up to 1e-13 relative where Q grows to 12)
+        np.testing.assert_allclose(merged[key][order], reference[key][reference_order], rtol=0, atol=1e-12 * scale)
 
 
 @pytest.mark.slow

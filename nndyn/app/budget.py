@@ -12,7 +12,8 @@ measured by benchmarks/ on the reference 2-core machine:
   45 ns each (47 ms at K = M = 32), and an adaptive solve takes at least a few hundred of them;
   the I4 term's memory is bounded by the chunked contraction (nndyn.core.blocks.CHUNK_ELEMENTS
   blocks), the I3 terms' is not: K (K+M)² blocks of BYTES_PER_I3_BLOCK each, which dominate for
-  a wide teacher (K = 2, M = 5000: 50 million blocks).
+  a wide teacher (K = 2, M = 5000: 50 million blocks), once per seed (the seeds' solves are one
+  vmapped program).
 - analyse: Newton's method from each start, each step a Jacobian of P = K(K+1)/2 + K M (+ K)
   coordinates by forward-mode autodiff (P vector fields), NEWTON_STEPS of them, plus one ODE.
 - sweep: each grid point an adaptive solve.
@@ -29,8 +30,8 @@ SECONDS_PER_NORMAL = 3.3e-9
 SGD_FLOPS_PER_SECOND = 2e9
 SECONDS_PER_I4_BLOCK = 45e-9
 #: Bytes held per block of an unchunked I3 term while a vector field is evaluated (its entries,
-#: the closed form's intermediates and the contraction: a few tens of doubles).
-BYTES_PER_I3_BLOCK = 320
+#: the closed form's intermediates and the contraction; measured: 107 at K = 2, M = 2000, erf).
+BYTES_PER_I3_BLOCK = 128
 #: Newton steps a fixed point typically takes (`nndyn analyse` has up to three starts).
 NEWTON_STEPS = 10
 #: The fewest vector-field evaluations of an adaptive solve (a lower bound: a plateau takes more).
@@ -57,7 +58,7 @@ def panel_cost(panel) -> Estimate:
     sgd_seconds = samples * (N * SECONDS_PER_NORMAL + 4 * (K + M) * N / SGD_FLOPS_PER_SECOND)
     sgd_bytes = 8 * (3 * S * (K + M) * N + simulation.held_out * N) + 4 * 256 * B * N
     ode = field_cost(K, M)
-    ode_bytes = ode.bytes + 8 * S * K * K * (K + M)
+    ode_bytes = S * ode.bytes + 8 * S * K * K * (K + M)  # the seeds' solves are vmapped
     return Estimate(sgd_seconds + S * MIN_EVALUATIONS * ode.seconds, max(sgd_bytes, ode_bytes))
 
 
