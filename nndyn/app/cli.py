@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -301,14 +303,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_promptly() -> None:
+    """Act on SIGTERM at once, also while the main thread is inside a long XLA call (a Python
+    handler runs only between bytecodes, 20–40 s later): the C-level handler writes the signal's
+    number to a wake-up pipe, and a thread, free to run while XLA holds no GIL, reads it and
+    calls `on_termination` (stages removed, exit 128 + 15)."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread (main() called from a thread): the Python handler alone
+        os.close(read)
+        os.close(write)
+        return
+
+    def watch() -> None:
+        while True:
+            if signal.SIGTERM in os.read(read, 64):
+                on_termination(signal.SIGTERM, None)
+
+    threading.Thread(target=watch, name="nndyn-sigterm", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["derive"]:  # the derivation's own command line, SymPy only
-        from nndyn.derive.__main__ import main as derive
+        from nndyn.derive.__main__ import main as derive  # pyright: ignore[reportMissingImports]
 
         return derive(argv[1:], prog="nndyn derive")
     options = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, on_termination)  # timeout, batch schedulers: no staged folder is left
+    _terminate_promptly()
     try:
         return _run(options)
     except EXPECTED as error:
