@@ -204,8 +204,8 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
             raise ValueError(f"the Euler step dt = {dt:g} is longer than the span of t ({ts[-1] - ts[0]:g})")
         steps = np.diff(ts) / dt
         if np.any(np.abs(steps - np.round(steps)) > 1e-6 * np.maximum(1.0, steps)):
-            raise ValueError(f"the Euler step dt = {dt:g} does not divide the spacing of t: a save between two "
-                             "steps would be an interpolation, not an Euler step")
+            warnings.warn(f"the Euler step dt = {dt:g} does not divide the spacing of t: saves between two steps "
+                          "are interpolated, not Euler steps", RuntimeWarning, stacklevel=2)
         if options.max_steps is None:
             span_steps = math.ceil((ts[-1] - ts[0]) / dt * (1 + 1e-9)) + 1
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
