@@ -139,3 +139,16 @@ def test_the_cache_stays_within_its_cap(tmp_path):
     assert result.returncode == 0 and "capped at 0.1 MB" in result.stdout and str(tmp_path) in result.stdout
     result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "clear"], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and not tmp_path.exists()
+
+
+def test_entries_written_without_a_cap_are_dated_for_the_lru(tmp_path):
+    """JAX's LRU eviction reads an access-time file per entry: entries from before the cap (none)
+    get one, dated by their modification time, so later writes do not fail with a warning."""
+    entry = tmp_path / "jit_f-0123-cache"
+    entry.write_bytes(b"program")
+    dated = tmp_path / "jit_g-4567-cache"
+    dated.write_bytes(b"program")
+    (tmp_path / "jit_g-4567-atime").write_bytes((7).to_bytes(8, "little"))
+    cache._date_entries(tmp_path)
+    assert int.from_bytes((tmp_path / "jit_f-0123-atime").read_bytes(), "little") == entry.stat().st_mtime_ns
+    assert int.from_bytes((tmp_path / "jit_g-4567-atime").read_bytes(), "little") == 7

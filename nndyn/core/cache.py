@@ -91,7 +91,24 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(location))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_compilation_cache_max_size", int(cap * (1 - EXPORTED_SHARE)))
+    _date_entries(location)
     _prune(location / "exported", int(cap * EXPORTED_SHARE))
+
+
+def _date_entries(location: Path) -> None:
+    """Give every JAX cache entry without one the access-time file that JAX's LRU eviction reads
+    (`<key>-atime`, nanoseconds little-endian), dated by the entry's modification time: entries
+    written without a size cap (by nndyn before it set one) would otherwise make every write fail
+    with a warning."""
+    try:
+        entries = list(location.glob("*-cache"))
+    except OSError:
+        return
+    for entry in entries:
+        stamp = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not stamp.exists():
+            with contextlib.suppress(OSError):
+                stamp.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
 
 
 def _prune(directory: Path, cap: int) -> None:
