@@ -48,8 +48,10 @@ def toml_value(value) -> str:
 
 
 def run_config(tmp_path, name, value) -> list[str]:
-    """The problems `nndyn run` reports for a valid config with `name` = `value`."""
-    fields = {**REQUIRED, "seeds": 2, name: value}
+    """The problems `nndyn run` reports for a valid config with `name` = `value` (the second
+    layer trains where `name` is one of its own: a config refuses those for a fixed one)."""
+    second_layer = {"train_second_layer": True} if name in ("lr_v", "weight_decay_v", "init_scale_v") else {}
+    fields = {**REQUIRED, "seeds": 2, **second_layer, name: value}
     path = tmp_path / "run.toml"
     path.write_text("".join(f"{key} = {toml_value(item)}\n" for key, item in fields.items()))
     try:

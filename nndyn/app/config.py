@@ -83,7 +83,8 @@ def read_config(path: Path) -> Experiment:
     setting = _build(lambda: Setting(**fields[Setting]), problems)
     simulation = _build(lambda: Simulation(**fields[Simulation]), problems)
     options = _build(lambda: ODEOptions(**fields[ODEOptions]), problems)
-    problems += _ignored(raw, values, protocol)
+    problems += [problem for problem in _ignored(raw, values, protocol)
+                 if not any(other.startswith(problem.split()[0] + " ") for other in problems)]  # one line per key
     if problems:
         raise ConfigError(path, problems)
     assert setting is not None and simulation is not None and options is not None  # built without problems
