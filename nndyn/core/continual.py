@@ -312,8 +312,8 @@ def simulate_protocol(
     b = feedback_vectors(setting, seed_list)
     b = None if b is None else jnp.asarray(b)
     static, heads_of = sgd.structure(setting), _heads_of(protocol)
-    X_test = sgd.test_inputs(N, config.held_out, config.teacher_seed)
-    labels = sgd.test_labels(setting, W_teacher, v_star, X_test)
+    X_test = sgd.held_out_inputs(N, config.held_out, config.teacher_seed)
+    labels = sgd.held_out_labels(setting, W_teacher, v_star, X_test)
     Q0, R0, heads0, eg0, eg_test0 = sgd.initial_records(static, heads_of, W, heads, W_joint, v_star, b, X_test, labels)
     largest = max(phase.batch or setting.batch for phase in protocol.phases)  # samples drawn per step
     _, (Q, R, heads_t, eg, eg_test, phase, met) = sgd.train(

@@ -34,14 +34,13 @@ import numpy as np
 from nndyn.core import normals, schema
 from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import readouts
+from nndyn.core.integrate import ODEOptions
 from nndyn.core.kernels import step_table
 from nndyn.core.setting import Setting
 from nndyn.core.state import measure
 
 MAX_BLOCK = 256  # steps whose inputs are drawn at once
 SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
-#: |order parameter| above which a simulation counts as diverged (ODEOptions' default threshold)
-DIVERGENCE_THRESHOLD = 1e6
 #: The rates of a phase, as the step and the table name them: the flow parameters of the schema
 #: (`Setting`'s fields declared flow=True) and τ of the annealing η(t) = η/(1 + (t − t_start)/τ).
 RATES = (*(name for name, rule in schema.parameters(Setting).items() if rule.flow), "tau")
@@ -141,7 +140,7 @@ def eg_per_teacher(setting: Setting, heads_of: tuple[int, ...], Q, R, heads, T, 
     return jax.vmap(one)(jnp.arange(len(heads_of)), jnp.asarray(heads_of))
 
 
-def test_labels(setting: Setting, W_teachers, v_star, X_test):
+def held_out_labels(setting: Setting, W_teachers, v_star, X_test):
     """The noise-free labels (P, count) of every teacher on the held-out inputs X_test (P, N):
     κ* v*_t·g*(W*_t x/√N); W_teachers (count, M, N), v_star (count, M)."""
     N = X_test.shape[-1]
@@ -241,7 +240,7 @@ def seed_keys(seeds) -> jax.Array:
     return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
 
 
-def test_inputs(N: int, held_out: int, teacher_seed: int) -> jax.Array:
+def held_out_inputs(N: int, held_out: int, teacher_seed: int) -> jax.Array:
     """The held-out inputs (held_out, N) of a run whose teacher is drawn from `teacher_seed`."""
     return jax.random.normal(jax.random.PRNGKey(2**31 - 1 - teacher_seed), (held_out, N))
 
@@ -249,14 +248,15 @@ def test_inputs(N: int, held_out: int, teacher_seed: int) -> jax.Array:
 def raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None:
     """Raise DivergenceError at the first recorded time (`times` (n,)) at which an order
     parameter of `states` (each (S, n, ...)) of any seed is non-finite or exceeds
-    DIVERGENCE_THRESHOLD in magnitude."""
+    ODEOptions' divergence threshold in magnitude."""
+    threshold = ODEOptions.divergence_threshold
     for name, value in states.items():
         values = np.asarray(value)
-        bad = ~np.isfinite(values) | (np.abs(values) > DIVERGENCE_THRESHOLD)
+        bad = ~np.isfinite(values) | (np.abs(values) > threshold)
         bad = bad.reshape(values.shape[:2] + (-1,)).any(axis=-1)
         if bad.any():
             seed, index = min(np.argwhere(bad), key=lambda pair: pair[1])
-            raise DivergenceError(float(times[index]), name, f"went non-finite or exceeded {DIVERGENCE_THRESHOLD:g} "
+            raise DivergenceError(float(times[index]), name, f"went non-finite or exceeded {threshold:g} "
                                   f"in magnitude (seed {seeds[seed]})", subject="the simulation")
 
 

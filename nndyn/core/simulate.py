@@ -137,14 +137,15 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
     rows = [{**sgd.rates_of(setting), "teacher": 0, "head": 0, "saves": n_saves, "threshold": -math.inf},
             sgd.rest_row(setting, 0, 0)]
     table = sgd.phase_table(setting, rows, v_star[None])
-    X_test = sgd.test_inputs(N, config.held_out, config.teacher_seed)
-    labels = sgd.test_labels(setting, W_teacher[None], v_star[None], X_test)
+    X_test = sgd.held_out_inputs(N, config.held_out, config.teacher_seed)
+    labels = sgd.held_out_labels(setting, W_teacher[None], v_star[None], X_test)
     heads = v0[:, None]
     records = [sgd.initial_records(static, (0,), W0, heads, W_teacher, v_star[None], b, X_test, labels)]
     carry = sgd.initial_carry(W0, heads, W_teacher, dtype)
+    keys = sgd.seed_keys(seeds)
     chunks = np.array_split(np.arange(n_saves), min(n_saves, PROGRESS_CHUNKS) if progress else 1)
     for done, saves in enumerate(chunks, start=1):
-        carry, saved = sgd.train(static, (0,), table, sgd.seed_keys(seeds), carry, W_teacher, v_star[None], b, X_test,
+        carry, saved = sgd.train(static, (0,), table, keys, carry, W_teacher, v_star[None], b, X_test,
                                  labels, jnp.asarray(saves), save_every=save_every, largest=setting.batch,
                                  varying=False, dtype=dtype)
         sgd.raise_if_diverged({"Q": saved[0], "R": saved[1], "v": saved[2]}, (saves + 1) * (save_every / N), seeds)
