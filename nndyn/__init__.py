@@ -17,6 +17,9 @@ The public API:
 - `fixed_point` (a `FixedPoint`), `learning_rate_threshold`: fixed points of
   the flows, their eigenvalues and stability, and η_max; from a `SymmetricState`, those of
   Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
+- `plateaus`, `plateau_threshold`: the two unspecialised plateaus (identical and distinct
+  students), their unstable directions and escape rates, and η_c, above which learning stays
+  unspecialised;
 - `sweep`, `grid`, `Sweep`, `run_sweep`, `read_sweep`: ODEs over
   grids of settings, sharded and resumable;
 - `load_run`, `load_sweep` (`PanelData`, `SweepPoint`),
@@ -58,6 +61,7 @@ _HOMES = {
     **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
     **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
     **dict.fromkeys(("ODEOptions", "Solution", "integrate", "solve"), "nndyn.core.integrate"),
+    **dict.fromkeys(("plateau_threshold", "plateaus"), "nndyn.core.plateaus"),
     "Setting": "nndyn.core.setting",
     **dict.fromkeys(("Simulation", "simulate"), "nndyn.core.simulate"),
     "OrderParameters": "nndyn.core.state",
@@ -95,6 +99,8 @@ __all__ = [
     "learning_rate_threshold",
     "load_run",
     "load_sweep",
+    "plateau_threshold",
+    "plateaus",
     "read_sweep",
     "run_sweep",
     "simulate",
@@ -134,6 +140,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as if imported her
     from nndyn.core.errors import DivergenceError, Status
     from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
     from nndyn.core.integrate import ODEOptions, Solution, integrate, solve
+    from nndyn.core.plateaus import plateau_threshold, plateaus
     from nndyn.core.setting import Setting
     from nndyn.core.simulate import Simulation, simulate
     from nndyn.core.state import OrderParameters

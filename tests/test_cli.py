@@ -8,6 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+import nndyn as nndyn_api
+from nndyn.core.fixed_points import learning_rate_threshold
+
 TINY = ["--N", "200", "--t-max", "4", "--seeds", "3"]
 
 
@@ -244,13 +247,25 @@ def test_two_runs_started_together_under_one_name_both_land(tmp_path):
 
 @pytest.mark.slow
 def test_analyse_finds_the_fixed_points_of_a_config(tmp_path):
-    (tmp_path / "one.toml").write_text('name = "one"\nN = 500\nK = 1\nM = 1\nlr = 1.0\nt_max = 50\n')
-    result = nndyn("analyse", tmp_path / "one.toml", "--out", tmp_path / "out")
+    """K = M = 2 at N = 500: every quantity is of the one teacher `nndyn run` draws (T ≠ I):
+    perfect learning is Q = R = T, η_max is that T's, and the two plateaus are found (the
+    distinct students' with one unstable direction, the identical students' with more)."""
+    (tmp_path / "two.toml").write_text('name = "two"\nN = 500\nK = 2\nM = 2\nlr = 0.5\nt_max = 50\n')
+    result = nndyn("analyse", tmp_path / "two.toml", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
-    assert analysis["eta_max"] == pytest.approx(np.pi * np.sqrt(5 / 3), rel=1e-9)
-    kinds = {point["start"]: point["kind"] for point in analysis["fixed_points"]}
-    assert kinds["perfect learning"] == "stable" and "η_max = 4.0557787" in result.stdout
+    T = np.array(analysis["teacher"]["T"])
+    assert np.max(np.abs(T - np.eye(2))) > 1e-3 and "teacher: seed 0 at N = 500" in result.stdout
+    points = {start: point for point in analysis["fixed_points"] for start in [point["start"], *point["also_from"]]}
+    assert points["perfect learning"]["kind"] == "stable"
+    assert np.allclose(points["perfect learning"]["Q"], T, atol=1e-12)
+    setting = nndyn_api.Setting(K=2, M=2, lr=0.5)
+    assert analysis["eta_max"] == pytest.approx(
+        learning_rate_threshold(setting, T, analysis["teacher"]["v_star"], relative_tolerance=1e-10), rel=1e-9)
+    assert abs(analysis["eta_max"] - learning_rate_threshold(setting, relative_tolerance=1e-10)) > 1e-4
+    distinct, identical = points["plateau, distinct students"], points["plateau, identical students"]
+    assert distinct["unstable_directions"] == 1 and identical["unstable_directions"] > 1
+    assert distinct["escape_rate"] > 0 and "η_c (T = I, within the symmetric ansatz)" in result.stdout
 
 
 def test_derive_is_a_subcommand(tmp_path):

@@ -1,13 +1,20 @@
 """`nndyn analyse CONFIG.toml`: the fixed points of a run config's setting and their stability.
 
-From the config's setting (the same file `nndyn run` takes), Newton's method is started at
-- the state the ODE reaches at t_max from the config's initial state (the students of seeds
-  0..seeds-1 at init_scale, against the teacher, in dimension N, as `nndyn run` draws them;
-  the first seed's), and, for a realizable setting (K = M) with T = I and v* = 1,
+One teacher throughout: the one `nndyn run` draws for the config (seed 0, dimension N), its
+T and v* (T ≈ I + O(1/√N)). From the config's setting (the same file `nndyn run` takes),
+Newton's method is started at
+- the state the ODE reaches at t_max from the config's initial state (the students of seed 0
+  at init_scale, against that teacher, in dimension N, as `nndyn run` draws them), and, for a
+  realizable setting (K = M),
 - perfect learning Q = R = T, v = v*, and
-- Saad & Solla's symmetric plateau Q_ik = 1/(2K−1), R_in = 1/√(K(2K−1)), v = 1.
-Each point found is reported once (points closer than 1e-8 are one), with its ε_g, kind and
-largest eigenvalues. For a realizable setting without label noise, η_max and η_opt too.
+- with backprop, the two unspecialised plateaus (`nndyn.core.plateaus`: identical students,
+  Q = C, and distinct students, Q > C, the one learning from random students visits), reached
+  from those of T = I.
+Each point found is reported once (points closer than 1e-8 are one, its other starts in
+"also_from"), with its ε_g, kind, unstable
+directions and largest eigenvalues (a saddle's largest is its escape rate λ_u). For a realizable
+setting without label noise, η_max and η_opt of that teacher too, and η_c (the symmetric
+reduction's: T = I exactly, stability within the ansatz).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from nndyn.core.fixed_points import (
     optimal_learning_rate,
 )
 from nndyn.core.integrate import integrate
+from nndyn.core.plateaus import PLATEAUS, plateau, plateau_threshold
 from nndyn.core.state import OrderParameters
 from nndyn.core.weights import initial_states
 
@@ -30,32 +38,44 @@ from nndyn.core.weights import initial_states
 SHOWN_EIGENVALUES = 4
 
 
-def starts(panel) -> dict[str, OrderParameters]:
-    """Named starting states for Newton's method (see the module docstring)."""
+def _teacher(panel) -> OrderParameters:
+    """The initial state of seed 0 against the teacher `nndyn run` draws for `panel`."""
     setting, simulation = panel.setting, panel.simulation
     first = initial_states(setting, [simulation.N], [0], [simulation.init_scale])
-    first = jax.tree_util.tree_map(lambda value: np.asarray(value)[0], first)
+    return jax.tree_util.tree_map(lambda value: np.asarray(value)[0], first)
+
+
+def starts(panel) -> tuple[dict[str, OrderParameters], dict[str, str]]:
+    """Named starting states for Newton's method (see the module docstring), and for each start
+    that could not be built (a plateau learning does not reach) the reason."""
+    setting, simulation = panel.setting, panel.simulation
+    first = _teacher(panel)
     options = {key: value for key, value in vars(panel.options).items() if key != "method"}
     late = integrate(setting, first, np.array([0.0, simulation.t_max]), **options).state_at(-1)
-    named = {f"ODE at t = {simulation.t_max:g}": late}
-    K, M = setting.K, setting.M
-    if K == M:
-        eye, ones = np.eye(K), np.ones(K)
-        named["perfect learning"] = OrderParameters(eye, eye, eye, ones, ones, first.b)
-        named["symmetric plateau"] = OrderParameters(np.full((K, K), 1 / (2 * K - 1)),
-                                                     np.full((K, K), 1 / np.sqrt(K * (2 * K - 1))), eye, ones, ones,
-                                                     first.b)
-    return named
+    named, missing = {f"ODE at t = {simulation.t_max:g}": late}, {}
+    if setting.K == setting.M:
+        named["perfect learning"] = OrderParameters(first.T, first.T, first.T, first.v_star, first.v_star, first.b)
+        if setting.K > 1 and setting.feedback == "backprop":
+            for name in PLATEAUS:
+                try:
+                    state = plateau(setting, name, first.T, first.v_star).state
+                except FixedPointError as error:
+                    missing[f"plateau, {name} students"] = str(error)
+                    continue
+                assert isinstance(state, OrderParameters)  # with a teacher given: the full flows'
+                named[f"plateau, {name} students"] = state
+    return named, missing
 
 
 def _record(name: str, point: FixedPoint) -> dict:
     shown = point.eigenvalues[:SHOWN_EIGENVALUES]
-    return {"start": name, "kind": point.kind, "unstable_directions": point.unstable_directions,
+    return {"start": name, "also_from": [], "kind": point.kind, "unstable_directions": point.unstable_directions,
             "eg": point.eg, "residual": point.residual, "iterations": point.iterations,
             "eigenvalues_real": np.real(point.eigenvalues).tolist(),
             "eigenvalues_imag": np.imag(point.eigenvalues).tolist(),
             "largest": [complex(value) for value in shown],
             **({"rate": point.rate, "eg_rate": point.eg_rate} if point.kind == "stable" else {}),
+            **({"escape_rate": point.escape_rate} if point.kind == "saddle" else {}),
             "Q": np.asarray(point.state.Q).tolist(),
             "R": np.asarray(point.state.R).tolist(), "v": np.asarray(point.state.v).tolist()}
 
@@ -63,37 +83,59 @@ def _record(name: str, point: FixedPoint) -> dict:
 def analyse(panel) -> dict:
     """The fixed points found from `starts`, and η_max, η_opt where defined, as plain data."""
     setting = panel.setting
-    found, failures = [], []
-    for name, start in starts(panel).items():
+    found = []
+    named, missing = starts(panel)
+    failures = [{"start": name, "error": error} for name, error in missing.items()]
+    teacher = _teacher(panel)
+    for name, start in named.items():
         try:
             point = fixed_point(setting, start)
         except FixedPointError as error:
             failures.append({"start": name, "error": str(error)})
             continue
         x = np.concatenate([np.ravel(point.state.Q), np.ravel(point.state.R), np.ravel(point.state.v)])
-        if all(np.max(np.abs(x - other[1])) > 1e-8 for other in found):
+        same = [record for record, other in found if np.max(np.abs(x - other)) <= 1e-8]
+        if same:
+            same[0]["also_from"].append(name)
+        else:
             found.append((_record(name, point), x))
-    result = {"setting": vars(setting), "fixed_points": [record for record, _ in found], "failures": failures}
+    T, v_star = np.asarray(teacher.T), np.asarray(teacher.v_star)
+    result = {"setting": vars(setting), "teacher": {"seed": 0, "N": panel.simulation.N, "T": T.tolist(),
+                                                    "v_star": v_star.tolist()},
+              "fixed_points": [record for record, _ in found], "failures": failures}
     if setting.K == setting.M and setting.sigma == 0:
         try:
-            result["eta_max"] = learning_rate_threshold(setting, relative_tolerance=1e-10)
-            result["eta_opt"], result["rate_at_eta_opt"] = optimal_learning_rate(setting)
-            result["eta_opt_state"], result["rate_at_eta_opt_state"] = optimal_learning_rate(setting, of="state")
+            result["eta_max"] = learning_rate_threshold(setting, T, v_star, relative_tolerance=1e-10)
+            result["eta_opt"], result["rate_at_eta_opt"] = optimal_learning_rate(setting, T, v_star)
+            result["eta_opt_state"], result["rate_at_eta_opt_state"] = optimal_learning_rate(setting, T, v_star,
+                                                                                             of="state")
         except FixedPointError as error:  # no Jacobian at perfect learning (e.g. ReLU)
             result["eta_max_undefined"] = str(error)
+        if setting.K > 1 and setting.feedback == "backprop" and "eta_max" in result:
+            try:
+                result["eta_c"] = plateau_threshold(setting)
+            except FixedPointError as error:
+                result["eta_c_undefined"] = str(error)
     return result
 
 
 def table(result: dict) -> str:
     """The analysis as lines for the terminal."""
-    lines = [f"{'start':<24}{'kind':<10}{'unstable':>9}{'ε_g':>12}  largest eigenvalues"]
+    teacher = result["teacher"]
+    T = np.asarray(teacher["T"])
+    names = {id(record): " = ".join([record["start"], *record["also_from"]]) for record in result["fixed_points"]}
+    width = 2 + max([len("start"), *map(len, names.values()),
+                     *(len(failure["start"]) for failure in result["failures"])])
+    lines = [f"teacher: seed {teacher['seed']} at N = {teacher['N']} (T = I within "
+             f"{np.max(np.abs(T - np.eye(len(T)))):.2g}), for every row below",
+             f"{'start':<{width}}{'kind':<10}{'unstable':>9}{'ε_g':>12}  largest eigenvalues"]
     for record in result["fixed_points"]:
         values = ", ".join(f"{value.real:.4g}" + (f"{value.imag:+.3g}i" if abs(value.imag) > 1e-12 else "")
                            for value in record["largest"])
-        lines.append(f"{record['start']:<24}{record['kind']:<10}{record['unstable_directions']:>9}"
+        lines.append(f"{names[id(record)]:<{width}}{record['kind']:<10}{record['unstable_directions']:>9}"
                      f"{record['eg']:>12.4g}  {values}")
     for failure in result["failures"]:
-        lines.append(f"{failure['start']:<24}no fixed point found: {failure['error']}")
+        lines.append(f"{failure['start']:<{width}}no fixed point found: {failure['error']}")
     if "eta_max" in result:
         lines.append(f"η_max = {result['eta_max']:.8g} (perfect learning loses stability); η_opt = "
                      f"{result['eta_opt']:.6g} (fastest learning: ε_g decays at {result['rate_at_eta_opt']:.4g})")
@@ -102,4 +144,10 @@ def table(result: dict) -> str:
                      "its rate in ε_g's)")
     if "eta_max_undefined" in result:
         lines.append(f"η_max, η_opt: undefined: {result['eta_max_undefined']}")
+    if "eta_c" in result:
+        lines.append("η_c (T = I, within the symmetric ansatz): " + (
+            "none below η_max: the plateau stays a saddle" if result["eta_c"] is None else
+            f"{result['eta_c']:.6g}: above it the distinct-students plateau is stable and students never specialise"))
+    if "eta_c_undefined" in result:
+        lines.append(f"η_c: undefined: {result['eta_c_undefined']}")
     return "\n".join(lines)

@@ -101,11 +101,17 @@ class FixedPoint:
         decay = -np.real(self.eigenvalues)
         return float(min(np.min(decay[self.visible], initial=np.inf), 2 * np.min(decay)))
 
+    @property
+    def escape_rate(self) -> float:
+        """λ_u = max Re λ: the rate at which a saddle (a plateau) is left along its most unstable
+        direction (positive for a saddle; −`rate`)."""
+        return float(np.real(self.eigenvalues)[0])
+
     def escape_time(self, distance: float) -> float:
         """The leading-order time to leave a saddle from `distance` along its most unstable
         direction, ln(1/distance)/λ_u (λ_u = max Re λ > 0): a plateau's length for an initial
         asymmetry `distance`, up to an O(1/λ_u) constant that does not depend on it."""
-        growth = float(np.real(self.eigenvalues)[0])
+        growth = self.escape_rate
         if growth <= self.tolerance:
             raise ValueError(f"this fixed point is {self.kind}: no direction leads away from it")
         return float(np.log(1 / distance) / growth)

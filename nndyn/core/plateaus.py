@@ -1,0 +1,209 @@
+"""The unspecialised plateaus of a realizable setting, their escape, and η_c.
+
+On Saad & Solla's symmetric ansatz (K = M, T = I, v* = 1; `nndyn.core.symmetric`) a plateau is a
+fixed point with R = S: every student unit overlaps every teacher unit alike, so no unit has
+specialised. There are two (docs/fixed-points.md, "Two plateaus"):
+
+- "identical": Q = C, the students are one vector. The flows keep Q = C, so only students
+  started identical reach it; at η → 0 it is Saad & Solla's symmetric fixed point
+  (Q = C = 1/(2K − 1), R = S = 1/√(K(2K − 1)) for erf).
+- "distinct": Q > C, the students differ: the η² terms (SGD's own fluctuations, ∝ η²/B) push
+  them apart. Learning from distinct students, i.e. from any random initialisation, visits this
+  one. As η → 0 or B → ∞ it merges with "identical".
+
+Each is found by integrating the reduction on its subspace (R = S, and Q = C for "identical")
+from students of unit norm with no teacher overlap, projected back onto the subspace every
+`CHUNK`/η time units so that round-off cannot break the symmetry, until its flows are below
+`SETTLED`·η; then Newton's method (`nndyn.core.fixed_points.fixed_point`) polishes it, in the
+reduction (any K) or, with `full`, in the full flows from its expansion (the Jacobian then has
+the directions that break the ansatz too, and their number is the plateau's count of unstable
+directions). A plateau is left along its most unstable direction at λ_u = max Re λ
+(`FixedPoint.escape_rate`); from an initial distance δ₀ along it the escape takes
+ln(1/δ₀)/λ_u plus an O(1/λ_u) approach (`FixedPoint.escape_time`).
+
+`plateau_threshold` gives η_c: the learning rate above which the "distinct" plateau is stable,
+so that students never specialise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from jax.typing import ArrayLike
+
+from nndyn.core import symmetric
+from nndyn.core.errors import DivergenceError
+from nndyn.core.fixed_points import FixedPoint, FixedPointError, fixed_point, learning_rate_threshold
+from nndyn.core.setting import Setting
+from nndyn.core.symmetric import SymmetricState
+
+#: The plateaus, by name (see the module docstring).
+PLATEAUS = ("identical", "distinct")
+#: The reduction is integrated in chunks of CHUNK/η time units, projected onto the plateau's
+#: subspace after each (round-off along an unstable direction grows by at most e^(CHUNK λ_u/η)).
+CHUNK = 50.0
+#: The most chunks integrated before Newton's method takes over.
+MAX_CHUNKS = 200
+#: The largest |flow|, relative to η, at which a chunked integration hands over to Newton's
+#: method (the separation of the students, Q − C, settles slowly at small η).
+SETTLED = 1e-5
+#: |R − S| above which the point Newton's method reached has left the unspecialised subspace
+#: (specialised points have |R − S| of order one; near η_c the plateau's specialising eigenvalue
+#: is near zero and Newton's step amplifies round-off along it to ~1e-8).
+UNSPECIALISED = 1e-6
+#: The learning rates, as shares of η_max, at which `plateau_threshold` looks for η_c's bracket,
+#: upwards; where the first is stable already, halvings of it downwards (η_c K falls with K:
+#: 0.14 at K = 10⁴).
+SCAN = tuple(np.arange(1, 16) / 16)
+
+
+def _project(state: SymmetricState, identical: bool) -> SymmetricState:
+    """`state` on the plateau's subspace: R = S (their mean), and Q = C (their mean) when
+    `identical`."""
+    overlap = 0.5 * (np.asarray(state.R) + np.asarray(state.S))
+    Q, C = np.asarray(state.Q), np.asarray(state.C)
+    if identical:
+        Q = C = 0.5 * (Q + C)
+    return SymmetricState(Q, C, overlap, overlap, np.asarray(state.v))
+
+
+def _settle(setting: Setting, identical: bool) -> SymmetricState:
+    """The state where the reduction, kept on the plateau's subspace, comes to rest from students
+    with no overlap with the teachers: orthogonal ones of unit norm, or for `identical` one
+    vector of norm 1/K (their sum, the output's, then has the norm of one unit: larger ones
+    diverge at large η)."""
+    K = setting.K
+    state = SymmetricState(1.0 / K, 1.0 / K, 0.0, 0.0, 1.0) if identical else SymmetricState(1.0, 0.0, 0.0, 0.0, 1.0)
+    span = np.array([0.0, CHUNK / setting.lr])
+    for _ in range(MAX_CHUNKS):
+        try:
+            state = _project(symmetric.integrate(setting, state, span).state(-1), identical)
+        except DivergenceError as error:
+            raise FixedPointError(f"the {'identical' if identical else 'distinct'} students reach no plateau at "
+                                  f"η = {setting.lr:g}: {error}") from None
+        if np.max(np.abs(np.asarray(symmetric.flows(setting, state)))) < SETTLED * setting.lr:
+            return state
+    raise FixedPointError(f"the {'identical' if identical else 'distinct'} students did not settle on a plateau "
+                          f"within {MAX_CHUNKS * CHUNK / setting.lr:g} time units (η = {setting.lr:g})")
+
+
+def _specialisation(state) -> float:
+    """R − S of a `SymmetricState` (zero on a plateau)."""
+    return float(np.asarray(state.R) - np.asarray(state.S))
+
+
+def _plateau(setting: Setting, name: str) -> FixedPoint:
+    """The plateau `name` ("identical" or "distinct") as a fixed point of the reduction."""
+    point = fixed_point(setting, _settle(setting, identical=name == "identical"))
+    state = point.state
+    assert isinstance(state, SymmetricState)
+    if abs(_specialisation(state)) > UNSPECIALISED:
+        raise FixedPointError(f"Newton's method left the unspecialised subspace from the {name} plateau's start "
+                              f"(R − S = {_specialisation(state):.2g})")
+    return point
+
+
+def plateau(setting: Setting, name: str, T: ArrayLike | None = None, v_star: ArrayLike | None = None, *,
+            full: bool = False) -> FixedPoint:
+    """The unspecialised plateau `name` ("identical" or "distinct", see the module docstring) of
+    the realizable `setting` (K = M ≥ 2, backprop). Raises `FixedPointError` where learning
+    reaches no such plateau (e.g. identical students diverge at large η).
+
+    **Arguments:** `full`: polish it in the full flows (`state` `OrderParameters`, eigenvalues
+    of the full Jacobian, O(K⁴) per evaluation); else the reduction's (`state` a
+    `SymmetricState`, eigenvalues within the ansatz, any K). `T` (M, M), `v_star` (M,): a
+    teacher other than T = I, v* = 1 (implies `full`): that teacher's plateau, reached by
+    Newton's method from T = I's (for a teacher near the identity, e.g. one drawn at large N).
+    """
+    if name not in PLATEAUS:
+        raise ValueError(f"name must be one of {', '.join(map(repr, PLATEAUS))}, got {name!r}")
+    symmetric.check(setting)
+    point = _plateau(setting, name)
+    if not (full or T is not None or v_star is not None):
+        return point
+    state = point.state
+    assert isinstance(state, SymmetricState)
+    start = dataclasses.replace(state.expand(setting.K),
+                                T=np.eye(setting.K) if T is None else np.asarray(T, dtype=np.float64),
+                                v_star=np.ones(setting.K) if v_star is None else np.asarray(v_star, dtype=np.float64))
+    return fixed_point(setting, start)
+
+
+def plateaus(setting: Setting, T: ArrayLike | None = None, v_star: ArrayLike | None = None, *,
+             full: bool = False) -> dict[str, FixedPoint]:
+    """Both plateaus, {"identical": FixedPoint, "distinct": FixedPoint}, as `plateau` finds
+    them; a name is missing where learning reaches no such plateau (`plateau` says why). Where
+    the two have merged (η → 0 or B → ∞) "distinct" is the point "identical" is."""
+    found = {}
+    for name in PLATEAUS:
+        try:
+            found[name] = plateau(setting, name, T, v_star, full=full)
+        except FixedPointError:
+            continue
+    return found
+
+
+def _distinct_rate(setting: Setting, lr: float, start: SymmetricState | None, full: bool):
+    """(the "distinct" plateau at η = η_v = `lr` in the reduction, its max Re λ), Newton's method
+    starting from `start` (a nearby η's plateau) or, without one or where that fails, from a
+    settled integration."""
+    changed = setting.replace(lr=lr, lr_v=lr)
+    point = None
+    if start is not None:
+        try:
+            point = fixed_point(changed, start)
+        except FixedPointError:
+            point = None
+        if point is not None and abs(_specialisation(point.state)) > UNSPECIALISED:
+            point = None  # it specialised: not the plateau
+    if point is None:
+        point = _plateau(changed, "distinct")
+    state = point.state
+    assert isinstance(state, SymmetricState)
+    if full:
+        return state, float(np.real(fixed_point(changed, state.expand(setting.K)).eigenvalues[0]))
+    return state, float(np.real(point.eigenvalues[0]))
+
+
+def plateau_threshold(setting: Setting, *, full: bool = False, relative_tolerance: float = 1e-6) -> float | None:
+    """η_c: the learning rate (η_v = η) above which the "distinct" plateau of the realizable
+    `setting` (K = M ≥ 2, backprop, T = I) is stable, so that students started on it never
+    specialise; None where it stays a saddle up to η_max (perfect learning's stability limit,
+    within the ansatz), e.g. at small K.
+
+    The plateau's max Re λ (within the ansatz, or with `full` of the full Jacobian: O(K⁴) per
+    evaluation) is scanned at η_max·`SCAN` for its first change of sign, then bisected to
+    `relative_tolerance`, each plateau found by Newton's method from its neighbour's."""
+    symmetric.check(setting)
+    eta_max = learning_rate_threshold(setting.replace(sigma=0.0), symmetric=True, relative_tolerance=1e-8)
+    below, state = None, None
+    for share in SCAN:
+        lr = share * eta_max
+        state, rate = _distinct_rate(setting, lr, state, full)
+        if rate < 0:
+            break
+        below, below_state = lr, state
+    else:
+        return None
+    if below is None:  # stable at the first share already: η_c is below it
+        above, above_state = lr, state
+        while below is None:
+            lr = lr / 2
+            if lr < 1e-6 * eta_max:
+                raise FixedPointError(f"the distinct plateau is stable down to η = {lr:.3g}: no η_c found")
+            state, rate = _distinct_rate(setting, lr, above_state, full)
+            if rate < 0:
+                above, above_state = lr, state
+            else:
+                below, below_state = lr, state
+        lr = above
+    above = lr
+    while above - below > relative_tolerance * above:
+        middle = 0.5 * (below + above)
+        middle_state, rate = _distinct_rate(setting, middle, below_state, full)
+        if rate < 0:
+            above = middle
+        else:
+            below, below_state = middle, middle_state
+    return 0.5 * (below + above)
