@@ -1,4 +1,4 @@
-"""Continual learning (issue 14): protocols of phases on several teachers, ODE and SGD."""
+"""Continual learning: protocols of phases on several teachers, ODE and SGD."""
 
 import dataclasses
 
@@ -181,3 +181,26 @@ def test_readouts_have_the_similarity_they_are_given(M, similarity):
 def test_a_readout_similarity_one_unit_cannot_have_is_refused():
     with pytest.raises(nndyn.core.schema.ParameterError, match="readout_similarity = 0 cannot be realised"):
         teachers_weights(nndyn.Setting(K=2, M=1, lr=0.5), nndyn.Teachers(readout_similarity=0.0), N=20)
+
+
+@pytest.mark.slow  # SGD and the ODE through three protocols
+def test_separate_heads_forget_most_at_intermediate_similarity():
+    """Lee et al. (2021)'s set-up (a head per task, initial weights 0.001; erf, K = 2, M = 1,
+    η = 1, 50 time units per task, N = 784): forgetting of task 0 is not monotonic in the feature
+    similarity: at γ_f = 0.3 it exceeds that at γ_f = 0 and at γ_f = 1, by more than 4 standard
+    errors of the SGD mean, in SGD and in the ODE started from SGD's initial states alike."""
+    setting = nndyn.Setting(K=2, M=1, lr=1.0, train_second_layer=True)
+    forgetting = {}
+    for similarity in (0.0, 0.3, 1.0):
+        protocol = nndyn.Protocol(nndyn.Teachers(count=2, feature_similarity=similarity, heads="multi"),
+                                  (nndyn.Phase(teacher=0, t=50.0), nndyn.Phase(teacher=1, t=50.0)))
+        sim = nndyn.simulate_protocol(setting, protocol, N=784, seeds=4, init_scale=1e-3, t_max=100.0)
+        init, heads = sim.initial_state()
+        ode = nndyn.integrate_protocol(setting, protocol, init, sim.t, heads=heads)
+        forgetting[similarity] = (sim.metrics(protocol)["forgetting"][:, 0], ode.metrics(protocol)["forgetting"][:, 0])
+    middle_sim, middle_ode = forgetting[0.3]
+    for similarity in (0.0, 1.0):
+        sim, ode = forgetting[similarity]
+        error = np.hypot(np.std(middle_sim, ddof=1), np.std(sim, ddof=1)) / np.sqrt(len(sim))
+        assert np.mean(middle_sim) - np.mean(sim) > 4 * error
+        assert np.mean(middle_ode) - np.mean(ode) > 4 * error

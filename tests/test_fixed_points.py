@@ -1,4 +1,4 @@
-"""Fixed points and their stability from the generated vector field (issue 15's core)."""
+"""Fixed points and their stability from the generated vector field."""
 
 import dataclasses
 

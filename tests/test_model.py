@@ -1,4 +1,4 @@
-"""The model description (issue 13): teacher and student activations apart, output scaling,
+"""The model description: teacher and student activations apart, output scaling,
 feedback alignment, weight decay. Mixed integrals against Monte Carlo on Hypothesis-drawn
 blocks, the whole vector field against a direct Monte-Carlo estimate of the SGD update, the best
 linear fit's closed form, and bad input. ODE against SGD: tests/test_ode_vs_sgd.py."""

@@ -97,7 +97,7 @@ def test_relu_two_layer():
     assert_agrees(setting, sim, ode)
 
 
-# -- the model description (issue 13) ------------------------------------------------------------
+# -- the model description --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("student, teacher", [("relu", "erf"), ("erf", "relu")])
@@ -166,7 +166,7 @@ def test_output_scaling_one_over_K_at_K_8():
     assert_rejects(setting.replace(output_scaling="1/sqrt(K)"), sim)
 
 
-# -- continual learning (issue 14) ---------------------------------------------------------------
+# -- continual learning --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("activation, heads, batch", [("erf", "single", None), ("erf", "multi", None),

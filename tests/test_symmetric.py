@@ -1,4 +1,4 @@
-"""Saad & Solla's symmetric reduction for any K (issue 15): derived with K a symbol, checked
+"""Saad & Solla's symmetric reduction for any K: derived with K a symbol, checked
 against the full flows on the ansatz, and used where the full flows cannot go (K = 10⁴)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""ε_g in the exponential tail (issue 17): the adaptive controller's error is relative to the
+"""ε_g in the exponential tail: the adaptive controller's error is relative to the
 O(1) order parameters, so without care ε_g = O(δ²) loses its digits as the deviation δ from the
 fixed point shrinks; `integrate` re-integrates such a tail about its fixed point."""
 

@@ -210,21 +210,26 @@ def figure(name: str, full: bool = False) -> Experiment:
 
 #: The feature similarities of `nndyn reproduce continual`.
 SIMILARITIES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: Its two set-ups: (label, heads, init_scale). Lee et al. (2021) train a head per task from
+#: small initial weights; one shared head from O(1) weights is the other extreme.
+CONTINUAL_SETUPS = (("separate heads, init 0.001 (Lee et al.)", "multi", 1e-3),
+                    ("one shared head, init 0.5", "single", 0.5))
 
 
 def _continual(full: bool) -> Experiment:
     """Lee et al. (2021): a two-layer erf student, K = 2, learns teacher 0 (M = 1), then teacher
-    1 of feature similarity γ_f (readouts equal), one shared head; forgetting of task 0 and
-    transfer to task 1 against γ_f."""
+    1 of feature similarity γ_f (readouts equal), in each of `CONTINUAL_SETUPS`; forgetting of
+    task 0 and transfer to task 1 against γ_f."""
     seeds, t_phase = (10, 50.0) if full else (4, 20.0)
     setting = Setting(K=2, M=1, lr=1.0, train_second_layer=True)
     panels = tuple(
-        Panel(f"γ_f = {similarity:g}", setting, Simulation(N=N_BLOG, t_max=2 * t_phase, seeds=seeds, init_scale=0.5),
-              protocol=Protocol(Teachers(count=2, feature_similarity=similarity, readout_similarity=1.0),
+        Panel(f"{label}, γ_f = {similarity:g}", setting,
+              Simulation(N=N_BLOG, t_max=2 * t_phase, seeds=seeds, init_scale=init_scale),
+              protocol=Protocol(Teachers(count=2, feature_similarity=similarity, readout_similarity=1.0, heads=heads),
                                 (Phase(teacher=0, t=t_phase), Phase(teacher=1, t=t_phase))))
-        for similarity in SIMILARITIES)
-    return Experiment("continual", "Continual learning: teacher 0, then teacher 1 (erf, K = 2, M = 1 per teacher)",
-                      panels, rows=("eg_teacher",), layout="similarity")
+        for label, heads, init_scale in CONTINUAL_SETUPS for similarity in SIMILARITIES)
+    return Experiment("continual", "Continual learning: teacher 0, then teacher 1 (erf, K = 2, M = 1 per teacher, "
+                      "η = 1)", panels, rows=("eg_teacher",), layout="similarity")
 
 
 FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual")

@@ -64,39 +64,46 @@ def _row(ax, row, result):
 
 
 def plot_similarity(experiment, results, path) -> None:
-    """Continual panels that differ in the feature similarity γ_f: ε_g on both teachers over time
-    (one colour per γ_f; SGD solid, ODE dashed), and forgetting of task 0 and transfer to task 1
-    against γ_f (ODE line, SGD mean ± standard error over seeds)."""
-    fig = Figure(figsize=(13, 3.8))
+    """Continual panels that differ in the feature similarity γ_f, in one or more set-ups (the
+    label before ", γ_f"): ε_g on both teachers over time in the first set-up (one colour per
+    γ_f, ODE), and forgetting of task 0 and transfer to task 1 against γ_f for every set-up (ODE
+    line, SGD mean ± standard error over seeds, the verdict's answer in the legend)."""
+    fig = Figure(figsize=(14, 4.2))
     axes = fig.subplots(1, 3)
-    similarities, metrics = [], {"sim": [], "ode": []}
-    colours = colormaps["viridis"](np.linspace(0, 0.9, len(results)))
-    for colour, result in zip(colours, results):
+    setups: dict[str, list] = {}
+    for result in results:
+        setups.setdefault(result.panel.label.rsplit(", γ_f", 1)[0], []).append(result)
+    first, first_results = next(iter(setups.items()))
+    colours = colormaps["viridis"](np.linspace(0, 0.9, len(first_results)))
+    for colour, result in zip(colours, first_results):
         similarity = result.panel.protocol.teachers.feature_similarity
-        similarities.append(similarity)
         t = np.asarray(result.sim.t)
         for teacher, style in ((0, "-"), (1, ":")):
             axes[0].plot(t, np.asarray(result.ode.eg_teacher)[..., teacher].mean(axis=0), color=colour, ls=style,
                          label=f"γ_f = {similarity:g}" if teacher == 0 else None)
-        for kind in metrics:
-            metrics[kind].append(getattr(result, kind).metrics(result.panel.protocol))
     axes[0].set_yscale("log")
     axes[0].set_xlabel("t = steps / N")
     axes[0].set_ylabel("ε_g, ODE (task 0 solid, task 1 dotted)")
+    axes[0].set_title(first, fontsize=9)
     axes[0].legend(fontsize=7)
-    for ax, (name, task, label) in zip(axes[1:], (("forgetting", 0, "forgetting of task 0"),
-                                                  ("transfer", 1, "forward transfer to task 1"))):
-        ode = [np.nanmean(values[name][..., task]) for values in metrics["ode"]]
-        sim = [values[name][..., task] for values in metrics["sim"]]
-        ax.plot(similarities, ode, color=ODE, label="ODE (mean over seeds' starts)")
-        ax.errorbar(similarities, [np.nanmean(s) for s in sim],
-                    yerr=[np.nanstd(s, ddof=1) / np.sqrt(len(s)) for s in sim], fmt="o", color=SIM,
-                    label="SGD (mean ± SE)")
+    for index, (setup, members) in enumerate(setups.items()):
+        similarities = [result.panel.protocol.teachers.feature_similarity for result in members]
+        metrics = {kind: [getattr(result, kind).metrics(result.panel.protocol) for result in members]
+                   for kind in ("sim", "ode")}
+        agree = sum(result.agreement.passed for result in members)
+        for ax, (name, task) in zip(axes[1:], (("forgetting", 0), ("transfer", 1))):
+            ode = [np.nanmean(values[name][..., task]) for values in metrics["ode"]]
+            sim = [values[name][..., task] for values in metrics["sim"]]
+            ax.plot(similarities, ode, color=f"C{index}", label=f"{setup}: ODE")
+            ax.errorbar(similarities, [np.nanmean(s) for s in sim],
+                        yerr=[np.nanstd(s, ddof=1) / np.sqrt(len(s)) for s in sim], fmt="o", color=f"C{index}",
+                        label=f"SGD (mean ± SE; verdict: follows the ODE at {agree} of {len(members)})")
+    for ax, label in zip(axes[1:], ("forgetting of task 0", "forward transfer to task 1")):
         ax.set_xlabel("feature similarity γ_f")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
-    N = results[0].panel.simulation.N
-    fig.suptitle(f"{experiment.title}, N = {N}", fontsize=10)
+        ax.legend(fontsize=6.5)
+    N, seeds = results[0].panel.simulation.N, results[0].panel.simulation.seeds
+    fig.suptitle(f"{experiment.title}, N = {N}, {seeds} seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
