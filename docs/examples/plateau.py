@@ -22,24 +22,27 @@ N, SEEDS = (4000, 8) if FULL else (500, 4)
 setting = nndyn.Setting(K=2, M=2, lr=0.5)
 
 # %% [markdown]
-# ## The saddle
+# ## The saddles
 #
-# Newton's method from the symmetric state Q_ik = 1/(2K − 1), R_in = 1/√(K(2K − 1)):
+# There are two unspecialised plateaus (docs/fixed-points.md): one where the students are
+# identical (Q_11 = Q_12, Saad & Solla's symmetric state as η → 0) and one where SGD's own
+# fluctuations keep them apart (Q_11 > Q_12), the one learning from random students visits.
+# `nndyn.plateaus` finds both, here in the full flows:
 
 # %%
 K = 2
-plateau_guess = nndyn.OrderParameters(np.full((K, K), 1 / (2 * K - 1)), np.full((K, K), 1 / np.sqrt(K * (2 * K - 1))),
-                                      np.eye(K), np.ones(K), np.ones(K))
-saddle = nndyn.fixed_point(setting, plateau_guess)
-growth = float(saddle.eigenvalues.real[0])
-print(
-    f"{saddle.kind} with {saddle.unstable_directions} unstable direction(s); ε_g = {saddle.eg:.5f}; λ_u = {growth:.4f}"
-)
+found = nndyn.plateaus(setting, full=True)
+for name, point in found.items():
+    print(f"{name} students: {point.kind} with {point.unstable_directions} unstable direction(s); "
+          f"Q_11 = {point.state.Q[0, 0]:.4f}, Q_12 = {point.state.Q[0, 1]:.4f}; ε_g = {point.eg:.5f}; "
+          f"λ_u = {point.escape_rate:.4f}")
+saddle = found["identical"]
+growth = saddle.escape_rate
 
 # %% [markdown]
 # ## The ODE from smaller and smaller asymmetries
 #
-# At the saddle both students are one vector w̄ (Q is all one number). Move them apart by
+# At the identical-students saddle both students are one vector w̄ (Q is all one number). Move them apart by
 # ±δ₀ (e₁ − e₂) along the difference of the two teacher vectors: R_in = R ± δ₀, Q_ii = Q + 2δ₀²,
 # Q_12 = Q − 2δ₀², the overlaps of real vectors. Each tenfold smaller δ₀ should add ln 10/λ_u
 # to the escape.
@@ -73,7 +76,8 @@ print(f"shift per decade: {shifts}, predicted ln 10/λ_u = {np.log(10) / growth:
 # ## SGD: the asymmetry comes from finite N
 #
 # A student drawn at random starts with an asymmetry of order N^(−1/2), so the plateau of SGD
-# lengthens like ln N/(2λ_u). Each seed against its own ODE:
+# lengthens like ln N/(2λ_u), λ_u of the plateau it sits on (at K = 2 the students leave before
+# they have settled on either: the two λ_u differ by 8 %). Each seed against its own ODE:
 
 # %%
 sim = nndyn.simulate(setting, N=N, t_max=200.0 if not FULL else 400.0, seeds=SEEDS, init_scale=0.01)
@@ -81,7 +85,9 @@ ode = nndyn.integrate(setting, sim.initial_state(), sim.t)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(sim.t, np.asarray(sim.eg).T, color="tab:blue", alpha=0.5, lw=1)
 ax.plot(ode.t, np.asarray(ode.eg).T, color="tab:red", ls="--", lw=1)
-ax.axhline(saddle.eg, color="k", ls=":", lw=1)
+for (name, point), style in zip(found.items(), (":", "-.")):
+    ax.axhline(point.eg, color="k", ls=style, lw=1, label=f"plateau, {name} students")
+ax.legend(fontsize=8)
 ax.set(xlabel="t", ylabel="ε_g", yscale="log", title=f"SGD (blue) and the ODE (dashed), N = {N}")
 fig.tight_layout()
 answer = nndyn.verdict(setting, sim)
