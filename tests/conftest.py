@@ -28,20 +28,13 @@ def _mappings() -> int | None:
         return None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _release_compiled_programs_per_module():
-    """Drop JAX's compiled programs after each test module. Each XLA:CPU executable holds
-    memory mappings, and the whole suite compiles enough programs to pass the kernel's
-    vm.max_map_count (65 530), after which LLVM's JIT crashes the process (a segfault or an
-    abort inside compilation)."""
-    yield
-    jax.clear_caches()
-
-
 @pytest.fixture(autouse=True)
 def _release_compiled_programs():
-    """Drop them after a test too when this process holds more than MAPPINGS mappings (one
-    module, tests/test_ode_vs_sgd.py, reaches 15 000 by itself)."""
+    """Drop JAX's compiled programs after a test when this process holds more than MAPPINGS
+    memory mappings. Each XLA:CPU executable holds some, and the whole suite compiles enough
+    programs to pass the kernel's vm.max_map_count (65 530), after which LLVM's JIT crashes
+    the process (a segfault or an abort inside compilation). Dropping them only then keeps
+    traced programs across tests (tracing a Diffrax solve costs seconds)."""
     yield
     count = _mappings()
     if count is not None and count > MAPPINGS:

@@ -24,6 +24,7 @@ def _run(K=2):
     return nndyn.integrate(setting, init, TIMES)
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_a_solve_is_exported_once_and_reused(folder, monkeypatch):
     first = _run()
     files = list(folder.glob("*.jaxexport"))
@@ -95,6 +96,7 @@ print(repr(np.asarray(value).tolist()))
     ("lambda a: jnp.linalg.eigh(a)[0]", [1.0, 2.0, 3.0]),  # LAPACK: initialised as JAX does
     ("lambda a: jnp.sin(a).sum(axis=0)", list(np.sin([3.0, 1.0, 2.0]))),  # none: left alone
 ])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_path, function, expected):
     """The first process exports the program, the second loads it and runs it first thing,
     where JAX's LAPACK kernels are initialised only for a program that calls them."""
@@ -111,6 +113,7 @@ def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_
     assert len(list((tmp_path / "exported").glob("*.jaxexport"))) == 1
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_cache_stays_within_its_cap(tmp_path):
     """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 30 programs (235 kB of
     entries without a cap) leaves JAX's entries within 90 % of it (JAX's LRU eviction), and

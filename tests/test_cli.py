@@ -129,6 +129,7 @@ def test_reproduce_mismatch(tmp_path):
     ("weight_decay = -0.5", "weight_decay must be a finite number >= 0, got -0.5"),
     ('feedback = "random"', "feedback must be one of 'backprop', 'alignment', got 'random'"),
 ])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, message):
     text = "\n".join(l for l in CONFIG.splitlines() if not l.startswith(line.split()[0] + " ")) + "\n" + line + "\n"
     (tmp_path / "bad.toml").write_text(text)
@@ -279,6 +280,7 @@ def test_derive_is_a_subcommand(tmp_path):
     ("analyse", "t_max = 10\nK = 300\nM = 300\n", "this analysis needs about"),
     ("analyse", "K = 2\nM = 2\n[teachers]\ncount = 2\n[[phases]]\nteacher = 0\nt = 2\n", "is a continual config"),
 ])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_analyse_refuses_before_it_starts(tmp_path, command, text, what):
     """K = M = 300 would take days of Newton's steps (each a Jacobian of 135 150 vector fields);
     a continual config has several teachers, which one set of flows does not describe."""

@@ -17,6 +17,7 @@ from nndyn.core.fixed_points import (
 )
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_eta_max_of_the_erf_perceptron_is_pi_sqrt_five_thirds():
     """K = M = 1, soft committee machine, T = 1: perfect learning is stable for η < π√(5/3)."""
     eta_max = learning_rate_threshold(nndyn.Setting(K=1, M=1, lr=1.0))
@@ -24,6 +25,7 @@ def test_eta_max_of_the_erf_perceptron_is_pi_sqrt_five_thirds():
 
 
 @pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_symmetric_plateau_is_saad_and_sollas_saddle(K):
     """η → 0 (a huge batch removes the η² term): Q_ii = Q_ik = 1/(2K-1), R_in = 1/√(K(2K-1)) is a
     fixed point with ε_g = (K/π)(π/6 − K arcsin(1/(2K))), a saddle whose unstable eigenvalue has
@@ -63,7 +65,7 @@ def test_the_specialised_point_is_stable_below_eta_max_and_unstable_above():
 def test_eigenvalues_agree_with_a_finite_difference_jacobian():
     setting = nndyn.Setting(K=2, M=2, lr=0.7, train_second_layer=True)
     point = nndyn.fixed_point(setting, perfect_learning(setting))
-    field, _, flatten, _, _ = _field(setting)
+    field, _, flatten, _, _, _ = _field(setting)
     args = setting.ode_args(point.state.T, point.state.v_star)
     x = flatten(point.state.as_ode_state())
     h = 1e-6
@@ -79,7 +81,7 @@ def test_a_start_near_a_stable_point_decays_at_the_predicted_rate():
     setting = nndyn.Setting(K=2, M=2, lr=0.5)
     point = nndyn.fixed_point(setting, perfect_learning(setting))
     assert point.kind == "stable" and abs(point.eigenvalues[0].imag) < 1e-12
-    _, _, flatten, unflatten, _ = _field(setting)
+    _, _, flatten, unflatten, _, _ = _field(setting)
     x = np.asarray(flatten(point.state.as_ode_state())) + 1e-5 * np.real(point.eigenvectors[:, 0])
     y = unflatten(jnp.asarray(x), point.state.v)
     start = nndyn.OrderParameters(y["Q"], y["R"], point.state.T, point.state.v, point.state.v_star)

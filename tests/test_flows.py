@@ -55,6 +55,7 @@ def assert_within_standard_errors(name, analytic, samples):
 
 
 @pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_vector_field_agrees_with_monte_carlo(batch):
     Omega, state, args = random_state(seed=batch)
     args = {**args, "batch": float(batch)}
@@ -141,6 +142,7 @@ def relu_state(coincide: bool):
 
 
 @pytest.mark.parametrize("coincide", [False, True])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_blocks_of_repeated_units_take_only_the_coincidence_variants(coincide):
     """With COINCIDENT, the full closed form (generic and variants) sees exactly the blocks of
     distinct units, and every value equals the full closed form's on every block (up to
@@ -168,6 +170,7 @@ def test_blocks_of_repeated_units_take_only_the_coincidence_variants(coincide):
 
 
 @pytest.mark.parametrize("teacher", ["relu", "erf"])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_vector_fields_split_by_repeated_units_equal_the_unsplit_ones(monkeypatch, teacher):
     """ReLU's flows (and a ReLU student's on an erf teacher: split per signature) with the
     repeated units' blocks given to the coincidence variants equal those without the split."""

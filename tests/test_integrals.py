@@ -16,10 +16,24 @@ erf = load("erf")
 SIZES = {"I2": 2, "J2": 2, "I3": 3, "I4": 4}
 MC_SAMPLES = 1_000_000
 STANDARD_ERRORS = 5
+#: ReLU's I4 holds the sign quadruple, a 32-point rule whose documented error (derive/special.py,
+#: PLACKETT_ORDER) is ~1e-16 on well-conditioned blocks but up to 5e-8 where units are near
+#: collinear (|ρ| within 1e-6 of 1; two near-collinear pairs, drawn by Hypothesis: 4.8e-9).
+NEAR_COLLINEAR, QUADRUPLE_ERROR = 1e-6, 5e-8
+
+
+def rule_error(activation: str, name: str, C: np.ndarray) -> float:
+    """The closed form's own documented error on `C`, beyond round-off."""
+    if (activation, name) != ("relu", "I4"):
+        return 0.0
+    scale = np.sqrt(np.diag(C))
+    rho = np.abs(C / np.outer(scale, scale))[~np.eye(len(C), dtype=bool)]
+    return QUADRUPLE_ERROR if np.any(rho > 1 - NEAR_COLLINEAR) else 0.0
 
 
 @pytest.mark.parametrize("activation", sorted(INTEGRANDS_OF))
 @pytest.mark.parametrize("name", SIZES)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_integral_agrees_with_monte_carlo(activation, name):
     module = load(activation)
 
@@ -29,7 +43,7 @@ def test_integral_agrees_with_monte_carlo(activation, name):
     def check(C):
         mean, error = monte_carlo(INTEGRANDS_OF[activation][name], C, MC_SAMPLES, seed_of(C))
         value = float(module.integral(name, jnp.asarray(C)))
-        assert abs(value - mean) <= STANDARD_ERRORS * error + 1e-12, (
+        assert abs(value - mean) <= STANDARD_ERRORS * error + 1e-12 + rule_error(activation, name, C), (
             f"{activation} {name}{C.tolist()}: closed form {value}, Monte Carlo {mean} ± {error}"
         )
 

@@ -128,6 +128,7 @@ def recorded_inputs():
 
 
 @pytest.mark.parametrize("name", MARKED)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_kernels_give_the_recorded_values(name, recorded_inputs):
     blocks, states, _ = recorded_inputs
     check(kernel_values(name, blocks, states))

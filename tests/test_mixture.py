@@ -41,6 +41,7 @@ def test_mixture_integrals_agree_with_monte_carlo(name):
 
 
 @pytest.mark.parametrize("name", SIZES)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_runtime_matches_the_derivations_evaluation(name):
     """nndyn.core.mixture (JAX, what generated modules run; I4 factorised) against
     derive.mixture.integral (NumPy, G's closed form on each rescaled block, what nndyn.derive

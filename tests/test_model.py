@@ -44,6 +44,7 @@ def integrand(name, signature, student, teacher):
 @pytest.mark.parametrize("signature", SIGNATURES, ids="".join)
 @pytest.mark.parametrize("pair", [pytest.param(pair, marks=pytest.mark.slow) if "relu" in pair else pair
                                   for pair in generated.PAIRS], ids="__".join)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_mixed_integrals_agree_with_monte_carlo(pair, signature):
     """Every mixed integral of every built-in pair, on full, near-singular and repeated-row
     blocks (a repeated row between a student and a teacher slot is a student unit that matches
@@ -110,6 +111,7 @@ def sgd_update_samples(student, teacher, state, args, rng):
     pytest.param("quadratic", "erf", "backprop", "1/sqrt(K)", marks=pytest.mark.slow),
     ("linear", "erf", "alignment", "1"),
 ])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_vector_field_agrees_with_the_sgd_update(student, teacher, feedback, scaling):
     """Mixed activations, feedback alignment, output scaling and weight decay at once: the
     generated flows equal the expectation of the update (5 standard errors per entry)."""
@@ -130,6 +132,7 @@ def test_vector_field_agrees_with_the_sgd_update(student, teacher, feedback, sca
         assert np.all(z <= 5), f"{name}: |flow − MC| / SE = {z}"
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_generalisation_error_with_mixed_activations_and_scaling():
     rng = np.random.default_rng(11)
     factor = rng.normal(size=(K + M, K + M))

@@ -22,6 +22,7 @@ def _unspecialised(state):
     return np.array([state.Q[0, 0], state.Q[0, 1], np.mean(state.R)], dtype=float)
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_identical_plateau_has_one_student_vector_the_distinct_one_distinct_students():
     """K = 2, η = 0.5, B = 1: both are unspecialised (R = S); the identical one has Q = C, the
     distinct one Q > C with the (K − 1)² unstable directions of specialisation only, while the
@@ -40,6 +41,7 @@ def test_the_identical_plateau_has_one_student_vector_the_distinct_one_distinct_
                        atol=1e-6)
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_identical_plateau_is_left_at_its_escape_rate():
     """K = 2, η = 0.5: started at the identical plateau plus 1e-7 along its most unstable
     direction, the integrated deviation grows by one e-folding in 1/λ_u (to 1 %)."""

@@ -57,6 +57,7 @@ def test_a_run_folder_round_trips_through_dataframe_and_xarray(run_folder):
                                   stored["p0_sim_R"][1, :, 2, 0])
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_a_sweep_folder_round_trips(tmp_path):
     points = nndyn.grid(defaults={"K": 2, "M": 2}, product={"lr": [0.3, 0.6], "feedback": ["backprop", "alignment"]})
     rows = nndyn.sweep(points, t_max=5.0, folder=tmp_path / "sweep", saves=6, sharded=False)

@@ -55,6 +55,7 @@ def symbolic_step(setting, W, v, W_star, v_star, b, x, xi):
 
 
 @pytest.mark.parametrize("pair, scaling, feedback, trained, decay, sigma, batch", OPTIONS)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_simulators_step_is_the_symbolic_update(pair, scaling, feedback, trained, decay, sigma, batch):
     setting = nndyn.Setting(K=3, M=2, lr=0.7, lr_v=0.45, sigma=sigma, batch=batch, train_second_layer=trained,
                             activation=pair[0], teacher_activation=pair[1], output_scaling=scaling,
@@ -114,6 +115,7 @@ def compilations(run) -> int:
         _EVENTS = None
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_rates_are_data_for_simulate_and_integrate():
     """Eight learning rates and weight decays, one after another, compile nothing after the first
     (the rates travel as traced values; only shapes and activations are static)."""

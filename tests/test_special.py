@@ -39,6 +39,7 @@ def sample_blocks():
 
 
 @pytest.mark.parametrize("index", range(6))
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_gauss_legendre_kernel_matches_the_high_precision_reference(index):
     """The 32-point rule: error below 1e-11 on well-conditioned and singular blocks."""
     C = sample_blocks()[index]
@@ -56,6 +57,7 @@ CLUSTERS = {"pair": ({1: (0, 1)}, 1e-9), "antipair": ({1: (0, -1)}, 1e-9),
 
 @pytest.mark.parametrize("delta", [1e-3, 1e-5])
 @pytest.mark.parametrize("cluster", CLUSTERS)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_quadruple_is_accurate_on_near_collinear_units(cluster, delta):
     """Units a distance δ apart (1 - |ρ| ~ δ², as students near a teacher or near each other):
     the error stays at the quadrature's, free of the O(1) round-off that a cancelling form of the

@@ -118,6 +118,7 @@ def test_a_different_sweep_in_the_folder_is_refused(config, unsharded, tmp_path)
     ("t_max = 1.0\n[grid]\nlr = [-0.1]\n", "lr must be a finite number > 0, got -0.1"),
     ("t_max = 1.0\n[grid]\nK = [0]\n", "K must be an integer >= 1"),
 ])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_bad_sweep_configs(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)

@@ -43,6 +43,7 @@ CASES = [(2, name) for name in SETTINGS] + [
 
 
 @pytest.mark.parametrize("K, name", CASES)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_reduction_is_the_full_flows_on_the_ansatz(K, name):
     """Every flow and ε_g, K = 2 … 8 (the second setting at K = 2 and 5): to round-off (a wrong
     multiplicity would be off by O(1))."""

@@ -32,6 +32,7 @@ def scaled(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_writes_only_into_out(scaled, repo):
     assert sorted(path.name for path in scaled.iterdir()) == ["scaled.py"]
     assert (scaled / "scaled.py").read_text().startswith(
@@ -39,6 +40,7 @@ def test_writes_only_into_out(scaled, repo):
     assert not (repo / "generated" / "scaled.py").exists()
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_loaded_by_path_it_integrates_and_matches_monte_carlo(scaled):
     setting = nndyn.Setting(K=2, M=2, lr=0.5, activation=str(scaled / "scaled.py"))
     kernels = setting.kernels
@@ -130,6 +132,7 @@ def test_no_accurate_quadrature_is_a_clear_error_and_writes_nothing(tmp_path):
     ("x*y", "uses 'y', which is not x"), ("x +", "cannot parse"), ("x**(1/0)", "is not finite"),
     ("exp(x**2)", "grows faster than exponentially"), ("log(x)", "is not a real, finite number at x = -80"),
 ])
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_bad_expressions(tmp_path, expression, message):
     """One line, exit 2, nothing written, no traceback (the last three were TypeErrors of SymPy or
     mpmath deep in the derivation)."""
@@ -164,6 +167,7 @@ def test_missing_module_file():
         "erf(x)\nimport os",
     ],
 )
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_an_expression_runs_no_code_and_writes_nothing(tmp_path, expression):
     result = subprocess.run(
         [sys.executable, "-m", "nndyn.derive", "--name", "evil", "--expr", expression, "--out", str(tmp_path / "out")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import signal
 import sys
@@ -47,6 +48,10 @@ def _bar(label: str):
     return show
 
 
+#: How the agreement table shows the verdict's answer (`Agreement.answer`).
+ANSWERS = {"yes": "yes", "no": "NO", "inconclusive": "inconclusive"}
+
+
 def _table(summaries: dict) -> str:
     """The agreement table: per panel the gap between SGD's and the ODE's mean ε_g curves (what a
     figure shows), the smallest alignments, and the verdict (`nndyn.verdict`: the ODE restarted
@@ -65,8 +70,14 @@ def _table(summaries: dict) -> str:
             lines.append(
                 f"{name:<{first}}{panel['label']:<{second}}{panel['max_abs_eg_gap_mean']:>22.2e}"
                 f"{panel['max_relative_eg_gap_mean']:>8.1%}{align:>22}{z:>10.1f}"
-                f"{panel['verdict_threshold']:>8.1f}  {'yes' if panel['agrees'] else 'NO'}"
+                f"{panel['verdict_threshold']:>8.1f}  {ANSWERS[panel['verdict_answer']]}"
             )
+            if panel["verdict_answer"] == "inconclusive":
+                resolution = panel["verdict_resolution"]  # None where no step could be measured
+                hidden = (f"flows up to {resolution:.0%} too fast or too slow" if resolution is not None
+                          and math.isfinite(resolution) else "flows of any speed")
+                notes.append(f"note: {panel['label']}: inconclusive: SGD's noise would hide {hidden} (more seeds "
+                             "or a larger N resolve them)")
             if panel["agrees"] and panel["max_relative_eg_gap_mean"] > 0.1:
                 notes.append(f"note: {panel['label']}: the mean ε_g curves differ by up to "
                              f"{panel['max_relative_eg_gap_mean']:.0%} while the ODE restarted at every recorded "

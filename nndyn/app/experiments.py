@@ -89,6 +89,8 @@ class PanelResult:
             "verdict_scores": self.agreement.scores,
             "verdict_threshold": self.agreement.threshold,
             "agrees": self.agreement.passed,
+            "verdict_answer": self.agreement.answer,
+            "verdict_resolution": self.agreement.resolution,
         }
 
 
@@ -124,7 +126,8 @@ class ContinualResult:
             summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
         summary["readout_cosines"] = _finite(readout_cosines(np.asarray(self.sim.v_star)[0]))  # realised γ_r
         summary.update({"verdict_scores": self.agreement.scores, "verdict_threshold": self.agreement.threshold,
-                        "agrees": self.agreement.passed})
+                        "agrees": self.agreement.passed, "verdict_answer": self.agreement.answer,
+                        "verdict_resolution": self.agreement.resolution})
         return summary
 
 

@@ -90,7 +90,7 @@ def plot_similarity(experiment, results, path) -> None:
         similarities = [result.panel.protocol.teachers.feature_similarity for result in members]
         metrics = {kind: [getattr(result, kind).metrics(result.panel.protocol) for result in members]
                    for kind in ("sim", "ode")}
-        agree = sum(result.agreement.passed for result in members)
+        agree = sum(result.agreement.answer == "yes" for result in members)
         for ax, (name, task) in zip(axes[1:], (("forgetting", 0), ("transfer", 1))):
             ode = [np.nanmean(values[name][..., task]) for values in metrics["ode"]]
             sim = [values[name][..., task] for values in metrics["sim"]]

@@ -86,16 +86,39 @@ class Agreement:
     "v", the largest |mean deviation| / SE over times and entries; `verdict`: per order
     parameter, the largest normal score per entry and window, and along the flow);
     `threshold`, the Bonferroni-corrected critical value they are held to; `comparisons`, how
-    many were made; `passed`, whether every score is within the threshold.
+    many were made; `resolution` (`verdict` only, else None): the test's power, as the smallest
+    relative error in the speed of the flows (every step of the ODE scaled by 1 ± ε, e.g. η
+    off by ε) whose along-the-flow score would reach the threshold.
+
+    **Properties:** `passed`, whether every score is within the threshold; `conclusive`,
+    whether the test could have said no to flows `CONCLUSIVE` (50 %) too fast or too slow;
+    `answer`, "yes", "no", or "inconclusive" where it passed without that power (e.g. N = 1,
+    whose noise hides any flow).
     """
 
     scores: dict[str, float]
     threshold: float
     comparisons: int
+    resolution: float | None = None
 
     @property
     def passed(self) -> bool:
         return max(self.scores.values()) <= self.threshold
+
+    @property
+    def conclusive(self) -> bool:
+        return self.resolution is None or self.resolution <= CONCLUSIVE
+
+    @property
+    def answer(self) -> str:
+        if not self.passed:
+            return "no"
+        return "yes" if self.conclusive else "inconclusive"
+
+
+#: The relative speed error of the flows a `verdict` must be able to detect for its "yes" to
+#: count (`Agreement.conclusive`).
+CONCLUSIVE = 0.5
 
 
 def agreement(sim: Trajectory | ContinualTrajectory, ode: Trajectory | ContinualTrajectory, family_level: float = 1e-3,
@@ -205,7 +228,11 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
     `integrate` (adaptive only for a protocol).
 
     **Returns:** an `Agreement`: scores per family ("Q", "R", "v" per entry and window;
-    "Q along the flow", ... for the components along the step).
+    "Q along the flow", ... for the components along the step), and its `resolution`: a flow
+    whose every step is off by a relative ε shifts the mean along-residual by ε times the mean
+    step, so the threshold times the along-the-flow test's standard error over the mean step
+    (the best-resolved order parameter's) is the smallest ε the test detects. Above `CONCLUSIVE`
+    a pass is "inconclusive" (`Agreement.answer`).
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`
 
@@ -241,6 +268,7 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
     from nndyn.core.integrate import ODEOptions
 
     ode = ODEOptions(**{name: value for name, value in options.items() if name in ("rtol", "atol")})
+    noise = []  # per order parameter: the along-the-flow test's standard error / the mean step
     for name, (start, end, predicted) in restarts.items():
         start, end, predicted = (entries(x, name) for x in (start, end, predicted))
         tested = np.all(np.isfinite(predicted), axis=-1)  # (seeds, n - 1)
@@ -265,8 +293,13 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
         for label, z in ((name, np.concatenate(per_window)), (f"{name} along the flow", _normal_scores(along))):
             scores[label] = float(np.max(z))
             comparisons += z.size
+        if along.size >= 2:  # the standard error of the mean along-residual, in units of the mean step
+            mean_step = float(np.mean(length[..., 0][tested]))
+            if mean_step > 0:
+                noise.append(float(np.std(along, ddof=1)) / np.sqrt(along.size) / mean_step)
     threshold = float(stats.norm.isf(family_level / (2 * max(comparisons, 1))))
-    return Agreement(scores, threshold, comparisons)
+    resolution = threshold * min(noise) if noise else math.inf
+    return Agreement(scores, threshold, comparisons, resolution)
 
 
 #: An interval is tested where SGD or the ODE moves an entry by more than this many times the

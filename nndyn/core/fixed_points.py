@@ -136,7 +136,8 @@ def _coordinates(K: int, M: int, trained: bool):
 
 
 def _field(setting: Setting):
-    """The jitted vector field and its Jacobian in the independent coordinates of `setting`
+    """The jitted vector field, its Jacobian, (flatten, unflatten), ε_g's gradient and ε_g, in the
+    independent coordinates of `setting`
     (compiled once per shape and model: η, σ, B, κ, λ enter as arguments)."""
     return _compiled_field(setting.activation, setting.teacher_activation, setting.K, setting.M,
                            setting.train_second_layer)
@@ -153,7 +154,7 @@ def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool
     def eg(x, v, args):
         return kernels.eg(unflatten(x, v), args)
 
-    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg))
+    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg)), jax.jit(eg)
 
 
 def fixed_point(setting: Setting, start: OrderParameters | SymmetricState, *, tolerance: float = 1e-12,
@@ -202,14 +203,14 @@ def _full_problem(setting: Setting, start: OrderParameters):
     start.validate()
     if (start.K, start.M) != (setting.K, setting.M):
         raise ValueError(f"start has K={start.K}, M={start.M} but the setting has K={setting.K}, M={setting.M}")
-    field, jacobian, flatten, unflatten, gradient = _field(setting)
+    field, jacobian, flatten, unflatten, gradient, eg = _field(setting)
     args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star), start.b)
     v = jnp.asarray(start.v)
 
     def finish(x):
         y = unflatten(x, v)
         state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star), start.b)
-        return state, setting.kernels.eg(y, args)
+        return state, eg(x, v, args)
 
     return (functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args),
             flatten(start.as_ode_state()), finish, functools.partial(gradient, v=v, args=args))
@@ -217,13 +218,12 @@ def _full_problem(setting: Setting, start: OrderParameters):
 
 def _symmetric_problem(setting: Setting, start: SymmetricState):
     """Like `_full_problem`, in the coordinates of the symmetric reduction."""
-    field, jacobian, flatten, unflatten, gradient = _symmetric_field(setting)
+    field, jacobian, flatten, unflatten, gradient, eg = _symmetric_field(setting)
     args = symmetric.arguments(setting)
     v = jnp.asarray(start.v, dtype=jnp.float64)
 
     def finish(x):
-        y = unflatten(x, v)
-        return y, symmetric.generalisation_error(setting, y)
+        return unflatten(x, v), eg(x, v, args)
 
     x = flatten(start.as_arrays())
     return (functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args), x, finish,
@@ -341,7 +341,7 @@ def _compiled_symmetric_field(activation: str, teacher: str, trained: bool):
     def eg(x, v, args):
         return symmetric.evaluate(kernels, ("eg",), unflatten(x, v), args)[0]
 
-    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg))
+    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg)), jax.jit(eg)
 
 
 def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
