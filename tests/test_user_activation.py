@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from scipy.special import erf as scipy_erf
 
 import nndyn
+from nndyn.core import cache
 from nndyn.core.kernels import load
+from nndyn.derive.activations import from_expression
+from nndyn.derive.hashing import kernel_hash
 from nndyn.derive.quadrature import REFERENCE_STEP, QuadratureTerm, evaluate
+from nndyn.derive.render import unsealed
+from nndyn.files import write_atomically
 
 BETA = 2.0
 
@@ -59,13 +65,31 @@ def test_loaded_by_path_it_integrates_and_matches_monte_carlo(scaled):
     assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]
 
 
+def derived_once(name: str, expression: str, tmp_path_factory) -> Path:
+    """The user module of `expression`, derived by the command line, and kept between runs in
+    nndyn's cache folder under its input hash (`derive.hashing.kernel_hash`: a change to the
+    derivation, a template or SymPy derives it again), with its seal intact: deriving tanh takes
+    a minute, and the module is a pure function of those inputs."""
+    digest = kernel_hash(from_expression(name, expression))
+    root = cache.folder()
+    kept = None if root is None else root.parent / "derived-for-tests" / digest / f"{name}.py"
+    if kept is not None and kept.is_file():
+        text = kept.read_text()
+        if unsealed(text) is not None and text.splitlines()[1] == f"# Input hash: sha256:{digest}":
+            return kept
+    out = tmp_path_factory.mktemp("kernels")
+    result = derive("--name", name, "--expr", expression, "--out", out)
+    assert result.returncode == 0, result.stderr
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(kept, (out / f"{name}.py").read_text())
+    return out / f"{name}.py"
+
+
 @pytest.fixture(scope="module")
 def tanh(tmp_path_factory):
     """g(x) = tanh(x): no closed form, so every integral falls back to the erf mixture."""
-    out = tmp_path_factory.mktemp("kernels")
-    result = derive("--name", "tanh", "--expr", "tanh(x)", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return load(str(out / "tanh.py"))
+    return load(str(derived_once("tanh", "tanh(x)", tmp_path_factory)))
 
 
 TANH_INTEGRANDS = integrands(np.tanh, lambda x: 1 - np.tanh(x) ** 2)

@@ -53,8 +53,10 @@ def block_size(save_every: int) -> int:
 
 def structure(setting: Setting) -> Setting:
     """What of `setting` shapes the compiled programs (a static jit argument): the setting with
-    its rates at fixed values, so that settings apart only in rates share programs."""
-    return setting.replace(lr=1.0, lr_v=1.0, sigma=0.0, batch=1, weight_decay=0.0, weight_decay_v=0.0)
+    its rates (the schema's flow fields) at fixed values, each its default or 1 where it has
+    none, so that settings apart only in rates share programs."""
+    return setting.replace(**{name: 1 if rule.required or rule.default is None else rule.default
+                              for name, rule in schema.parameters(Setting).items() if rule.flow})
 
 
 def rates_of(setting: Setting) -> dict:
