@@ -247,11 +247,13 @@ def test_two_runs_started_together_under_one_name_both_land(tmp_path):
 
 
 @pytest.mark.slow
-def test_analyse_finds_the_fixed_points_of_a_config(tmp_path):
-    """K = M = 2 at N = 500: every quantity is of the one teacher `nndyn run` draws (T ≠ I):
-    perfect learning is Q = R = T, η_max is that T's, and the two plateaus are found (the
-    distinct students' with one unstable direction, the identical students' with more)."""
-    (tmp_path / "two.toml").write_text('name = "two"\nN = 500\nK = 2\nM = 2\nlr = 0.5\nt_max = 50\n')
+def test_analyse_finds_the_fixed_points_of_a_config(tmp_path, repo):
+    """examples/plateau.toml (K = M = 2, η = 0.5) at N = 500: every quantity is of the one
+    teacher `nndyn run` draws (T ≠ I): perfect learning is Q = R = T, η_max is that T's, and the
+    two plateaus are found (the distinct students' with one unstable direction, the identical
+    students' with more)."""
+    text = (repo / "examples" / "plateau.toml").read_text().replace("N = 1000", "N = 500")
+    (tmp_path / "two.toml").write_text(text.replace("t_max = 400", "t_max = 50"))
     result = nndyn("analyse", tmp_path / "two.toml", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
