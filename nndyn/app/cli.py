@@ -78,7 +78,7 @@ def _table(summaries: dict) -> str:
                           and math.isfinite(resolution) else "flows of any speed")
                 notes.append(f"note: {panel['label']}: inconclusive: SGD's noise would hide {hidden} (more seeds "
                              "or a larger N resolve them)")
-            if panel["agrees"] and panel["max_relative_eg_gap_mean"] > 0.1:
+            if panel["verdict_answer"] == "yes" and panel["max_relative_eg_gap_mean"] > 0.1:
                 notes.append(f"note: {panel['label']}: the mean ε_g curves differ by up to "
                              f"{panel['max_relative_eg_gap_mean']:.0%} while the ODE restarted at every recorded "
                              "state follows SGD: the seeds leave a plateau at different times, and a mean over "
