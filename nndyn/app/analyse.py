@@ -81,7 +81,7 @@ def _record(name: str, point: FixedPoint) -> dict:
 
 
 def analyse(panel) -> dict:
-    """The fixed points found from `starts`, and η_max, η_opt where defined, as plain data."""
+    """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data."""
     setting = panel.setting
     found = []
     named, missing = starts(panel)

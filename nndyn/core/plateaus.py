@@ -12,7 +12,7 @@ specialised. There are two (docs/fixed-points.md, "Two plateaus"):
   one. As η → 0 or B → ∞ it merges with "identical".
 
 Each is found by integrating the reduction on its subspace (R = S, and Q = C for "identical")
-from students of unit norm with no teacher overlap, projected back onto the subspace every
+from students with no teacher overlap (`_settle`), projected back onto the subspace every
 `CHUNK`/η time units so that round-off cannot break the symmetry, until its flows are below
 `SETTLED`·η; then Newton's method (`nndyn.core.fixed_points.fixed_point`) polishes it, in the
 reduction (any K) or, with `full`, in the full flows from its expansion (the Jacobian then has
