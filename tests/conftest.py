@@ -15,22 +15,6 @@ def repo() -> Path:
     return REPO
 
 
-#: Test modules by their measured duration, longest first. pytest-xdist (--dist loadfile) hands
-#: whole modules to idle workers in collection order; the long ones go first so that no worker
-#: starts one while the other is idle at the end. Modules not named follow, in their own order.
-LONGEST_FIRST = ("test_ode_vs_sgd.py", "test_cli.py", "test_symmetric.py", "test_fixed_points.py", "test_sweeps.py",
-                 "test_benchmarks.py", "test_user_activation.py", "test_tail.py", "test_verdict.py", "test_model.py",
-                 "test_kernel_regression.py", "test_examples.py", "test_plateaus.py", "test_integrals.py",
-                 "test_generated_sync.py", "test_continual.py", "test_results.py", "test_flows.py",
-                 "test_integrate.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the tests by LONGEST_FIRST (a stable sort: the order within a module is kept)."""
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 #: Memory mappings above which the compiled programs are dropped after a test.
 MAPPINGS = 20_000
 
