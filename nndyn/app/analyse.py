@@ -45,11 +45,11 @@ def _teacher(panel) -> OrderParameters:
     return jax.tree_util.tree_map(lambda value: np.asarray(value)[0], first)
 
 
-def starts(panel) -> tuple[dict[str, OrderParameters], dict[str, str]]:
-    """Named starting states for Newton's method (see the module docstring), and for each start
-    that could not be built (a plateau learning does not reach) the reason."""
+def starts(panel, first: OrderParameters) -> tuple[dict[str, OrderParameters], dict[str, str]]:
+    """Named starting states for Newton's method (see the module docstring) from `first`, seed
+    0's initial state against the drawn teacher (`_teacher`), and for each start that could not
+    be built (a plateau learning does not reach) the reason."""
     setting, simulation = panel.setting, panel.simulation
-    first = _teacher(panel)
     options = {key: value for key, value in vars(panel.options).items() if key != "method"}
     late = integrate(setting, first, np.array([0.0, simulation.t_max]), **options).state_at(-1)
     named, missing = {f"ODE at t = {simulation.t_max:g}": late}, {}
@@ -84,9 +84,9 @@ def analyse(panel) -> dict:
     """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data."""
     setting = panel.setting
     found = []
-    named, missing = starts(panel)
-    failures = [{"start": name, "error": error} for name, error in missing.items()]
     teacher = _teacher(panel)
+    named, missing = starts(panel, teacher)
+    failures = [{"start": name, "error": error} for name, error in missing.items()]
     for name, start in named.items():
         try:
             point = fixed_point(setting, start)
