@@ -22,7 +22,20 @@ in which only the B same-sample pairs (x·x/N → 1) survive as N → ∞, leavi
     dv_i/dt  = ⟨G_i⟩ − λ_v v_i
     ε_g      = ½ ⟨Δ₀ Δ₀'⟩
 
-F' is F with its own joint index (d for c), Δ₀ the noise-free part of Δ. This module expands
+F' is F with its own joint index (d for c), Δ₀ the noise-free part of Δ.
+
+With structured inputs x ~ N(0, Σ) (docs/conventions.md, "Structured inputs") the overlaps are
+kept per level ℓ of Σ's spectrum: R^ℓ = W P_ℓ W*ᵀ/N, Q^ℓ = W P_ℓ Wᵀ/N. Projecting the same step
+on P_ℓ w*_n/N replaces the field u_n by its level-ℓ part u^ℓ_n = w*_n P_ℓ x/√N, and the square of
+the step keeps x P_ℓ x/N → ρ_ℓ f_ℓ (the *level weight*) in place of x·x/N → 1:
+
+    dR^ℓ_in/dt = ⟨F_i u^ℓ_n⟩ − λ R^ℓ_in
+    dQ^ℓ_ik/dt = ⟨F_i u^ℓ_k⟩ + ⟨F_k u^ℓ_i⟩ + (ρ_ℓ f_ℓ/B) ⟨F_i F'_k⟩ − 2λ Q^ℓ_ik
+
+(`flow_expectations(levels=True)`, the table the generator writes). u^ℓ is jointly Gaussian with
+the fields u, so ⟨F_i u^ℓ_n⟩ is I3 with a *projected* u slot, on the joint covariance of u and
+u^ℓ (Stein's lemma: linear in the slot's covariances ρ_ℓ Ω^ℓ with the other slots). One level of
+eigenvalue 1 (u^ℓ = u, ρ_ℓ f_ℓ = 1) is the isotropic model, the flows above. This module expands
 those expectations by linearity (⟨ξ⟩ = 0, ⟨ξ²⟩ = 1, ξ independent of u) and names each
 monomial's integral, giving a list of `FlowTerm`; monomials without a random factor are
 *state terms* (the decay), a coefficient times an order parameter.
@@ -42,8 +55,12 @@ weight_decay, weight_decay_v = sp.symbols("weight_decay weight_decay_v", nonnega
 #: The flow parameters the coefficients are written in, named as the vector field receives them:
 #: the fields of nndyn.Setting declared with flow=True, and κ, the student's output scaling.
 PARAMETERS = (lr, lr_v, sigma, batch, kappa, weight_decay, weight_decay_v)
+#: ρ_ℓ f_ℓ = ⟨x P_ℓ x⟩/N of one level of the input spectrum (1 for isotropic inputs).
+level_weight = sp.Symbol("level_weight", positive=True)
 xi = sp.Symbol("xi", real=True)
 g, g_prime, u = sp.Function("g"), sp.Function("g_prime"), sp.Function("u")
+#: The local field of a unit projected on one level of the input spectrum, u^ℓ = w P_ℓ x/√N.
+u_level = sp.Function("u_level")
 #: Readouts: a the signed scaled readout (K+M,), e the feedback vector (K,).
 a, e = sp.IndexedBase("a"), sp.IndexedBase("e")
 #: The order parameters, for state terms.
@@ -66,7 +83,7 @@ INTEGRALS = {
     ("g_prime", "u", "g"): "I3",
     ("g_prime", "g_prime", "g", "g"): "I4",
 }
-_KIND_ORDER = {"g_prime": 0, "u": 1, "g": 2}
+_KIND_ORDER = {"g_prime": 0, "u": 1, "u_level": 1, "g": 2}
 
 
 def error_signal(index: sp.Symbol, noise: bool = True) -> sp.Expr:
@@ -104,15 +121,18 @@ def sgd_step() -> dict[str, sp.Expr]:
     }
 
 
-def flow_expectations() -> dict[str, sp.Expr]:
+def flow_expectations(levels: bool = False) -> dict[str, sp.Expr]:
     """The flows before expansion: integrands (whose expectations are taken) plus state terms
-    (the decays: Q = W Wᵀ/N decays at twice w's rate)."""
+    (the decays: Q = W Wᵀ/N decays at twice w's rate). With `levels`, those of one level of a
+    structured input (module docstring): the fields projected on the level, u^ℓ, and the square
+    of the step weighted by the level weight ρ_ℓ f_ℓ."""
     F_i, G_i = updates(i, c)
     F_k = updates(k, c)[0]
     F_k_other = updates(k, d)[0]
+    field, weight = (u_level, level_weight) if levels else (u, 1)
     return {
-        "R": F_i * u(n) - DECAYS["w"] * R[i, n],
-        "Q": F_i * u(k) + F_k * u(i) + F_i * F_k_other / batch - 2 * DECAYS["w"] * Q[i, k],
+        "R": F_i * field(n) - DECAYS["w"] * R[i, n],
+        "Q": F_i * field(k) + F_k * field(i) + weight * F_i * F_k_other / batch - 2 * DECAYS["w"] * Q[i, k],
         "v": G_i - DECAYS["v"] * v[i],
         "eg": sp.Rational(1, 2) * error_signal(c, noise=False) * error_signal(d, noise=False),
     }
@@ -130,7 +150,9 @@ class FlowTerm:
     - `indices`: one index letter per slot of the integral's block, e.g. ("i", "n", "c").
     - `weights`: indexed readouts or order parameters with their indices, e.g.
       (("e", "i"), ("a", "c")) or (("Q", "ik"),).
-    - `scalar`: the coefficient in the flow parameters.
+    - `scalar`: the coefficient in the flow parameters (and the level weight).
+    - `projected`: the slot of the integral holding a field projected on a level of the input
+      spectrum (u^ℓ; `flow_expectations(levels=True)`), or None.
     """
 
     target: str
@@ -138,6 +160,7 @@ class FlowTerm:
     indices: tuple[str, ...]
     weights: tuple[tuple[str, str], ...]
     scalar: sp.Expr
+    projected: int | None = None
 
     @property
     def summed(self) -> str:
@@ -168,19 +191,23 @@ def _term(target: str, monomial: sp.Expr) -> FlowTerm | None:
         return None
     random_factors.sort(key=lambda factor: _KIND_ORDER[factor[0]])
     kinds = tuple(kind for kind, _ in random_factors)
+    plain = tuple("u" if kind == "u_level" else kind for kind in kinds)
     return FlowTerm(
         target=target,
-        integral=INTEGRALS[kinds] if kinds else None,
+        integral=INTEGRALS[plain] if kinds else None,
         indices=tuple(index for _, index in random_factors),
         weights=tuple(weights),
         scalar=scalar * moment,
+        projected=kinds.index("u_level") if "u_level" in kinds else None,
     )
 
 
-def derive_flows() -> list[FlowTerm]:
-    """All flow terms, target by target, in a deterministic order."""
+def derive_flows(levels: bool = False) -> list[FlowTerm]:
+    """All flow terms, target by target, in a deterministic order; with `levels`, those of one
+    level of a structured input (`flow_expectations`), which are the isotropic ones where the
+    level is the whole input (u^ℓ = u, level weight 1)."""
     terms = []
-    for target, integrand in flow_expectations().items():
+    for target, integrand in flow_expectations(levels).items():
         for monomial in sp.Add.make_args(sp.expand(integrand)):
             term = _term(target, monomial)
             if term is not None:

@@ -209,13 +209,14 @@ def _term(term: flows.FlowTerm) -> TermSpec:
     subscripts = ",".join(["".join(term.indices)] * (term.integral is not None) + [index for _, index in term.weights])
     return TermSpec(
         target=term.target,
-        parameters=tuple(str(p) for p in flows.PARAMETERS if term.scalar.has(p)),
+        parameters=tuple(str(p) for p in (*flows.PARAMETERS, flows.level_weight) if term.scalar.has(p)),
         coefficient=print_scalar(term.scalar),
         integral=term.integral,
         ranges="".join(flows.INDEX_RANGES[index] for index in term.indices),
         subscripts=f"{subscripts}->{flows.TARGETS[term.target]}",
         weights=tuple(name for name, _ in term.weights),
         fold=_fold(term),
+        projected=term.projected,
     )
 
 
@@ -223,7 +224,8 @@ def flow_spec(command: str) -> FlowSpec:
     """The flow table, the same for every activation."""
     step = tuple((name, tuple(sorted(map(str, expression.free_symbols))), print_scalar(expression))
                  for name, expression in flows.sgd_step().items())
-    return FlowSpec(tuple(str(p) for p in flows.PARAMETERS), tuple(map(_term, flows.derive_flows())),
+    return FlowSpec(tuple(str(p) for p in (*flows.PARAMETERS, flows.level_weight)),
+                    tuple(map(_term, flows.derive_flows(levels=True))),
                     dict(DEFINITIONS), step, flow_hash(), command)
 
 

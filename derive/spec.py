@@ -136,7 +136,8 @@ class TermSpec:
     """A flow term, printed: its `coefficient` in the flow `parameters` it uses, the integral on
     the blocks of `ranges` (a range letter per slot), contracted with the readouts `weights` by
     `subscripts`, folded when `fold` is set; with `integral` None, a state term (the coefficient
-    times the order parameter in `weights`)."""
+    times the order parameter in `weights`); `projected`, the slot holding a field projected on a
+    level of the input spectrum, or None."""
 
     target: str
     parameters: tuple[str, ...]
@@ -146,6 +147,7 @@ class TermSpec:
     subscripts: str
     weights: tuple[str, ...]
     fold: FoldSpec | None
+    projected: int | None = None
 
 
 @dataclass(frozen=True)

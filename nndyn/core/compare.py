@@ -178,16 +178,21 @@ def _restarts(setting: Setting, sim: Trajectory, dt: float | None, options: dict
         x = x[:, :-1] if per_time else np.broadcast_to(x[:, None], (seeds, n - 1) + x.shape[1:])
         return jnp.asarray(x.reshape((seeds * (n - 1),) + x.shape[2:]))
 
+    levels = {} if sim.Q_levels is None else {
+        "Q_levels": starts(sim.Q_levels, True), "R_levels": starts(sim.R_levels, True),
+        "T_levels": starts(sim.T_levels, False)}
     init = OrderParameters(starts(sim.Q, True), starts(sim.R, True), starts(sim.T, False),
                            starts(sim.v, True), starts(sim.v_star, False),
-                           None if sim.b is None else starts(sim.b, False))
+                           None if sim.b is None else starts(sim.b, False), **levels)
     options = {"refine_tail": False, **options}  # one interval each: no tail to refine
     with warnings.catch_warnings():  # ε_g of a converged state is round-off: `verdict` leaves such intervals out
         warnings.simplefilter("ignore", RuntimeWarning)
         restarted = integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
-    recorded = {name: np.asarray(getattr(sim, name)) for name in ("Q", "R", "v")}
+    # structured inputs: the overlaps per level are tested (their sums follow from them)
+    fields = {"Q": "Q", "R": "R", "v": "v"} if sim.Q_levels is None else {"Q": "Q_levels", "R": "R_levels", "v": "v"}
+    recorded = {name: np.asarray(getattr(sim, field)) for name, field in fields.items()}
     return {name: (value[:, :-1], value[:, 1:],
-                   np.asarray(getattr(restarted, name))[:, -1].reshape(value[:, 1:].shape))
+                   np.asarray(getattr(restarted, fields[name]))[:, -1].reshape(value[:, 1:].shape))
             for name, value in recorded.items()}
 
 
@@ -220,6 +225,8 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
     threshold is the Bonferroni-corrected normal quantile at the family-wise `family_level`. At
     the blog's N = 784 with 3 seeds, a batch size B = 2 in the ODE for an SGD with B = 1 fails
     by far; at N = 500, 32 seeds and t = 30, so does a learning rate 5 % off (tests/test_verdict.py).
+
+    With structured inputs the entries of Q and R are those of every level (`Q_levels`, `R_levels`).
 
     **Arguments:** `setting` (the SGD's), `sim` (a simulation: shapes (seeds, n, ...), equally
     spaced times), `protocol` for a continual run (`sim` a `ContinualTrajectory`: each interval
@@ -260,10 +267,15 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
     upper = np.triu_indices(K)
     scores, comparisons = {}, 0
 
-    def entries(x: np.ndarray, name: str) -> np.ndarray:  # (..., K, K | K, M | K) -> (..., entries)
+    leveled = getattr(sim, "Q_levels", None) is not None  # entries per level of a structured input
+
+    def entries(x: np.ndarray, name: str) -> np.ndarray:  # (..., [L,] K, K | K, M | K) -> (..., entries)
         if name == "Q":
-            return x[..., upper[0], upper[1]]
-        return x.reshape(x.shape[:-2] + (-1,)) if name == "R" else x
+            x = x[..., upper[0], upper[1]]
+            return x.reshape(x.shape[:-2] + (-1,)) if leveled else x
+        if name == "R":
+            return x.reshape(x.shape[:-3 if leveled else -2] + (-1,))
+        return x
 
     from nndyn.core.integrate import ODEOptions
 

@@ -290,6 +290,7 @@ def simulate_protocol(
 
     **Returns:** a `ContinualTrajectory` with a leading seed axis.
     """
+    _isotropic(setting)
     options.pop("t_max", None)
     save_every = options.get("save_every") or N
     interval = save_every / N
@@ -369,6 +370,13 @@ def _extra_head(setting: Setting, seeds, head: int, config: Simulation):
     )
 
 
+def _isotropic(setting: Setting) -> None:
+    """Protocols take isotropic inputs: a ParameterError naming input_spectrum otherwise."""
+    if setting.structured:
+        raise schema.ParameterError("input_spectrum", "input_spectrum: continual protocols take isotropic inputs "
+                                                      "(structured inputs are not supported there yet)")
+
+
 def integrate_protocol(
     setting: Setting, protocol: Protocol, init: OrderParameters, t: ArrayLike, heads: ArrayLike | None = None, **options
 ) -> ContinualTrajectory:
@@ -383,6 +391,7 @@ def integrate_protocol(
 
     **Returns:** a `ContinualTrajectory` (batch dimensions as init's).
     """
+    _isotropic(setting)
     options = ODEOptions(**options)
     if options.method != "adaptive":
         raise ValueError("method must be 'adaptive' for a protocol")

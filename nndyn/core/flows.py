@@ -8,6 +8,12 @@ unfolded terms as `jnp.einsum` over the integral's block tensor, terms symmetric
 slots on pairs x <= y only (`folded_contraction`); with teacher and
 student activations apart, every term on block tensors split by network. Terms are summed in
 table order; terms with a concrete zero coefficient are skipped.
+
+Structured inputs (docs/conventions.md): a *projected* term's slot `projected` holds the field of
+a unit projected on one level ℓ of the input spectrum, u^ℓ. Given that level's covariance
+ρ_ℓ Ω^ℓ (`level` in `evaluate`), the block tensor is taken on the joint covariance of u and u^ℓ,
+[[Ω, ρ_ℓ Ω^ℓ], [ρ_ℓ Ω^ℓ, ρ_ℓ Ω^ℓ]] (2(K+M) fields), the projected slot's units offset by K+M;
+without it u^ℓ = u (isotropic inputs).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class Term:
     subscripts: str
     weights: tuple[str, ...]
     fold: Fold | None = None
+    projected: int | None = None
 
 
 def readouts(v, v_star, feedback=None, kappa=1.0, kappa_star=1.0) -> dict:
@@ -68,16 +75,22 @@ def is_zero(value) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
-def _mixed_tensor(integral, coincident, factors, Omega, ranges, term):
+def _slots(term, chosen, ranges, offset):
+    """The units of each slot of `term` with slot p in range chosen[p], its projected slot's
+    offset by `offset` (0 without a level)."""
+    return tuple(ranges[letter] + (offset if p == term.projected else 0) for p, letter in enumerate(chosen))
+
+
+def _mixed_tensor(integral, coincident, factors, Omega, ranges, term, offset=0):
     """The block tensor of `term` with teacher and student activations apart: each slot of range
     J is split into its student and teacher parts, each part evaluated with the integral of its
     signature (a letter per slot: "s" student, "t" teacher, "-" the u slot), and the parts
-    concatenated back."""
+    concatenated back; `offset` as in `_slots`."""
     def part(p, chosen):
         if p == len(term.ranges):
             signature = "".join("-" if factor == "u" else letter.lower()
                                 for factor, letter in zip(factors[term.integral], chosen))
-            return block_tensor(integral(term.integral, signature), Omega, tuple(ranges[letter] for letter in chosen),
+            return block_tensor(integral(term.integral, signature), Omega, _slots(term, chosen, ranges, offset),
                                 None if coincident is None else coincident(term.integral, signature))
         letters = ("S", "T") if term.ranges[p] == "J" else (term.ranges[p],)
         pieces = [part(p + 1, chosen + letter) for letter in letters]
@@ -87,7 +100,8 @@ def _mixed_tensor(integral, coincident, factors, Omega, ranges, term):
 
 
 def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ...], Q, R, T, weights: Mapping,
-             parameters: Mapping, factors: Mapping | None = None, coincident: Callable | None = None) -> tuple:
+             parameters: Mapping, factors: Mapping | None = None, coincident: Callable | None = None,
+             level=None) -> tuple:
     """The sums of the `terms` of each of `targets` on one state, in the order of `targets`.
 
     **Arguments:** `integral(name, signature)`, the function of block entries of integral `name`
@@ -98,25 +112,31 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
     slot ("g", "g_prime", "u"), given when teacher and student activations differ (every
     term is then evaluated unfolded, on split tensors); `coincident(name, signature)`, like
     `integral` the function of the integral's coincidence variants alone, or None
-    (`nndyn.core.blocks.on_units`): blocks that repeat a unit are then evaluated by it.
+    (`nndyn.core.blocks.on_units`): blocks that repeat a unit are then evaluated by it;
+    `level`, for the flows of one level ℓ of a structured input, ρ_ℓ Ω^ℓ (K+M, K+M), the
+    covariance of the projected fields (module docstring; Q, R, T are then the blocks of the
+    fields' own covariance Σ_ℓ ρ_ℓ Ω^ℓ and the weights "Q", "R" the level's overlaps), or None.
 
     **Returns:** per target, an array of the target's shape: Q (K, K), R (K, M), v (K,), eg ().
     """
     Omega, ranges = joint_covariance(Q, R, T), units(*R.shape)
+    offset = 0
+    if level is not None:
+        Omega, offset = jnp.block([[Omega, level], [level, level]]), Omega.shape[0]
 
     def variants(name):
         return None if coincident is None else coincident(name, None)
 
     tensors = {}
     for term in terms:
-        key = (term.integral, term.ranges)
+        key = (term.integral, term.ranges, term.projected)
         if term.target in targets and term.integral is not None and key not in tensors and (
                 term.fold is None or factors is not None):
             if factors is None:
-                slots = tuple(ranges[letter] for letter in term.ranges)
+                slots = _slots(term, term.ranges, ranges, offset)
                 tensors[key] = block_tensor(integral(term.integral, None), Omega, slots, variants(term.integral))
             else:
-                tensors[key] = _mixed_tensor(integral, coincident, factors, Omega, ranges, term)
+                tensors[key] = _mixed_tensor(integral, coincident, factors, Omega, ranges, term, offset)
     sums = []
     for target in targets:
         total = None
@@ -129,7 +149,7 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
             if term.integral is None:
                 value = jnp.einsum(term.subscripts, *(weights[name] for name in term.weights))
             elif term.fold is None or factors is not None:
-                value = jnp.einsum(term.subscripts, tensors[term.integral, term.ranges],
+                value = jnp.einsum(term.subscripts, tensors[term.integral, term.ranges, term.projected],
                                    *(weights[name] for name in term.weights))
             else:
                 value = folded_contraction(integral(term.integral, None), Omega,

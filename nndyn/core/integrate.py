@@ -193,6 +193,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
         raise ValueError(
             f"init has K={init.K}, M={init.M} but the setting has K={setting.K}, M={setting.M}"
         )
+    check_levels(setting, init)
     ts = np.asarray(t, dtype=np.float64)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
         raise ValueError("t must be a 1-d increasing array of at least two finite times")
@@ -211,7 +212,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
             options = dataclasses.replace(options, max_steps=max(EULER_MAX_STEPS, 1 << (span_steps - 1).bit_length()))
     elif options.max_steps is None:
         options = dataclasses.replace(options, max_steps=ADAPTIVE_MAX_STEPS)
-    args = setting.ode_args(init.T, init.v_star, init.b)
+    args = setting.ode_args(init.T_levels if setting.structured else init.T, init.v_star, init.b)
     batch_dims = init.Q.ndim - 2  # batch dimensions of the initial states
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
 
@@ -227,10 +228,27 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
                                     static=(setting.activation, teacher, options, batch_dims), sources=sources))
     _raise_if_failed(np.asarray(solution.status), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
     ys, eg = solution.ys, solution.eg
-    if options.method == "adaptive" and options.refine_tail and np.min(np.asarray(eg)) < TAIL_TRIGGER:
+    if (options.method == "adaptive" and options.refine_tail and not setting.structured
+            and np.min(np.asarray(eg)) < TAIL_TRIGGER):
         ys, eg = _refine_tail(setting, init, ts, ys, eg, options, teacher)
     _warn_if_unresolved(ts, np.asarray(eg))
+    if setting.structured:
+        return Trajectory(jnp.asarray(ts), eg, jnp.sum(ys["Q"], axis=-3), jnp.sum(ys["R"], axis=-3), ys["v"], init.T,
+                          init.v_star, b=init.b, Q_levels=ys["Q"], R_levels=ys["R"], T_levels=init.T_levels)
     return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
+
+
+def check_levels(setting: Setting, state: OrderParameters) -> None:
+    """Raise ValueError (one line) unless `state` has overlaps per level exactly when `setting`'s
+    inputs are structured, as many levels as its spectrum."""
+    if setting.structured and not state.structured:
+        raise ValueError("the setting has an input_spectrum but the state has no overlaps per level: measure them "
+                         "with OrderParameters.from_weights(..., spectrum=setting.input_spectrum)")
+    if not setting.structured and state.structured:
+        raise ValueError("the state has overlaps per level but the setting's inputs are isotropic (no input_spectrum)")
+    if state.Q_levels is not None and state.Q_levels.shape[-3] != setting.levels:
+        raise ValueError(f"the state has {state.Q_levels.shape[-3]} levels but the setting's input_spectrum "
+                         f"has {setting.levels}")
 
 
 def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, options: ODEOptions, teacher):

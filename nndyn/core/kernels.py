@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 # nndyn.generated is mapped from generated/ by setuptools' package-dir, which pyright does not follow
+import jax
 import jax.numpy as jnp
 
 from nndyn import generated  # pyright: ignore[reportAttributeAccessIssue]
@@ -31,7 +32,7 @@ KERNEL_FORMAT = 2
 FLOW_TARGETS = ("Q", "R", "v")
 #: The values of the flow arguments that a vector field's `args` may omit: the plain model (no
 #: output scaling, no weight decay).
-FLOW_DEFAULTS = {"kappa": 1.0, "kappa_star": 1.0, "weight_decay": 0.0, "weight_decay_v": 0.0}
+FLOW_DEFAULTS = {"kappa": 1.0, "kappa_star": 1.0, "weight_decay": 0.0, "weight_decay_v": 0.0, "level_weight": 1.0}
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,12 +124,12 @@ class Kernels:
             module, key = self.pair, (name, signature)
         return getattr(module, "COINCIDENT", {}).get(key)
 
-    def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None):
+    def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None, level=None, overlaps=None):
         table = _flow_table()
         weights = {**flows.readouts(v, v_star, feedback, parameters.get("kappa", 1.0),
-                                    parameters.get("kappa_star", 1.0)), "Q": Q, "R": R, "v": v}
+                                    parameters.get("kappa_star", 1.0)), "Q": Q, "R": R, "v": v, **(overlaps or {})}
         return flows.evaluate(table.TERMS, self.closed_form, targets, Q, R, T, weights, parameters,
-                              None if self.teacher is None else table.FACTORS, self.coincident)
+                              None if self.teacher is None else table.FACTORS, self.coincident, level)
 
     def flows(self, Q, R, v, T, v_star, feedback=None, **parameters) -> tuple:
         """(dQ/dt (K, K), dR/dt (K, M), dv/dt (K,)), the N → ∞ flows; `parameters` are the flow
@@ -137,6 +138,27 @@ class Kernels:
         is b (K,) for feedback alignment, None for backpropagation. dv/dt is the flow of a
         trained second layer."""
         return self._evaluate(FLOW_TARGETS, Q, R, v, T, v_star, {**FLOW_DEFAULTS, **parameters}, feedback)
+
+    def level_flows(self, Q, R, v, T, v_star, rho, fraction, feedback=None, **parameters) -> tuple:
+        """The flows of structured inputs (docs/conventions.md), per level of the input spectrum:
+        (dQ/dt (L, K, K), dR/dt (L, K, M), dv/dt (K,)) of the level overlaps Q (L, K, K),
+        R (L, K, M), T (L, M, M), with the levels' eigenvalues `rho` (L,) and fractions
+        `fraction` (L,); the rest as for `flows`. The fields' covariance is Σ_ℓ ρ_ℓ Ω^ℓ; the terms
+        that do not depend on the level (ε_g's and the η² terms' integrals) are evaluated once
+        (they do not vary under the vmap over levels)."""
+        parameters = {**FLOW_DEFAULTS, **parameters}
+        scale = rho[:, None, None]
+        Q_total, R_total, T_total = (jnp.sum(scale * overlap, axis=0) for overlap in (Q, R, T))
+
+        def one_level(Q_level, R_level, T_level, rho_level, weight):
+            level = rho_level * blocks.joint_covariance(Q_level, R_level, T_level)
+            return self._evaluate(("Q", "R"), Q_total, R_total, v, T_total, v_star,
+                                  {**parameters, "level_weight": weight}, feedback, level,
+                                  {"Q": Q_level, "R": R_level})
+
+        dQ, dR = jax.vmap(one_level)(Q, R, T, rho, rho * fraction)
+        (dv,) = self._evaluate(("v",), Q_total, R_total, v, T_total, v_star, parameters, feedback)
+        return dQ, dR, dv
 
     def generalisation_error(self, Q, R, v, T, v_star, kappa=1.0, kappa_star=1.0):
         """ε_g = ½ <(ŷ − y)²> without label noise, a scalar (κ, κ* the output scalings)."""
@@ -152,15 +174,27 @@ class Kernels:
         scalars possibly arrays under vmap. Returns dy/dt like y; dQ/dt is symmetrised (its two
         triangles are sums in different orders), so that an integrated Q stays symmetric to
         round-off instead of accumulating an antisymmetric part.
+
+        Structured inputs: with "rho" and "fraction" (L,) in args, y's Q (L, K, K) and R
+        (L, K, M) and args' T (L, M, M) are per level (`level_flows`).
         """
         parameters = {name: args.get(name, FLOW_DEFAULTS.get(name)) for name in (*_flow_table().PARAMETERS,
                                                                                  "kappa_star")}
-        dQ, dR, dv = self.flows(y["Q"], y["R"], y["v"], args["T"], args["v_star"], args.get("b"), **parameters)
+        if "rho" in args:
+            parameters.pop("level_weight")
+            dQ, dR, dv = self.level_flows(y["Q"], y["R"], y["v"], args["T"], args["v_star"], args["rho"],
+                                          args["fraction"], args.get("b"), **parameters)
+        else:
+            dQ, dR, dv = self.flows(y["Q"], y["R"], y["v"], args["T"], args["v_star"], args.get("b"), **parameters)
         return {"Q": 0.5 * (dQ + jnp.swapaxes(dQ, -1, -2)), "R": dR, "v": args["train_v"] * dv}
 
     def eg(self, y, args):
         """ε_g of the state y (see `rhs` for y and args), a scalar."""
-        return self.generalisation_error(y["Q"], y["R"], y["v"], args["T"], args["v_star"],
+        Q, R, T = y["Q"], y["R"], args["T"]
+        if "rho" in args:  # structured inputs: the fields' covariance Σ_ℓ ρ_ℓ Ω^ℓ
+            scale = args["rho"][:, None, None]
+            Q, R, T = (jnp.sum(scale * overlap, axis=0) for overlap in (Q, R, T))
+        return self.generalisation_error(Q, R, y["v"], T, args["v_star"],
                                          args.get("kappa", 1.0), args.get("kappa_star", 1.0))
 
 

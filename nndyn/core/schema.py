@@ -30,7 +30,7 @@ _KEY = "nndyn.parameter"
 
 def parameter(default: Any = REQUIRED, *, doc: str, minimum: float | None = None, maximum: float | None = None,
               above: float | None = None, below: float | None = None, choices: tuple | None = None,
-              identifier: bool = False, flow: bool = False) -> Any:
+              identifier: bool = False, flow: bool = False, convert=None) -> Any:
     """Declare a dataclass field as a parameter.
 
     **Arguments:**
@@ -43,9 +43,12 @@ def parameter(default: Any = REQUIRED, *, doc: str, minimum: float | None = None
       of letters, digits and _ (e.g. one that names a folder).
     - `flow`: whether the flows depend on it (it is then passed to the vector field in `args`
       under its name, and derive/flows.py may use it as a symbol).
+    - `convert`: for a structured value (e.g. a tuple of pairs), the function that checks it
+      and returns it converted, raising ValueError with one line (the parameter's name is put
+      before it).
     """
     rule = {"doc": doc, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
-            "choices": choices, "identifier": identifier, "flow": flow}
+            "choices": choices, "identifier": identifier, "flow": flow, "convert": convert}
     return dataclasses.field(default=default, metadata={_KEY: rule})
 
 
@@ -76,6 +79,7 @@ class Parameter:
     choices: tuple | None = None
     identifier: bool = False
     flow: bool = False
+    convert: Any = None
 
     @property
     def required(self) -> bool:
@@ -111,6 +115,11 @@ class Parameter:
         raises `ParameterError` when the parameter does not accept it."""
         if value is None and self.optional:
             return None
+        if self.convert is not None:
+            try:
+                return self.convert(value)
+            except ValueError as error:
+                raise ParameterError(self.name, f"{self.name}: {error}") from None
         converted = _as_kind(value, self.kind)
         if converted is None or not self._accepts(converted):
             raise self.error(value)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nndyn.core import schema
+from nndyn.core import schema, spectrum
 from nndyn.core.kernels import Kernels, load
 from nndyn.core.schema import parameter
 
@@ -45,6 +45,10 @@ class Setting:
       `OrderParameters` `b`).
     - `weight_decay`, `weight_decay_v`: λ, λ_v ≥ 0: each SGD step w ← w − (λ/N) w + …, and
       v ← v − (λ_v/N) v + … when v is trained (nn2pp's --wd).
+    - `input_spectrum`: None for isotropic inputs x ~ N(0, I), or the spectrum of structured
+      inputs x ~ N(0, Σ): a tuple of levels (eigenvalue ρ_ℓ, fraction f_ℓ), Σ f_ℓ = 1
+      (docs/conventions.md; `nndyn.core.spectrum.power_law` builds power laws). The order
+      parameters are then kept per level (`OrderParameters.levels`).
     """
 
     K: int = parameter(doc="student hidden units", minimum=1)
@@ -64,6 +68,8 @@ class Setting:
     weight_decay: float = parameter(0.0, doc="weight decay λ of the first layer (w ← w − (λ/N) w per step)",
                                     minimum=0, flow=True)
     weight_decay_v: float = parameter(0.0, doc="weight decay λ_v of a trained second layer", minimum=0, flow=True)
+    input_spectrum: tuple | None = parameter(None, doc="levels [[eigenvalue, fraction], ...] of structured inputs "
+                                                       "x ~ N(0, Σ); default: isotropic", convert=spectrum.check)
 
     def __post_init__(self) -> None:
         schema.validate(self)
@@ -84,6 +90,16 @@ class Setting:
     def kernels(self) -> Kernels:
         """The kernels of the student's and the teacher's activations."""
         return load(self.activation, self.teacher_activation)
+
+    @property
+    def structured(self) -> bool:
+        """Whether the inputs are structured (an `input_spectrum` is given): order parameters per level."""
+        return self.input_spectrum is not None
+
+    @property
+    def levels(self) -> int:
+        """L, the number of levels of the input spectrum (1 for isotropic inputs)."""
+        return 1 if self.input_spectrum is None else len(self.input_spectrum)
 
     @property
     def kappa(self) -> float:
@@ -119,10 +135,14 @@ class Setting:
         """The `args` of the vector field `rhs(t, y, args)` for teacher overlaps T, readout v*
         and, for feedback alignment, the feedback vector b (K,): "T", "v_star", every flow
         parameter of the schema by name (as a float), "kappa" and "kappa_star", "train_v" (1.0
-        when the second layer is trained, else 0.0), and "b" for feedback alignment."""
+        when the second layer is trained, else 0.0), and "b" for feedback alignment. With
+        structured inputs T is per level (L, M, M), and "rho" and "fraction" (L,) hold the
+        spectrum."""
         flow = {name: float(getattr(self, name)) for name, rule in schema.parameters(Setting).items() if rule.flow}
         args = {"T": T, "v_star": v_star, **flow, "kappa": self.kappa, "kappa_star": self.kappa_star,
                 "train_v": 1.0 if self.train_second_layer else 0.0}
+        if self.input_spectrum is not None:
+            args |= {"rho": spectrum.eigenvalues(self.input_spectrum), "fraction": spectrum.fractions(self.input_spectrum)}
         if (b is None) != (self.feedback == "backprop"):
             self.check_feedback(b)  # raises, naming b
         return args if b is None else {**args, "b": b}

@@ -1,8 +1,10 @@
 """Online SGD of students on teachers at finite input dimension N, through a table of phases: the
 one scan behind `simulate` (a table of one phase) and `simulate_protocol`.
 
-Conventions of docs/conventions.md: inputs x ~ N(0, I_N), local fields λ = W x/√N (students),
-ρ = W* x/√N (every teacher unit). Per minibatch of B fresh samples the error Δ, the updates F
+Conventions of docs/conventions.md: inputs x ~ N(0, I_N), or x ~ N(0, Σ) with Σ diagonal in the
+coordinates' basis for structured inputs (`Setting.input_spectrum`: x = √ρ z coordinate by
+coordinate, O(N) per sample), local fields λ = W x/√N (students), ρ = W* x/√N (every teacher
+unit). Per minibatch of B fresh samples the error Δ, the updates F
 and G and the decay rates are evaluated from the symbolic step the flows are derived from
 (`nndyn.generated.flows.STEP`, printed from nndyn.derive.flows.sgd_step), with the readouts a
 and the feedback vector e of `nndyn.core.flows.readouts` (the ODE's):
@@ -31,13 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nndyn.core import normals, schema
+from nndyn.core import normals, schema, spectrum
 from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import readouts
 from nndyn.core.integrate import ODEOptions
 from nndyn.core.kernels import step_table
 from nndyn.core.setting import Setting
-from nndyn.core.state import measure
+from nndyn.core.state import measure, measure_levels
 
 MAX_BLOCK = 256  # steps whose inputs are drawn at once
 SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
@@ -132,7 +134,8 @@ def _evaluate(entry, values: dict):
 
 def eg_per_teacher(setting: Setting, heads_of: tuple[int, ...], Q, R, heads, T, v_star, b):
     """ε_g on every teacher (count,) of a state Q (K, K), R (K, count·M), heads (H, K), each
-    teacher t with its head heads_of[t]; T the joint teacher overlap, v_star (count, M)."""
+    teacher t with its head heads_of[t]; T the joint teacher overlap, v_star (count, M); with
+    structured inputs Q, R, T per level (L, ...)."""
     kernels = setting.kernels
 
     def one(teacher, head):
@@ -140,6 +143,12 @@ def eg_per_teacher(setting: Setting, heads_of: tuple[int, ...], Q, R, heads, T, 
         return kernels.eg({"Q": Q, "R": R, "v": heads[head]}, args)
 
     return jax.vmap(one)(jnp.arange(len(heads_of)), jnp.asarray(heads_of))
+
+
+def input_scales(setting: Setting, N: int):
+    """The standard deviation of each input coordinate (N,) for structured inputs (a constant of
+    the compiled program), or None for isotropic ones."""
+    return None if not setting.structured else jnp.asarray(spectrum.coordinate_scales(setting.input_spectrum, N))
 
 
 def held_out_labels(setting: Setting, W_teachers, v_star, X_test):
@@ -152,18 +161,24 @@ def held_out_labels(setting: Setting, W_teachers, v_star, X_test):
 
 def _records(setting: Setting, heads_of, W, heads, W_joint, v_star, b, X_test, labels):
     """What is recorded of one student W (K, N), heads (H, K): Q, R, the heads, ε_g of its order
-    parameters on every teacher, and the held-out error on every teacher (measured in float64)."""
+    parameters on every teacher, and the held-out error on every teacher (measured in float64);
+    for structured inputs also Q and R per level (L, K, K), (L, K, M) (and ε_g of the fields'
+    covariance Σ_ℓ ρ_ℓ Ω^ℓ)."""
     N = W.shape[-1]
     Q, R, T = measure(W, W_joint)
-    eg = eg_per_teacher(setting, heads_of, Q, R, heads, T, v_star, b)
+    overlaps = (Q, R, T)
+    if setting.structured:  # ε_g of the fields' covariance Σ_ℓ ρ_ℓ Ω^ℓ, from the overlaps per level
+        overlaps = measure_levels(W, W_joint, jnp.asarray(spectrum.indicators(setting.input_spectrum, N)))
+    eg = eg_per_teacher(setting, heads_of, overlaps[0], overlaps[1], heads, overlaps[2], v_star, b)
     prediction = setting.kappa * setting.kernels.g(X_test @ W.T / jnp.sqrt(N)) @ heads.T  # (P, H)
     eg_test = 0.5 * jnp.mean((prediction[:, jnp.asarray(heads_of)] - labels) ** 2, axis=0)
-    return Q, R, heads, eg, eg_test
+    return Q, R, heads, eg, eg_test, *(overlaps[:2] if setting.structured else ())
 
 
 @functools.partial(jax.jit, static_argnames=("setting", "heads_of"))
 def initial_records(setting: Setting, heads_of, W, heads, W_joint, v_star, b, X_test, labels):
-    """`_records` of students (S, K, N), heads (S, H, K), feedback vectors (S, K) or None."""
+    """`_records` of students (S, K, N), heads (S, H, K), feedback vectors (S, K) or None;
+    X_test already drawn with the input spectrum (`held_out_inputs`)."""
     return jax.vmap(lambda W, heads, b: _records(setting, heads_of, W, heads, W_joint, v_star, b, X_test, labels))(
         W, heads, b)
 
@@ -196,6 +211,7 @@ def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry,
     kernels = setting.kernels
     K, N = setting.K, X_test.shape[-1]
     block = block_size(save_every)
+    scales = input_scales(setting, N)
     phases = table["saves"].shape[0] - 1  # the last row is "over"
 
     def one_seed(key, carry, b):
@@ -218,7 +234,8 @@ def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry,
             def one_block(inner, key):
                 key_x, key_xi = jax.random.split(key)
                 # nndyn.normals draws JAX's float32 threefry stream, fused: most of a step's cost
-                samples = (normals.normal(key_x, (block, largest, N)), normals.normal(key_xi, (block, largest)))
+                x = normals.normal(key_x, (block, largest, N))
+                samples = (x if scales is None else x * scales.astype(x.dtype), normals.normal(key_xi, (block, largest)))
                 return jax.lax.scan(one_step, inner, samples)[0], None
 
             fields, heads, count = jax.lax.scan(
@@ -230,7 +247,7 @@ def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry,
             met = eg[row["teacher"]] < row["threshold"]
             moved = ((index + 1 - start >= row["saves"]) | met) & (phase < phases)
             carry = (fields, heads, count, phase + moved, jnp.where(moved, index + 1, start))
-            return carry, (*records, phase, met)
+            return carry, (*records[:5], phase, met, *records[5:])
 
         return jax.lax.scan(one_save, carry, saves)
 
@@ -242,9 +259,12 @@ def seed_keys(seeds) -> jax.Array:
     return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
 
 
-def held_out_inputs(N: int, held_out: int, teacher_seed: int) -> jax.Array:
-    """The held-out inputs (held_out, N) of a run whose teacher is drawn from `teacher_seed`."""
-    return jax.random.normal(jax.random.PRNGKey(2**31 - 1 - teacher_seed), (held_out, N))
+def held_out_inputs(N: int, held_out: int, teacher_seed: int, setting: Setting | None = None) -> jax.Array:
+    """The held-out inputs (held_out, N) of a run whose teacher is drawn from `teacher_seed`,
+    with the input spectrum of `setting` when it has one."""
+    X = jax.random.normal(jax.random.PRNGKey(2**31 - 1 - teacher_seed), (held_out, N))
+    scales = None if setting is None else input_scales(setting, N)
+    return X if scales is None else X * scales
 
 
 def raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None:

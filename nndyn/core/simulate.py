@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from nndyn.core import schema, sgd
+from nndyn.core import schema, sgd, spectrum
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
-from nndyn.core.state import OrderParameters, measure
+from nndyn.core.state import OrderParameters, measure, measure_levels
 from nndyn.core.trajectory import Trajectory
 from nndyn.core.weights import feedback_vectors, student_weights, teacher_weights
 
@@ -137,7 +137,12 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
     rows = [{**sgd.rates_of(setting), "teacher": 0, "head": 0, "saves": n_saves, "threshold": -math.inf},
             sgd.rest_row(setting, 0, 0)]
     table = sgd.phase_table(setting, rows, v_star[None])
-    X_test = sgd.held_out_inputs(N, config.held_out, config.teacher_seed)
+    if setting.structured:
+        try:
+            spectrum.level_sizes(setting.input_spectrum, N)
+        except ValueError as error:
+            raise schema.ParameterError("N", str(error)) from None
+    X_test = sgd.held_out_inputs(N, config.held_out, config.teacher_seed, setting)
     labels = sgd.held_out_labels(setting, W_teacher[None], v_star[None], X_test)
     heads = v0[:, None]
     records = [sgd.initial_records(static, (0,), W0, heads, W_teacher, v_star[None], b, X_test, labels)]
@@ -149,13 +154,20 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
                                  labels, jnp.asarray(saves), save_every=save_every, largest=setting.batch,
                                  varying=False, dtype=dtype)
         sgd.raise_if_diverged({"Q": saved[0], "R": saved[1], "v": saved[2]}, (saves + 1) * (save_every / N), seeds)
-        records.append(saved[:5])
+        records.append((*saved[:5], *saved[7:]))  # without the phase and its threshold
         if progress:
             jax.block_until_ready(carry)
             progress(done / len(chunks))
-    Q, R, heads, eg, eg_test = (jnp.concatenate([first[:, None], *rest], axis=1) for first, *rest in zip(*records))
+    Q, R, heads, eg, eg_test, *levels = (jnp.concatenate([first[:, None], *rest], axis=1)
+                                         for first, *rest in zip(*records))
     S = len(seeds)
     T = jnp.broadcast_to(measure(W_teacher, W_teacher)[2], (S, setting.M, setting.M))
     t = jnp.arange(n_saves + 1) * (save_every / N)
+    if setting.structured:
+        T_levels = measure_levels(W_teacher, W_teacher, spectrum.indicators(setting.input_spectrum, N))[2]
+        levels = {"Q_levels": levels[0], "R_levels": levels[1],
+                  "T_levels": jnp.broadcast_to(T_levels, (S, *T_levels.shape))}
+    else:
+        levels = {}
     return Trajectory(t, eg[..., 0], Q, R, heads[..., 0, :], T, jnp.broadcast_to(v_star, (S, setting.M)),
-                      eg_test[..., 0], b)
+                      eg_test[..., 0], b, **levels)

@@ -14,6 +14,19 @@ import numpy as np
 Array = jax.Array | np.ndarray
 
 
+def measure_levels(W, W_teacher, indicators) -> tuple[Array, Array, Array]:
+    """The overlaps per level of a structured input, Q^ℓ = W P_ℓ Wᵀ/N (..., L, K, K),
+    R^ℓ = W P_ℓ W*ᵀ/N (..., L, K, M), T^ℓ = W* P_ℓ W*ᵀ/N (..., L, M, M), of W (..., K, N) and W*
+    (..., M, N), P_ℓ the diagonal projector on level ℓ's coordinates given as `indicators` (L, N)
+    (`nndyn.core.spectrum.indicators`). Their sums over ℓ are `measure`'s."""
+    N = W.shape[-1]
+
+    def overlap(A, B):
+        return (A[..., None, :, :] * indicators[:, None, :]) @ B[..., None, :, :].swapaxes(-1, -2) / N
+
+    return overlap(W, W), overlap(W, W_teacher), overlap(W_teacher, W_teacher)
+
+
 def measure(W, W_teacher) -> tuple[Array, Array, Array]:
     """The overlaps Q = W Wᵀ/N (..., K, K), R = W W*ᵀ/N (..., K, M), T = W* W*ᵀ/N (..., M, M) of
     student weights W (..., K, N) and teacher weights W* (..., M, N), NumPy or JAX arrays (leading
@@ -31,8 +44,10 @@ class OrderParameters:
     **Fields:** `Q` (K, K) = W Wᵀ/N, `R` (K, M) = W W*ᵀ/N, `T` (M, M) = W* W*ᵀ/N, `v` (K,) the
     student's second layer, `v_star` (M,) the teacher's, and `b` (K,), for feedback alignment,
     the fixed feedback vector that carries the error to the first layer (None for
-    backpropagation). Leading batch dimensions are allowed (e.g. one state per seed) and are
-    shared by all fields.
+    backpropagation). With structured inputs (`Setting.input_spectrum`), the overlaps per level
+    of the spectrum, `Q_levels` (L, K, K) = W P_ℓ Wᵀ/N, `R_levels` (L, K, M), `T_levels`
+    (L, M, M), whose sums over levels are Q, R, T (None for isotropic inputs). Leading batch
+    dimensions are allowed (e.g. one state per seed) and are shared by all fields.
     """
 
     Q: Array
@@ -41,11 +56,17 @@ class OrderParameters:
     v: Array
     v_star: Array
     b: Array | None = None
+    Q_levels: Array | None = None
+    R_levels: Array | None = None
+    T_levels: Array | None = None
 
     @classmethod
-    def from_weights(cls, W, W_teacher, v=None, v_star=None, *, b=None, v_teacher=None) -> "OrderParameters":
+    def from_weights(cls, W, W_teacher, v=None, v_star=None, *, b=None, spectrum=None,
+                     v_teacher=None) -> "OrderParameters":
         """Measure the order parameters of weights W (K, N), W* (M, N), v (K,), v* (M,), with
-        the feedback vector b (K,) of feedback alignment when given.
+        the feedback vector b (K,) of feedback alignment when given, and with an input
+        `spectrum` (`Setting.input_spectrum`) the overlaps per level, W's coordinates grouped by
+        level in the eigenbasis (`nndyn.core.spectrum.level_sizes`).
 
         v and v* default to ones (the soft committee machine); `v_teacher` is the former name
         of `v_star` (deprecated).
@@ -63,7 +84,14 @@ class OrderParameters:
         v_star = np.ones(W_teacher.shape[0]) if v_star is None else np.asarray(v_star, dtype=np.float64)
         b = None if b is None else jnp.asarray(np.asarray(b, dtype=np.float64))
         Q, R, T = measure(W, W_teacher)
-        state = cls(jnp.asarray(Q), jnp.asarray(R), jnp.asarray(T), jnp.asarray(v), jnp.asarray(v_star), b)
+        levels = {}
+        if spectrum is not None:
+            from nndyn.core import spectrum as spectra
+
+            indicators = spectra.indicators(spectra.check(spectrum), W.shape[1])
+            levels = dict(zip(("Q_levels", "R_levels", "T_levels"),
+                              map(jnp.asarray, measure_levels(W, W_teacher, indicators))))
+        state = cls(jnp.asarray(Q), jnp.asarray(R), jnp.asarray(T), jnp.asarray(v), jnp.asarray(v_star), b, **levels)
         state.validate()
         return state
 
@@ -82,8 +110,16 @@ class OrderParameters:
         bottom = jnp.concatenate([jnp.swapaxes(self.R, -1, -2), self.T], axis=-1)
         return jnp.concatenate([top, bottom], axis=-2)
 
+    @property
+    def structured(self) -> bool:
+        """Whether the state holds overlaps per level of a structured input."""
+        return self.Q_levels is not None
+
     def as_ode_state(self) -> dict:
-        """The `y` of the generated `rhs(t, y, args)`."""
+        """The `y` of the generated `rhs(t, y, args)`: Q, R and v, with Q and R per level for
+        structured inputs."""
+        if self.structured:
+            return {"Q": self.Q_levels, "R": self.R_levels, "v": self.v}
         return {"Q": self.Q, "R": self.R, "v": self.v}
 
     def validate(self, tolerance: float = 1e-10) -> None:
@@ -94,6 +130,12 @@ class OrderParameters:
         expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
         if self.b is not None:
             expected["b"] = (K,)
+        levels = (self.Q_levels, self.R_levels, self.T_levels)
+        if any(level is None for level in levels) and not all(level is None for level in levels):
+            raise ValueError("Q_levels, R_levels and T_levels are given together or not at all")
+        if self.Q_levels is not None:
+            L = self.Q_levels.shape[-3] if self.Q_levels.ndim >= 3 else 0
+            expected |= {"Q_levels": (L, K, K), "R_levels": (L, K, M), "T_levels": (L, M, M)}
         for name, shape in expected.items():
             actual = getattr(self, name).shape
             if actual != batch + shape:
@@ -114,3 +156,14 @@ class OrderParameters:
                 f"the joint covariance Omega = [[Q, R], [R^T, T]] is not positive semi-definite "
                 f"(smallest eigenvalue {smallest:.3g}); no weights have these order parameters"
             )
+        if self.Q_levels is None:
+            return
+        Q_l, R_l, T_l = (np.asarray(level) for level in levels)
+        for name, total, level in (("Q", Q, Q_l), ("R", R, R_l), ("T", T, T_l)):
+            if not np.allclose(level.sum(axis=-3), total, atol=tolerance * scale * level.shape[-3] ** 0.5, rtol=1e-12):
+                raise ValueError(f"{name}_levels does not sum over levels to {name}")
+        omega_l = np.block([[Q_l, R_l], [np.swapaxes(R_l, -1, -2), T_l]])
+        smallest = float(np.min(np.linalg.eigvalsh(0.5 * (omega_l + np.swapaxes(omega_l, -1, -2)))))
+        if smallest < -tolerance * scale:
+            raise ValueError(f"a level's joint covariance [[Q_l, R_l], [R_l^T, T_l]] is not positive semi-definite "
+                             f"(smallest eigenvalue {smallest:.3g}); no weights have these order parameters")

@@ -33,21 +33,26 @@ def to_xarray(fields: dict[str, np.ndarray], dims: dict[str, tuple[str, ...]]):
 
 def to_dataframe(fields: dict[str, np.ndarray], dims: dict[str, tuple[str, ...]]):
     """A long `pandas.DataFrame`, one row per value: `seed` (when there is a seed axis), `t`
-    (NaN for a field constant in time), `quantity` (the field's name), `i`, `j` (its other
-    indices in the order of `dims`, <NA> where it has fewer) and `value`."""
+    (NaN for a field constant in time), `quantity` (the field's name), `level` (when a field has
+    a "level" dimension: its index, <NA> for the fields without), `i`, `j` (its other indices in
+    the order of `dims`, <NA> where it has fewer) and `value`."""
     import pandas
 
     lead, named = _named(fields, dims)
+    leveled = any("level" in names for names, _ in named.values())
     t = fields["t"]
     frames = []
     for name, (names, values) in named.items():
         grids = np.meshgrid(*(np.arange(size) for size in values.shape), indexing="ij")
         column = dict(zip(names, (grid.ravel() for grid in grids)))
-        indices = [column[dim] for dim in names if dim not in ("seed", "t")]
+        indices = [column[dim] for dim in names if dim not in ("seed", "t", "level")]
         if len(indices) > 2:
-            raise ValueError(f"{name} has {len(indices)} indices besides seed and t; a long table holds two")
+            raise ValueError(f"{name} has {len(indices)} indices besides seed, t and level; a long table holds two")
         frame: dict[str, object] = {"seed": column["seed"]} if lead else {}
         frame.update(t=t[column["t"]] if "t" in column else np.full(values.size, np.nan), quantity=name)
+        if leveled:
+            frame["level"] = pandas.array(column["level"] if "level" in column else [None] * values.size,
+                                          dtype="Int64")
         for position, label in enumerate("ij"):
             frame[label] = pandas.array(indices[position] if position < len(indices) else [None] * values.size,
                                         dtype="Int64")

@@ -16,6 +16,8 @@ from nndyn.core.state import Array, OrderParameters
 DIMS = {
     "eg": ("t",), "eg_test": ("t",), "Q": ("t", "student", "student2"), "R": ("t", "student", "teacher"),
     "v": ("t", "student"), "T": ("teacher", "teacher2"), "v_star": ("teacher",), "b": ("student",),
+    "Q_levels": ("t", "level", "student", "student2"), "R_levels": ("t", "level", "student", "teacher"),
+    "T_levels": ("level", "teacher", "teacher2"),
 }
 
 
@@ -33,6 +35,9 @@ class Trajectory:
     - `eg_test` (..., n) or None: for simulations, ½⟨(ŷ − y)²⟩ measured on a held-out set of
       noise-free examples, an empirical check on `eg`.
     - `b` (..., K) or None: the feedback vector of feedback alignment, constant in time.
+    - `Q_levels` (..., n, L, K, K), `R_levels` (..., n, L, K, M), `T_levels` (..., L, M, M), or
+      None: with structured inputs, the overlaps per level of the input spectrum (Q, R, T are
+      their sums over levels).
     """
 
     t: Array
@@ -44,12 +49,18 @@ class Trajectory:
     v_star: Array
     eg_test: Array | None = None
     b: Array | None = None
+    Q_levels: Array | None = None
+    R_levels: Array | None = None
+    T_levels: Array | None = None
 
     def state_at(self, index: int) -> OrderParameters:
         """The order parameters at time `t[index]`, with the batch dimensions kept."""
+        levels = {} if self.Q_levels is None or self.R_levels is None else {
+            "Q_levels": self.Q_levels[..., index, :, :, :], "R_levels": self.R_levels[..., index, :, :, :],
+            "T_levels": self.T_levels}
         return OrderParameters(
             self.Q[..., index, :, :], self.R[..., index, :, :], self.T,
-            self.v[..., index, :], self.v_star, self.b,
+            self.v[..., index, :], self.v_star, self.b, **levels,
         )
 
     def initial_state(self) -> OrderParameters:
@@ -69,7 +80,8 @@ class Trajectory:
     def to_dataframe(self):
         """The trajectory as a long `pandas.DataFrame` (pandas is optional): one row per value,
         with columns `seed` (when there is a seed axis), `t` (NaN for the constants T, v_star,
-        b), `quantity` (eg, eg_test, Q, R, v, T, v_star, b), `i`, `j` (the indices, <NA> where
-        the quantity has fewer: Q_ij students, R_in student i teacher n, T_nm teachers) and
-        `value`."""
+        b), `quantity` (eg, eg_test, Q, R, v, T, v_star, b, and Q_levels, R_levels, T_levels
+        for structured inputs), `level` (only then: the level of the input spectrum, <NA> for
+        the other quantities), `i`, `j` (the indices, <NA> where the quantity has fewer: Q_ij
+        students, R_in student i teacher n, T_nm teachers) and `value`."""
         return tidy.to_dataframe(self.to_numpy(), DIMS)

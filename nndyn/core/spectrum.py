@@ -1,0 +1,99 @@
+"""Input spectra: the levels of a structured input covariance Σ (docs/conventions.md,
+"Structured inputs").
+
+A spectrum is a tuple of levels (ρ_ℓ, f_ℓ): eigenvalue ρ_ℓ > 0 on a fraction f_ℓ of the N
+coordinates (Σ f_ℓ = 1). In the eigenbasis the coordinates are grouped by level, in the order
+given: at finite N level ℓ holds the coordinates from round(N F_{ℓ−1}) to round(N F_ℓ) − 1,
+F_ℓ = f_1 + … + f_ℓ (`level_sizes`). The ODE describes N → ∞ at a fixed spectrum, where every
+level holds f_ℓ N → ∞ coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: How far Σ f_ℓ may be from 1 (the fractions are typed or computed in floating point).
+FRACTION_TOLERANCE = 1e-9
+
+#: A spectrum: ((ρ_1, f_1), …, (ρ_L, f_L)).
+Spectrum = tuple[tuple[float, float], ...]
+
+
+def check(value) -> Spectrum:
+    """`value`, a sequence of (eigenvalue, fraction) pairs, as a `Spectrum` of floats; raises
+    ValueError with one line naming the first problem (not a sequence of pairs, an eigenvalue
+    not finite and > 0, a fraction not in (0, 1], fractions not summing to 1)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ValueError(f"must be a non-empty list of [eigenvalue, fraction] pairs, got {value!r}")
+    levels = []
+    for number, level in enumerate(value, start=1):
+        if isinstance(level, (str, bytes)) or not hasattr(level, "__len__") or len(level) != 2:
+            raise ValueError(f"level {number} must be a pair [eigenvalue, fraction], got {level!r}")
+        eigenvalue, fraction = level
+        for name, entry in (("eigenvalue", eigenvalue), ("fraction", fraction)):
+            if isinstance(entry, (bool, np.bool_)) or not isinstance(entry, (int, float, np.integer, np.floating)):
+                raise ValueError(f"level {number}'s {name} must be a number, got {entry!r}")
+        eigenvalue, fraction = float(eigenvalue), float(fraction)
+        if not (math.isfinite(eigenvalue) and eigenvalue > 0):
+            raise ValueError(f"level {number}'s eigenvalue must be a finite number > 0, got {eigenvalue!r}")
+        if not (math.isfinite(fraction) and 0 < fraction <= 1):
+            raise ValueError(f"level {number}'s fraction must be in (0, 1], got {fraction!r}")
+        levels.append((eigenvalue, fraction))
+    total = math.fsum(fraction for _, fraction in levels)
+    if abs(total - 1) > FRACTION_TOLERANCE:
+        raise ValueError(f"the fractions must sum to 1, got {total!r}")
+    return tuple(levels)
+
+
+def power_law(exponent: float, levels: int, normalise: bool = True) -> Spectrum:
+    """L = `levels` levels of equal fraction 1/L with eigenvalues ρ_ℓ ∝ ℓ^−(1+a), a = `exponent`
+    (Worschech & Rosenow 2024: L distinct eigenvalues, each N/L times), normalised so that
+    tr Σ/N = Σ_ℓ f_ℓ ρ_ℓ = 1 unless `normalise` is False (then ρ_1 = 1)."""
+    if not (isinstance(levels, (int, np.integer)) and not isinstance(levels, bool) and levels >= 1):
+        raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+    if not math.isfinite(exponent) or exponent <= -1:
+        raise ValueError(f"power_law must be a finite number > -1, got {exponent!r}")
+    rho = np.arange(1, levels + 1, dtype=np.float64) ** -(1.0 + exponent)
+    if normalise:
+        rho = rho / np.mean(rho)
+    return tuple((float(value), 1.0 / levels) for value in rho)
+
+
+def eigenvalues(spectrum: Spectrum) -> np.ndarray:
+    """ρ (L,)."""
+    return np.array([rho for rho, _ in spectrum])
+
+
+def fractions(spectrum: Spectrum) -> np.ndarray:
+    """f (L,)."""
+    return np.array([fraction for _, fraction in spectrum])
+
+
+def level_sizes(spectrum: Spectrum, N: int) -> np.ndarray:
+    """The number of coordinates of each level at input dimension N (L,), summing to N (module
+    docstring); ValueError when a level gets none."""
+    bounds = np.round(N * np.cumsum(fractions(spectrum))).astype(int)
+    bounds[-1] = N
+    sizes = np.diff(np.concatenate([[0], bounds]))
+    if np.any(sizes < 1):
+        empty = int(np.argmax(sizes < 1)) + 1
+        raise ValueError(f"level {empty} of input_spectrum holds no coordinate at N = {N} (fraction "
+                         f"{spectrum[empty - 1][1]:g}); raise N or merge levels")
+    return sizes
+
+
+def level_of_coordinates(spectrum: Spectrum, N: int) -> np.ndarray:
+    """The level (0-based) of each of the N coordinates (N,)."""
+    return np.repeat(np.arange(len(spectrum)), level_sizes(spectrum, N))
+
+
+def coordinate_scales(spectrum: Spectrum, N: int) -> np.ndarray:
+    """The standard deviation √ρ of each of the N coordinates (N,): x = scales · z, z ~ N(0, I)."""
+    return np.sqrt(eigenvalues(spectrum))[level_of_coordinates(spectrum, N)]
+
+
+def indicators(spectrum: Spectrum, N: int) -> np.ndarray:
+    """The levels' indicator vectors (L, N): row ℓ is 1 on level ℓ's coordinates (P_ℓ's diagonal)."""
+    return (level_of_coordinates(spectrum, N)[None, :] == np.arange(len(spectrum))[:, None]).astype(np.float64)
