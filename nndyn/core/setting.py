@@ -142,7 +142,8 @@ class Setting:
         args = {"T": T, "v_star": v_star, **flow, "kappa": self.kappa, "kappa_star": self.kappa_star,
                 "train_v": 1.0 if self.train_second_layer else 0.0}
         if self.input_spectrum is not None:
-            args |= {"rho": spectrum.eigenvalues(self.input_spectrum), "fraction": spectrum.fractions(self.input_spectrum)}
+            levels = self.input_spectrum
+            args |= {"rho": spectrum.eigenvalues(levels), "fraction": spectrum.fractions(levels)}
         if (b is None) != (self.feedback == "backprop"):
             self.check_feedback(b)  # raises, naming b
         return args if b is None else {**args, "b": b}

@@ -235,7 +235,8 @@ def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry,
                 key_x, key_xi = jax.random.split(key)
                 # nndyn.normals draws JAX's float32 threefry stream, fused: most of a step's cost
                 x = normals.normal(key_x, (block, largest, N))
-                samples = (x if scales is None else x * scales.astype(x.dtype), normals.normal(key_xi, (block, largest)))
+                x = x if scales is None else x * scales.astype(x.dtype)  # structured inputs: x = √ρ z
+                samples = (x, normals.normal(key_xi, (block, largest)))
                 return jax.lax.scan(one_step, inner, samples)[0], None
 
             fields, heads, count = jax.lax.scan(
