@@ -4,6 +4,8 @@ checked by the same rule as in the Python API; every problem of a file is report
 
 A run config takes `name` and the fields of `Setting`, `Simulation`
 (seeds >= 2: the verdict estimates fluctuations from the seeds) and `ODEOptions`;
+structured inputs in an [inputs] table (`INPUTS`: `spectrum = [[ρ, f], …]`, or `power_law = a`
+with `levels = L` and `normalise`), or as the Setting's `input_spectrum`;
 for continual learning also a [teachers] table (`Teachers`) and [[phases]] tables
 (`Phase`; t_max is then the sum of the phases' t).
 A sweep config takes `name`, `t_max`, `saves`, `chunk` and the Setting's fields fixed over a
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from nndyn.app.experiments import Experiment, Panel
-from nndyn.core import schema
+from nndyn.core import schema, spectrum
 from nndyn.core.continual import Phase, Protocol, Teachers
 from nndyn.core.integrate import ODEOptions
 from nndyn.core.schema import Parameter
@@ -31,6 +33,13 @@ from nndyn.sweeps.grid import GRID_PARAMETERS, SWEEP_WIDE, Sweep, check_point, g
 
 #: A run's name.
 RUN_NAME = Parameter("name", str, False, "run", "the run's name (its folder is runs/<name>-<time>)", identifier=True)
+#: The keys of a run config's [inputs] table: a spectrum given as levels, or a power law.
+INPUTS = {
+    "spectrum": schema.parameters(Setting)["input_spectrum"].replace(name="spectrum"),
+    "power_law": Parameter("power_law", float, True, None, "exponent a of ρ_ℓ ∝ ℓ^−(1+a)", above=-1),
+    "levels": Parameter("levels", int, True, None, "levels of the power law (each a fraction 1/levels)", minimum=1),
+    "normalise": Parameter("normalise", bool, False, True, "normalise the power law to tr Σ/N = 1"),
+}
 #: The sweep tables.
 SWEEP_TABLES = ("defaults", "grid", "points", "options")
 
@@ -76,6 +85,7 @@ def read_config(path: Path) -> Experiment:
     """The one-panel experiment of the run config `path`; raises ConfigError."""
     raw = _load(path)
     protocol, problems = _read_protocol(raw)
+    problems += _read_inputs(raw)
     values, found = schema.read(run_parameters(), raw)
     problems += found
     fields = {cls: {name: values[name] for name in schema.parameters(cls) if name in values}
@@ -88,12 +98,41 @@ def read_config(path: Path) -> Experiment:
     if problems:
         raise ConfigError(path, problems)
     assert setting is not None and simulation is not None and options is not None  # built without problems
-    panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}", setting, simulation, options, protocol)
+    inputs = "" if setting.input_spectrum is None else f", Σ in {setting.levels} levels"
+    panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}{inputs}", setting, simulation, options,
+                  protocol)
     if protocol is not None:
         return Experiment(values["name"], f"{values['name']}: {panel.label}, {protocol.teachers.count} teachers",
                           (panel,), ("eg_teacher", "R", "Q"))
     rows = ("eg", "R", "Q", "v", "alignment") if setting.train_second_layer else ("eg", "R", "Q")
     return Experiment(values["name"], f"{values['name']}: {panel.label}", (panel,), rows)
+
+
+def _read_inputs(raw: dict) -> list[str]:
+    """Move a run config's [inputs] table (removed from `raw`) into `input_spectrum`; its problems,
+    one line each."""
+    if "inputs" not in raw:
+        return []
+    table = raw.pop("inputs")
+    if not isinstance(table, dict):
+        return ["'inputs' must be an [inputs] table"]
+    values, problems = schema.read(INPUTS, table, defaults=False)
+    problems = [f"[inputs] {problem}" for problem in problems]
+    if problems:
+        return problems
+    if "input_spectrum" in raw:
+        return ["give the input spectrum either as input_spectrum or in the [inputs] table, not both"]
+    if ("spectrum" in values) == ("power_law" in values):
+        return ["[inputs] needs either spectrum = [[eigenvalue, fraction], ...] or power_law = a (with levels = L)"]
+    if "spectrum" in values:
+        if set(values) - {"spectrum"}:
+            return [f"[inputs] {', '.join(sorted(set(values) - {'spectrum'}))} apply to a power_law, not a spectrum"]
+        raw["input_spectrum"] = values["spectrum"]
+        return []
+    if "levels" not in values:
+        return ["[inputs] power_law needs levels = L (the levels of equal fraction it is binned into)"]
+    raw["input_spectrum"] = spectrum.power_law(values["power_law"], values["levels"], values.get("normalise", True))
+    return []
 
 
 def _read_protocol(raw: dict) -> tuple[Protocol | None, list[str]]:
@@ -182,6 +221,8 @@ def _ignored(raw: dict, values: dict, protocol: Protocol | None) -> list[str]:
                   if phase.lr_v is not None]
         problems += [f"{name} is given but the second layer does not train (train_second_layer = false): it would "
                      "be ignored" for name in given]
+    if protocol is not None and values.get("input_spectrum") is not None:
+        problems.append("structured inputs (an input spectrum) are not available for a protocol ([[phases]]) yet")
     if protocol is not None and values.get("method") == "euler":
         problems.append("method = 'euler' is not available for a protocol ([[phases]]): protocols integrate with "
                         "the adaptive method")

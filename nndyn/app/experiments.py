@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from nndyn.core import spectrum
 from nndyn.core.compare import Agreement, Comparison, compare, verdict
 from nndyn.core.continual import (
     ContinualTrajectory,
@@ -56,6 +57,8 @@ class Experiment:
     #: "panels" (a column per panel), or "similarity" (continual panels that differ in the
     #: teachers' feature similarity: ε_g over time, forgetting and transfer against γ_f)
     layout: str = "panels"
+    #: time on a log axis (power laws in t are then lines; the ε_g row reports the ODE's slope)
+    log_time: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,8 @@ def figure(name: str, full: bool = False) -> Experiment:
                           rows=("eg", "R", "Q", "v", "feedback"))
     if name == "continual":
         return _continual(full)
+    if name == "spectrum":
+        return _spectrum(full)
     raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
 
 
@@ -235,4 +240,28 @@ def _continual(full: bool) -> Experiment:
                       "η = 1)", panels, rows=("eg_teacher",), layout="similarity")
 
 
-FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual")
+#: The power law of `nndyn reproduce spectrum`: ρ_ℓ ∝ ℓ^−(1+a).
+POWER_LAW = 1.0
+
+
+def _spectrum(full: bool) -> Experiment:
+    """Structured inputs with a power-law spectrum, ρ_ℓ ∝ ℓ^−(1+a) in L levels of equal fraction
+    (Worschech & Rosenow 2024, Fig. 1, at η = 0.5): an erf soft committee machine, K = M = 2,
+    from small weights (0.01), whose plateau shortens and gives way to a power law as L grows;
+    and a linear network (K = M = 1, L = 64) whose ε_g follows t^−a/(1+a) between the fastest
+    and the slowest level's times (docs/structured.md)."""
+    seeds, N, t_max, counts = (10, 1000, 600.0, (1, 4, 16, 64)) if full else (3, 512, 300.0, (1, 4, 16))
+
+    def levels(count: int):
+        return spectrum.power_law(POWER_LAW, count) if count > 1 else ((1.0, 1.0),)
+
+    scale = Simulation(N=N, t_max=t_max, seeds=seeds, init_scale=0.01)
+    panels = tuple(Panel(f"erf, K = M = 2, L = {count}" + (" (isotropic)" if count == 1 else ""),
+                         Setting(K=2, M=2, lr=0.5, input_spectrum=levels(count)), scale) for count in counts)
+    linear = Panel(f"linear, K = M = 1, L = 64 (L → ∞: slope −{POWER_LAW / (1 + POWER_LAW):.2f})",
+                   Setting(K=1, M=1, lr=0.5, activation="linear", input_spectrum=levels(64)), scale)
+    return Experiment("spectrum", f"Power-law input spectrum ρ_ℓ ∝ ℓ^−{1 + POWER_LAW:g} in L levels, η = 0.5, "
+                      "init 0.01", (*panels, linear), log_time=True)
+
+
+FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual", "spectrum")

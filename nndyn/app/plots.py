@@ -21,14 +21,37 @@ def _lines(ax, t, sim, ode):
     ax.plot(t, ode, color=ODE, lw=1.0, ls="--")
 
 
-def _row(ax, row, result):
+def power_law_window(setting, t) -> tuple[float, float]:
+    """Where to fit ε_g's power law: for structured inputs, between ten times the fastest level's
+    time 1/(2ηρ_max) and a tenth of the slowest's 1/(2ηρ_min) (docs/structured.md), when that
+    holds a factor 3 of the recorded times; else the last decade of t."""
+    if setting.input_spectrum is not None:
+        rho = np.array([eigenvalue for eigenvalue, _ in setting.input_spectrum])
+        low, high = max(10 / (2 * setting.lr * rho.max()), t[1]), min(1 / (20 * setting.lr * rho.min()), t[-1])
+        if high >= 3 * low:
+            return low, high
+    return t[-1] / 10, t[-1]
+
+
+def fitted_slope(t, eg, window) -> float:
+    """The slope of log ε_g against log t over the times in `window` (a power law's exponent)."""
+    inside = (t >= window[0]) & (t <= window[1]) & (eg > 0)
+    return float(np.polyfit(np.log(t[inside]), np.log(eg[inside]), 1)[0])
+
+
+def _row(ax, row, result, log_time=False):
     t = np.asarray(result.sim.t)
     sim, ode = result.sim, result.ode
     if row == "eg":
         eg = np.asarray(sim.eg)
         ax.fill_between(t, eg.min(axis=0), eg.max(axis=0), color=SIM, alpha=0.25, lw=0)
-        ax.plot(t, eg.mean(axis=0), color=SIM, label="simulation (mean, range)")
-        ax.plot(t, np.asarray(ode.eg).mean(axis=0), color=ODE, ls="--", label="ODE")
+        mean_ode = np.asarray(ode.eg).mean(axis=0)
+        window = power_law_window(result.panel.setting, t)
+        slopes = [f", slope {fitted_slope(t, mean, window):.2f}" if log_time else "" for mean in (eg.mean(0), mean_ode)]
+        ax.plot(t, eg.mean(axis=0), color=SIM, label="simulation (mean, range)" + slopes[0])
+        ax.plot(t, mean_ode, color=ODE, ls="--", label="ODE" + slopes[1])
+        if log_time:
+            ax.axvspan(*window, color="0.9", zorder=0, label=f"slopes fitted over t ∈ [{window[0]:.3g}, {window[1]:.3g}]")
         ax.set_yscale("log")
     elif row == "eg_seeds":
         for seed, (s, o) in enumerate(zip(np.asarray(sim.eg), np.asarray(ode.eg))):
@@ -119,12 +142,17 @@ def plot_experiment(experiment, results, path) -> None:
     for column, result in enumerate(results):
         axes[0, column].set_title(result.panel.label)
         for r, row in enumerate(rows):
-            _row(axes[r, column], row, result)
+            _row(axes[r, column], row, result, experiment.log_time)
             if column == 0:
                 axes[r, column].set_ylabel(ROW_LABELS[row])
-        axes[-1, column].set_xlabel("t = steps / N")
+        if experiment.log_time:
+            axes[-1, column].set_xscale("log")  # shared by the column's rows
+        axes[-1, column].set_xlabel("t = steps / N" + (" (log)" if experiment.log_time else ""))
     for r, row in enumerate(rows):
-        if row in ("eg", "eg_seeds", "alignment", "feedback", "eg_teacher"):
+        if row == "eg" and experiment.log_time:  # each panel's fitted slopes
+            for ax in axes[r]:
+                ax.legend(fontsize=6.5, loc="lower left")
+        elif row in ("eg", "eg_seeds", "alignment", "feedback", "eg_teacher"):
             axes[r, -1].legend(fontsize=7, loc="best")
     dimensions = ", ".join(sorted({f"{result.panel.simulation.N}" for result in results}, key=int))
     fig.suptitle(f"{experiment.title}, N = {dimensions}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
