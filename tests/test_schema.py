@@ -20,6 +20,8 @@ CLASSES = (nndyn.Setting, nndyn.ODEOptions, nndyn.Simulation)
 
 def bad_values(rule: schema.Parameter) -> list:
     """Values the parameter must refuse: wrong kinds, non-finite numbers, out of range."""
+    if rule.convert is not None:  # a structured value: the input spectrum's list of pairs
+        return ["1", True, math.nan, [[1.0, 0.5]], [[0.0, 1.0]], [[1.0, 0.5, 0.5]], [["1", 1.0]]]
     if rule.kind is bool:
         return ["false", 1]
     if rule.kind is str:
@@ -105,7 +107,9 @@ def test_every_parameter_is_refused_with_one_message_everywhere(tmp_path, cls, n
 )
 def test_every_parameter_is_accepted_everywhere(tmp_path, cls, name, rule):
     value = REQUIRED.get(name, rule.default)
-    if value is None:  # an optional parameter: a valid value instead of its absence
+    if value is None and rule.convert is not None:  # the input spectrum: two levels
+        value = ((2.0, 0.5), (0.5, 0.5))
+    elif value is None:  # an optional parameter: a valid value instead of its absence
         value = (
             "relu" if rule.kind is str else rule.minimum + 1 if rule.minimum is not None else (rule.above or 0) + 0.5
         )
@@ -129,11 +133,12 @@ def test_numpy_numbers_are_numbers_and_strings_are_not_booleans():
 def test_flow_parameters_are_the_generated_flows_parameters():
     """The vector field receives exactly the Setting's flow parameters, by name, and the output
     scalings κ, κ* (derived from output_scaling); the flows use all of them but κ*, which enters
-    through the readout a."""
+    through the readout a; and the level weight ρ_ℓ f_ℓ of structured inputs (from the spectrum,
+    per level; 1 for isotropic inputs)."""
     from nndyn.generated import flows
 
     declared = tuple(name for name, rule in schema.parameters(nndyn.Setting).items() if rule.flow)
-    assert set(flows.PARAMETERS) == {*declared, "kappa"}
+    assert set(flows.PARAMETERS) == {*declared, "kappa", "level_weight"}
     args = nndyn.Setting(K=2, M=2, lr=0.5).ode_args(np.eye(2), np.ones(2))
     assert set(args) == {"T", "v_star", "train_v", "kappa", "kappa_star", *declared}
 

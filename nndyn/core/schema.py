@@ -44,8 +44,8 @@ def parameter(default: Any = REQUIRED, *, doc: str, minimum: float | None = None
     - `flow`: whether the flows depend on it (it is then passed to the vector field in `args`
       under its name, and derive/flows.py may use it as a symbol).
     - `convert`: for a structured value (e.g. a tuple of pairs), the function that checks it
-      and returns it converted, raising ValueError with one line (the parameter's name is put
-      before it).
+      and returns it converted, raising ValueError with one line "must be …, got …" (the
+      parameter's name is put before it).
     """
     rule = {"doc": doc, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
             "choices": choices, "identifier": identifier, "flow": flow, "convert": convert}
@@ -119,7 +119,7 @@ class Parameter:
             try:
                 return self.convert(value)
             except ValueError as error:
-                raise ParameterError(self.name, f"{self.name}: {error}") from None
+                raise ParameterError(self.name, f"{self.name} {error}") from None
         converted = _as_kind(value, self.kind)
         if converted is None or not self._accepts(converted):
             raise self.error(value)

@@ -23,27 +23,26 @@ Spectrum = tuple[tuple[float, float], ...]
 
 def check(value) -> Spectrum:
     """`value`, a sequence of (eigenvalue, fraction) pairs, as a `Spectrum` of floats; raises
-    ValueError with one line naming the first problem (not a sequence of pairs, an eigenvalue
-    not finite and > 0, a fraction not in (0, 1], fractions not summing to 1)."""
+    ValueError with one line, "must be …, got …", naming the first problem (not a sequence of pairs,
+    an eigenvalue not finite and > 0, a fraction not in (0, 1], fractions not summing to 1)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
         raise ValueError(f"must be a non-empty list of [eigenvalue, fraction] pairs, got {value!r}")
     levels = []
     for number, level in enumerate(value, start=1):
         if isinstance(level, (str, bytes)) or not hasattr(level, "__len__") or len(level) != 2:
-            raise ValueError(f"level {number} must be a pair [eigenvalue, fraction], got {level!r}")
-        eigenvalue, fraction = level
-        for name, entry in (("eigenvalue", eigenvalue), ("fraction", fraction)):
+            raise ValueError(f"must be a list of [eigenvalue, fraction] pairs, got {level!r} at level {number}")
+        for entry in level:
             if isinstance(entry, (bool, np.bool_)) or not isinstance(entry, (int, float, np.integer, np.floating)):
-                raise ValueError(f"level {number}'s {name} must be a number, got {entry!r}")
-        eigenvalue, fraction = float(eigenvalue), float(fraction)
+                raise ValueError(f"must be pairs of numbers, got {entry!r} at level {number}")
+        eigenvalue, fraction = float(level[0]), float(level[1])
         if not (math.isfinite(eigenvalue) and eigenvalue > 0):
-            raise ValueError(f"level {number}'s eigenvalue must be a finite number > 0, got {eigenvalue!r}")
+            raise ValueError(f"must be levels of finite eigenvalue > 0, got {eigenvalue!r} at level {number}")
         if not (math.isfinite(fraction) and 0 < fraction <= 1):
-            raise ValueError(f"level {number}'s fraction must be in (0, 1], got {fraction!r}")
+            raise ValueError(f"must be levels of fraction in (0, 1], got {fraction!r} at level {number}")
         levels.append((eigenvalue, fraction))
     total = math.fsum(fraction for _, fraction in levels)
     if abs(total - 1) > FRACTION_TOLERANCE:
-        raise ValueError(f"the fractions must sum to 1, got {total!r}")
+        raise ValueError(f"must be levels whose fractions sum to 1, got {total!r}")
     return tuple(levels)
 
 
