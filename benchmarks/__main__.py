@@ -1,5 +1,5 @@
-"""``python -m benchmarks [--toy] [--out FILE]``: run every benchmark, print the tables and write
-them as Markdown (default benchmarks/RESULTS.md)."""
+"""``python -m benchmarks [--toy] [--only NAME ...] [--out FILE]``: run every benchmark (or the
+named ones), print the tables and write them as Markdown (default benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import activations, model, ode, sgd, startup, sweep, tail, vector_field, wide
+from benchmarks import activations, model, ode, sgd, startup, structured, sweep, tail, vector_field, wide
 
-BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail, wide, activations)
+BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail, wide, activations, structured)
 
 
 def machine() -> list[str]:
@@ -43,10 +43,14 @@ def markdown(sections: list[dict], toy: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--toy", action="store_true", help="tiny sizes: checks the harness in seconds")
+    parser.add_argument("--only", nargs="+", choices=[module.__name__.rsplit(".", 1)[1] for module in BENCHMARKS],
+                        help="run only these benchmarks")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
     options = parser.parse_args()
     sections = []
     for benchmark in BENCHMARKS:
+        if options.only and benchmark.__name__.rsplit(".", 1)[1] not in options.only:
+            continue
         section = benchmark.run(options.toy)
         print(f"\n{section['title']}")
         for label, value in section["rows"]:

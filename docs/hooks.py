@@ -2,7 +2,7 @@
 schema (nndyn.core.schema) and the command's parser, so that it is never written twice.
 
 A page asks for a table with a line ``<!-- nndyn:parameters NAME -->`` (NAME: Setting,
-Simulation, ODEOptions, Teachers, Phase, Sweep or grid) and for the commands' help with
+Simulation, ODEOptions, Teachers, Phase, Sweep, grid or inputs) and for the commands' help with
 ``<!-- nndyn:cli -->``.
 """
 
@@ -21,6 +21,10 @@ def _declared(name: str) -> dict:
 
     if name == "grid":
         return GRID_PARAMETERS
+    if name == "inputs":
+        from nndyn.app.config import INPUTS
+
+        return INPUTS
     classes = {"Setting": nndyn.Setting, "Simulation": nndyn.Simulation, "ODEOptions": nndyn.ODEOptions,
                "Teachers": Teachers, "Phase": Phase, "Sweep": nndyn.Sweep}
     return schema.parameters(classes[name])

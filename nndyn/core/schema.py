@@ -30,7 +30,7 @@ _KEY = "nndyn.parameter"
 
 def parameter(default: Any = REQUIRED, *, doc: str, minimum: float | None = None, maximum: float | None = None,
               above: float | None = None, below: float | None = None, choices: tuple | None = None,
-              identifier: bool = False, flow: bool = False, convert=None) -> Any:
+              identifier: bool = False, flow: bool = False, convert=None, accepts: str | None = None) -> Any:
     """Declare a dataclass field as a parameter.
 
     **Arguments:**
@@ -45,10 +45,11 @@ def parameter(default: Any = REQUIRED, *, doc: str, minimum: float | None = None
       under its name, and derive/flows.py may use it as a symbol).
     - `convert`: for a structured value (e.g. a tuple of pairs), the function that checks it
       and returns it converted, raising ValueError with one line "must be …, got …" (the
-      parameter's name is put before it).
+      parameter's name is put before it); `accepts`, what it accepts, in words.
     """
     rule = {"doc": doc, "minimum": minimum, "maximum": maximum, "above": above, "below": below,
-            "choices": choices, "identifier": identifier, "flow": flow, "convert": convert}
+            "choices": choices, "identifier": identifier, "flow": flow, "convert": convert,
+            "accepts": accepts}
     return dataclasses.field(default=default, metadata={_KEY: rule})
 
 
@@ -80,6 +81,7 @@ class Parameter:
     identifier: bool = False
     flow: bool = False
     convert: Any = None
+    accepts: str | None = None
 
     @property
     def required(self) -> bool:
@@ -87,6 +89,8 @@ class Parameter:
 
     def requirement(self) -> str:
         """What the parameter accepts, as words, e.g. "an integer >= 1"."""
+        if self.accepts is not None:
+            return self.accepts
         if self.kind is bool:
             return "true or false"
         if self.kind is str:

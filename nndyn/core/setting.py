@@ -69,7 +69,9 @@ class Setting:
                                     minimum=0, flow=True)
     weight_decay_v: float = parameter(0.0, doc="weight decay λ_v of a trained second layer", minimum=0, flow=True)
     input_spectrum: tuple | None = parameter(None, doc="levels [[eigenvalue, fraction], ...] of structured inputs "
-                                                       "x ~ N(0, Σ); default: isotropic", convert=spectrum.check)
+                                                       "x ~ N(0, Σ); default: isotropic", convert=spectrum.check,
+                                           accepts="a list of [eigenvalue > 0, fraction in (0, 1]] pairs, "
+                                                   "fractions summing to 1")
 
     def __post_init__(self) -> None:
         schema.validate(self)
