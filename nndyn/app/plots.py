@@ -51,7 +51,8 @@ def _row(ax, row, result, log_time=False):
         ax.plot(t, eg.mean(axis=0), color=SIM, label="simulation (mean, range)" + slopes[0])
         ax.plot(t, mean_ode, color=ODE, ls="--", label="ODE" + slopes[1])
         if log_time:
-            ax.axvspan(*window, color="0.9", zorder=0, label=f"slopes fitted over t ∈ [{window[0]:.3g}, {window[1]:.3g}]")
+            ax.axvspan(*window, color="0.9", zorder=0,
+                       label=f"slopes fitted over t ∈ [{window[0]:.3g}, {window[1]:.3g}]")
         ax.set_yscale("log")
     elif row == "eg_seeds":
         for seed, (s, o) in enumerate(zip(np.asarray(sim.eg), np.asarray(ode.eg))):

@@ -148,7 +148,8 @@ def eg_per_teacher(setting: Setting, heads_of: tuple[int, ...], Q, R, heads, T, 
 def input_scales(setting: Setting, N: int):
     """The standard deviation of each input coordinate (N,) for structured inputs (a constant of
     the compiled program), or None for isotropic ones."""
-    return None if not setting.structured else jnp.asarray(spectrum.coordinate_scales(setting.input_spectrum, N))
+    levels = setting.input_spectrum
+    return None if levels is None else jnp.asarray(spectrum.coordinate_scales(levels, N))
 
 
 def held_out_labels(setting: Setting, W_teachers, v_star, X_test):
@@ -167,7 +168,7 @@ def _records(setting: Setting, heads_of, W, heads, W_joint, v_star, b, X_test, l
     N = W.shape[-1]
     Q, R, T = measure(W, W_joint)
     overlaps = (Q, R, T)
-    if setting.structured:  # ε_g of the fields' covariance Σ_ℓ ρ_ℓ Ω^ℓ, from the overlaps per level
+    if setting.input_spectrum is not None:  # ε_g of the fields' covariance Σ_ℓ ρ_ℓ Ω^ℓ, from the overlaps per level
         overlaps = measure_levels(W, W_joint, jnp.asarray(spectrum.indicators(setting.input_spectrum, N)))
     eg = eg_per_teacher(setting, heads_of, overlaps[0], overlaps[1], heads, overlaps[2], v_star, b)
     prediction = setting.kappa * setting.kernels.g(X_test @ W.T / jnp.sqrt(N)) @ heads.T  # (P, H)

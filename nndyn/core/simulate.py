@@ -137,7 +137,7 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
     rows = [{**sgd.rates_of(setting), "teacher": 0, "head": 0, "saves": n_saves, "threshold": -math.inf},
             sgd.rest_row(setting, 0, 0)]
     table = sgd.phase_table(setting, rows, v_star[None])
-    if setting.structured:
+    if setting.input_spectrum is not None:
         try:
             spectrum.level_sizes(setting.input_spectrum, N)
         except ValueError as error:
@@ -163,7 +163,7 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
     S = len(seeds)
     T = jnp.broadcast_to(measure(W_teacher, W_teacher)[2], (S, setting.M, setting.M))
     t = jnp.arange(n_saves + 1) * (save_every / N)
-    if setting.structured:
+    if setting.input_spectrum is not None:
         T_levels = measure_levels(W_teacher, W_teacher, spectrum.indicators(setting.input_spectrum, N))[2]
         levels = {"Q_levels": levels[0], "R_levels": levels[1],
                   "T_levels": jnp.broadcast_to(T_levels, (S, *T_levels.shape))}
