@@ -1,7 +1,8 @@
 """Fixed points of the flows and their stability, from the generated vector field.
 
 The flows are written in their independent coordinates: the upper triangle of the symmetric Q
-(row-major), R, and v when the second layer is trained (T and v* are constant). Newton's method
+(row-major), R, and v when the second layer is trained (T and v* are constant); with structured
+inputs, the upper triangle of every level's Q^ℓ, then every level's R^ℓ (level by level), and v. Newton's method
 on the vector field, with its Jacobian from `jax.jacfwd` and steps halved until the residual
 falls, finds a fixed point near a start; the Jacobian's eigenvalues there say whether it is
 stable (every real part negative), a saddle (some positive) or marginal (the largest within
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from nndyn.core import symmetric
+from nndyn.core import spectrum, symmetric
 from nndyn.core.kernels import load
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters
@@ -117,20 +118,23 @@ class FixedPoint:
         return float(np.log(1 / distance) / growth)
 
 
-def _coordinates(K: int, M: int, trained: bool):
-    """(flatten, unflatten) between {"Q", "R", "v"} and the independent coordinates."""
+def _coordinates(K: int, M: int, trained: bool, levels: int = 0):
+    """(flatten, unflatten) between {"Q", "R", "v"} and the independent coordinates; with
+    `levels` > 0, Q (levels, K, K) and R (levels, K, M) per level of a structured input."""
     upper = np.triu_indices(K)
+    count = max(levels, 1)
+    lead = (levels,) if levels else ()
 
     def flatten(y):
-        parts = [y["Q"][upper], y["R"].reshape(-1)]
+        parts = [y["Q"][..., upper[0], upper[1]].reshape(-1), y["R"].reshape(-1)]
         return jnp.concatenate(parts + ([y["v"]] if trained else []))
 
     def unflatten(x, v):
-        size = len(upper[0])
-        Q = jnp.zeros((K, K), x.dtype).at[upper].set(x[:size])
-        Q = Q + jnp.triu(Q, 1).T
-        R = x[size:size + K * M].reshape(K, M)
-        return {"Q": Q, "R": R, "v": x[size + K * M:] if trained else v}
+        size = count * len(upper[0])
+        Q = jnp.zeros(lead + (K, K), x.dtype).at[..., upper[0], upper[1]].set(x[:size].reshape(lead + (-1,)))
+        Q = Q + jnp.swapaxes(jnp.triu(Q, 1), -1, -2)
+        R = x[size:size + count * K * M].reshape(lead + (K, M))
+        return {"Q": Q, "R": R, "v": x[size + count * K * M:] if trained else v}
 
     return flatten, unflatten
 
@@ -140,12 +144,12 @@ def _field(setting: Setting):
     independent coordinates of `setting`
     (compiled once per shape and model: η, σ, B, κ, λ enter as arguments)."""
     return _compiled_field(setting.activation, setting.teacher_activation, setting.K, setting.M,
-                           setting.train_second_layer)
+                           setting.train_second_layer, setting.levels if setting.structured else 0)
 
 
 @functools.cache
-def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool):
-    flatten, unflatten = _coordinates(K, M, trained)
+def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool, levels: int = 0):
+    flatten, unflatten = _coordinates(K, M, trained, levels)
     kernels = load(activation, teacher)
 
     def field(x, v, args):
@@ -200,16 +204,25 @@ def _full_problem(setting: Setting, start: OrderParameters):
     Q = np.asarray(start.Q, dtype=np.float64)
     if np.all(np.isfinite(Q)) and np.max(np.abs(Q - Q.T)) <= ASYMMETRY * max(1.0, float(np.max(np.abs(Q)))):
         start = dataclasses.replace(start, Q=jnp.asarray(0.5 * (Q + Q.T)))
+    if start.Q_levels is not None:
+        Q_levels = np.asarray(start.Q_levels, dtype=np.float64)
+        start = dataclasses.replace(start, Q_levels=jnp.asarray(0.5 * (Q_levels + np.swapaxes(Q_levels, -1, -2))))
     start.validate()
     if (start.K, start.M) != (setting.K, setting.M):
         raise ValueError(f"start has K={start.K}, M={start.M} but the setting has K={setting.K}, M={setting.M}")
+    start.require_levels(setting.levels if setting.structured else None)
     field, jacobian, flatten, unflatten, gradient, eg = _field(setting)
-    args = setting.ode_args(jnp.asarray(start.T), jnp.asarray(start.v_star), start.b)
+    T = jnp.asarray(start.T_levels if setting.structured else start.T)
+    args = setting.ode_args(T, jnp.asarray(start.v_star), start.b)
     v = jnp.asarray(start.v)
 
     def finish(x):
         y = unflatten(x, v)
-        state = OrderParameters(y["Q"], y["R"], jnp.asarray(start.T), y["v"], jnp.asarray(start.v_star), start.b)
+        if setting.structured:
+            state = OrderParameters(y["Q"].sum(0), y["R"].sum(0), jnp.asarray(start.T), y["v"],
+                                    jnp.asarray(start.v_star), start.b, y["Q"], y["R"], T)
+        else:
+            state = OrderParameters(y["Q"], y["R"], T, y["v"], jnp.asarray(start.v_star), start.b)
         return state, eg(x, v, args)
 
     return (functools.partial(field, v=v, args=args), functools.partial(jacobian, v=v, args=args),
@@ -241,6 +254,9 @@ def _require_differentiable(setting: Setting, state: OrderParameters) -> None:
     if setting.kernels.smooth:
         return
     Q, R, T = (np.asarray(getattr(state, name), dtype=np.float64) for name in ("Q", "R", "T"))
+    if setting.input_spectrum is not None and state.Q_levels is not None:  # the fields' covariance Σ_ℓ ρ_ℓ Ω^ℓ
+        rho = spectrum.eigenvalues(setting.input_spectrum)
+        Q, R, T = (np.tensordot(rho, np.asarray(getattr(state, f"{name}_levels")), axes=1) for name in "QRT")
     K = Q.shape[0]
     Omega = np.block([[Q, R], [R.T, T]])
     scale = np.sqrt(np.maximum(np.diag(Omega), np.finfo(np.float64).tiny))
@@ -346,13 +362,19 @@ def _compiled_symmetric_field(activation: str, teacher: str, trained: bool):
 
 def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
     """The perfect-learning state of a realizable setting (K = M): Q = R = T, v = v*
-    (T defaults to the identity, v* to ones)."""
+    (T defaults to the identity, v* to ones); with structured inputs, per level
+    Q^ℓ = R^ℓ = T^ℓ = f_ℓ T (the teacher spread over the levels as the coordinates are)."""
     if setting.K != setting.M:
         raise ValueError(f"perfect learning needs a realizable setting with K = M; this one has K={setting.K}, "
                          f"M={setting.M}")
     T = np.eye(setting.M) if T is None else np.asarray(T, dtype=np.float64)
     v_star = np.ones(setting.M) if v_star is None else np.asarray(v_star, dtype=np.float64)
-    return OrderParameters(jnp.asarray(T), jnp.asarray(T), jnp.asarray(T), jnp.asarray(v_star), jnp.asarray(v_star))
+    levels = {}
+    if setting.input_spectrum is not None:
+        level = jnp.asarray(spectrum.fractions(setting.input_spectrum)[:, None, None] * T)
+        levels = {"Q_levels": level, "R_levels": level, "T_levels": level}
+    return OrderParameters(jnp.asarray(T), jnp.asarray(T), jnp.asarray(T), jnp.asarray(v_star), jnp.asarray(v_star),
+                           **levels)
 
 
 #: Perfect learning on the symmetric ansatz.

@@ -193,7 +193,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
         raise ValueError(
             f"init has K={init.K}, M={init.M} but the setting has K={setting.K}, M={setting.M}"
         )
-    check_levels(setting, init)
+    init.require_levels(setting.levels if setting.structured else None)
     ts = np.asarray(t, dtype=np.float64)
     if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
         raise ValueError("t must be a 1-d increasing array of at least two finite times")
@@ -237,18 +237,6 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
                           init.v_star, b=init.b, Q_levels=ys["Q"], R_levels=ys["R"], T_levels=init.T_levels)
     return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
 
-
-def check_levels(setting: Setting, state: OrderParameters) -> None:
-    """Raise ValueError (one line) unless `state` has overlaps per level exactly when `setting`'s
-    inputs are structured, as many levels as its spectrum."""
-    if setting.structured and not state.structured:
-        raise ValueError("the setting has an input_spectrum but the state has no overlaps per level: measure them "
-                         "with OrderParameters.from_weights(..., spectrum=setting.input_spectrum)")
-    if not setting.structured and state.structured:
-        raise ValueError("the state has overlaps per level but the setting's inputs are isotropic (no input_spectrum)")
-    if state.Q_levels is not None and state.Q_levels.shape[-3] != setting.levels:
-        raise ValueError(f"the state has {state.Q_levels.shape[-3]} levels but the setting's input_spectrum "
-                         f"has {setting.levels}")
 
 
 def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, options: ODEOptions, teacher):

@@ -115,6 +115,19 @@ class OrderParameters:
         """Whether the state holds overlaps per level of a structured input."""
         return self.Q_levels is not None
 
+    def require_levels(self, levels: int | None) -> None:
+        """Raise ValueError (one line) unless the state has overlaps per level exactly when a
+        setting's inputs are structured, `levels` of them (None: isotropic inputs)."""
+        if levels is not None and self.Q_levels is None:
+            raise ValueError("the setting has an input_spectrum but the state has no overlaps per level: measure "
+                             "them with OrderParameters.from_weights(..., spectrum=setting.input_spectrum)")
+        if levels is None and self.Q_levels is not None:
+            raise ValueError("the state has overlaps per level but the setting's inputs are isotropic (no "
+                             "input_spectrum)")
+        if levels is not None and self.Q_levels is not None and self.Q_levels.shape[-3] != levels:
+            raise ValueError(f"the state has {self.Q_levels.shape[-3]} levels but the setting's input_spectrum "
+                             f"has {levels}")
+
     def as_ode_state(self) -> dict:
         """The `y` of the generated `rhs(t, y, args)`: Q, R and v, with Q and R per level for
         structured inputs."""

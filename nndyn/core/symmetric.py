@@ -116,7 +116,11 @@ def _table() -> ModuleType:
 
 def check(setting: Setting) -> None:
     """Raise a ValueError of one line unless `setting` has a symmetric reduction: realizable
-    (K = M ≥ 2) with backpropagation (feedback alignment's b breaks the ansatz)."""
+    (K = M ≥ 2) with backpropagation (feedback alignment's b breaks the ansatz) and isotropic
+    inputs (the reduction is derived for them)."""
+    if setting.input_spectrum is not None:
+        raise ValueError("the symmetric reduction (and the plateau analysis built on it) takes isotropic inputs; "
+                         "this setting has an input_spectrum (use fixed_point on the full flows per level)")
     if setting.K < 2:
         raise ValueError("the symmetric reduction needs K ≥ 2 (at K = 1 the full flows are already a few scalars)")
     if setting.K != setting.M:
