@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nndyn.core import spectrum as spectra
+
 #: An array field of the state and of trajectories: a JAX array, or a NumPy one (the values a
 #: user passes in, or read back from a file).
 Array = jax.Array | np.ndarray
@@ -86,8 +88,6 @@ class OrderParameters:
         Q, R, T = measure(W, W_teacher)
         levels = {}
         if spectrum is not None:
-            from nndyn.core import spectrum as spectra
-
             indicators = spectra.indicators(spectra.check(spectrum), W.shape[1])
             levels = dict(zip(("Q_levels", "R_levels", "T_levels"),
                               map(jnp.asarray, measure_levels(W, W_teacher, indicators))))
