@@ -258,7 +258,7 @@ def _spectrum(full: bool) -> Experiment:
     scale = Simulation(N=N, t_max=t_max, seeds=seeds, init_scale=0.01)
     panels = tuple(Panel(f"erf, K = M = 2, L = {count}" + (" (isotropic)" if count == 1 else ""),
                          Setting(K=2, M=2, lr=0.5, input_spectrum=levels(count)), scale) for count in counts)
-    linear = Panel(f"linear, K = M = 1, L = 64 (L → ∞: slope −{POWER_LAW / (1 + POWER_LAW):.2f})",
+    linear = Panel(f"linear K=M=1, L = 64 (L→∞: −{POWER_LAW / (1 + POWER_LAW):.2f})",
                    Setting(K=1, M=1, lr=0.5, activation="linear", input_spectrum=levels(64)), scale)
     return Experiment("spectrum", f"Power-law input spectrum ρ_ℓ ∝ ℓ^−{1 + POWER_LAW:g} in L levels, η = 0.5, "
                       "init 0.01", (*panels, linear), log_time=True)
