@@ -2,9 +2,7 @@
 against the isotropic ones, against Monte Carlo over inputs sampled with that Σ, against the
 exact solution of the linear network and its power law, and ODE against SGD (the verdict)."""
 
-import dataclasses
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -236,50 +234,6 @@ def test_trajectories_carry_the_levels_into_tidy_tables():
     assert dataset.Q_levels.dims == ("t", "level", "student", "student2")
 
 
-@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
-def test_eta_max_of_the_linear_network_is_two_over_the_trace_and_one_level_changes_nothing():
-    # Linear network: at perfect learning the level errors obey dD/dt = η diag(ρ)(−2I + η f ρᵀ) D
-    # (docs/structured.md), singular first at η = 2/(ρ·f) = 2/(tr Σ/N): a derivation, not the code.
-    levels = ((3.0, 0.2), (0.5, 0.5), (0.1, 0.3))
-    linear = nndyn.Setting(K=1, M=1, lr=0.5, activation="linear", input_spectrum=levels)
-    expected = 2 / float(spectrum.eigenvalues(levels) @ spectrum.fractions(levels))
-    assert math.isclose(nndyn.learning_rate_threshold(linear, relative_tolerance=1e-12), expected, rel_tol=1e-10)
-    erf = nndyn.Setting(K=2, M=2, lr=0.5)
-    isotropic = nndyn.learning_rate_threshold(erf, relative_tolerance=1e-10)
-    one_level = nndyn.learning_rate_threshold(erf.replace(input_spectrum=((1.0, 1.0),)), relative_tolerance=1e-10)
-    assert math.isclose(one_level, isotropic, rel_tol=1e-9)
-
-
-@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
-def test_the_rate_at_perfect_learning_is_the_integrated_decay():
-    # The slowest rate of the level flows' Jacobian at perfect learning against the decay of an
-    # integrated trajectory's deviation from it (fitted late, where the slowest mode dominates;
-    # the next mode's remnant bounds the agreement).
-    from nndyn.core.fixed_points import perfect_learning
-
-    setting = nndyn.Setting(K=2, M=2, lr=0.5, input_spectrum=spectrum.power_law(1.0, 4))
-    point = nndyn.fixed_point(setting, perfect_learning(setting))
-    assert point.kind == "stable" and point.state.Q_levels.shape == (4, 2, 2)
-    rng = np.random.default_rng(8)
-    perturbed = dataclasses.replace(point.state, Q_levels=point.state.Q_levels * 0.99,
-                                    R_levels=point.state.R_levels * 0.98 + 1e-3 * rng.normal(size=(4, 2, 2)))
-    perturbed = dataclasses.replace(perturbed, Q=perturbed.Q_levels.sum(0), R=perturbed.R_levels.sum(0))
-    t = np.linspace(0, 8 / point.rate, 41)
-    with warnings.catch_warnings():  # ε_g at 1e-12 late on is round-off; the deviation is what is fitted
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ode = nndyn.integrate(setting, perturbed, t, rtol=1e-11, atol=1e-13, refine_tail=False)
-    deviation = np.max(np.abs(np.asarray(ode.R_levels) - np.asarray(point.state.R_levels)), axis=(1, 2, 3))
-    late = t > 4 / point.rate
-    decay = -np.polyfit(t[late], np.log(deviation[late]), 1)[0]
-    assert math.isclose(decay, point.rate, rel_tol=2e-3), (decay, point.rate)  # measured: 2e-4
-
-
-def test_the_symmetric_reduction_and_the_plateaus_refuse_structured_inputs():
-    setting = nndyn.Setting(K=2, M=2, lr=0.5, input_spectrum=spectrum.power_law(1.0, 4))
-    with pytest.raises(ValueError, match="takes isotropic inputs"):
-        nndyn.plateaus(setting)
-
-
 BASE = 'name = "inputs"\nK = 2\nM = 2\nlr = 0.5\nN = 200\nt_max = 2\nseeds = 2\n'
 
 
@@ -315,3 +269,15 @@ def test_a_bad_inputs_table_is_one_line(tmp_path, table, problem):
     with pytest.raises(ConfigError) as error:
         read_config(path)
     assert len(error.value.problems) == 1 and problem in error.value.problems[0], error.value.problems
+
+
+def test_analyse_refuses_a_spectrum_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.toml"
+    path.write_text(BASE + "[inputs]\npower_law = 1.0\nlevels = 4\n")
+    result = subprocess.run([sys.executable, "-m", "nndyn", "analyse", str(path)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2 and "takes isotropic inputs" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -81,8 +81,12 @@ def _record(name: str, point: FixedPoint) -> dict:
 
 
 def analyse(panel) -> dict:
-    """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data."""
+    """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data.
+    Isotropic inputs only (a ValueError of one line for a spectrum)."""
     setting = panel.setting
+    if setting.input_spectrum is not None:
+        raise ValueError("nndyn analyse takes isotropic inputs; with an input_spectrum use nndyn.fixed_point, "
+                         "nndyn.plateaus and nndyn.learning_rate_threshold (docs/structured.md)")
     found = []
     teacher = _teacher(panel)
     named, missing = starts(panel, teacher)

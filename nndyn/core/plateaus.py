@@ -23,6 +23,12 @@ ln(1/δ₀)/λ_u plus an O(1/λ_u) approach (`FixedPoint.escape_time`).
 
 `plateau_threshold` gives η_c: the learning rate above which the "distinct" plateau is stable,
 so that students never specialise.
+
+With structured inputs (`Setting.input_spectrum`, docs/structured.md) there is no reduction: the
+same two plateaus are found in the full flows per level, on the subspace that the permutations
+of the students and of the teachers (T^ℓ = f_ℓ I) leave invariant (every level's R^ℓ one number,
+Q^ℓ one diagonal and one off-diagonal number, one number for "identical"), integrated and
+projected in the same chunks, then polished by Newton's method in the full flows per level.
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ import dataclasses
 import numpy as np
 from jax.typing import ArrayLike
 
-from nndyn.core import symmetric
+from nndyn.core import spectrum, symmetric
 from nndyn.core.errors import DivergenceError
 from nndyn.core.fixed_points import FixedPoint, FixedPointError, fixed_point, learning_rate_threshold
+from nndyn.core.integrate import integrate
 from nndyn.core.setting import Setting
+from nndyn.core.state import OrderParameters
 from nndyn.core.symmetric import SymmetricState
 
 #: The plateaus, by name (see the module docstring).
@@ -88,16 +96,61 @@ def _settle(setting: Setting, identical: bool) -> SymmetricState:
                           f"within {MAX_CHUNKS * CHUNK / setting.lr:g} time units (η = {setting.lr:g})")
 
 
+def _project_levels(state: OrderParameters, identical: bool) -> OrderParameters:
+    """A structured state on the plateau's invariant subspace, level by level: R^ℓ its mean, Q^ℓ
+    its mean diagonal and off-diagonal (one mean for `identical`); Q, R their sums."""
+    Q_levels, R_levels = np.asarray(state.Q_levels), np.asarray(state.R_levels)
+    K = Q_levels.shape[-1]
+    eye = np.eye(K)
+    diagonal = np.trace(Q_levels, axis1=-2, axis2=-1) / K
+    off = (Q_levels.sum(axis=(-2, -1)) - K * diagonal) / (K * (K - 1))
+    if identical:
+        diagonal = off = Q_levels.mean(axis=(-2, -1))
+    Q_levels = diagonal[:, None, None] * eye + off[:, None, None] * (1 - eye)
+    R_levels = np.broadcast_to(R_levels.mean(axis=(-2, -1))[:, None, None], R_levels.shape).copy()
+    return dataclasses.replace(state, Q=Q_levels.sum(0), R=R_levels.sum(0), Q_levels=Q_levels, R_levels=R_levels)
+
+
+def _settle_levels(setting: Setting, identical: bool) -> OrderParameters:
+    """Like `_settle`, in the full flows per level of a structured input: students with no
+    teacher overlap, spread over the levels as the coordinates are (orthogonal of unit norm, or
+    one vector of norm 1/K), T^ℓ = f_ℓ I."""
+    assert setting.input_spectrum is not None
+    K, fractions = setting.K, spectrum.fractions(setting.input_spectrum)
+    eye, level = np.eye(K), fractions[:, None, None]
+    Q_levels = level * (np.full((K, K), 1.0 / K) if identical else eye)
+    state = OrderParameters(Q_levels.sum(0), np.zeros((K, K)), eye, np.ones(K), np.ones(K),
+                            Q_levels=Q_levels, R_levels=np.zeros_like(Q_levels), T_levels=level * eye)
+    span = np.array([0.0, CHUNK / setting.lr])
+    rhs = setting.kernels.rhs
+    for _ in range(MAX_CHUNKS):
+        try:
+            state = _project_levels(integrate(setting, state, span, refine_tail=False).state_at(-1), identical)
+        except DivergenceError as error:
+            raise FixedPointError(f"the {'identical' if identical else 'distinct'} students reach no plateau at "
+                                  f"η = {setting.lr:g}: {error}") from None
+        flows = rhs(0.0, state.as_ode_state(), setting.ode_args(state.T_levels, state.v_star))
+        if max(float(np.max(np.abs(np.asarray(flow)))) for flow in flows.values()) < SETTLED * setting.lr:
+            return state
+    raise FixedPointError(f"the {'identical' if identical else 'distinct'} students did not settle on a plateau "
+                          f"within {MAX_CHUNKS * CHUNK / setting.lr:g} time units (η = {setting.lr:g})")
+
+
 def _specialisation(state) -> float:
-    """R − S of a `SymmetricState` (zero on a plateau)."""
+    """R − S of a `SymmetricState`, or for a structured state the largest spread of a level's
+    R^ℓ entries (zero on a plateau)."""
+    if isinstance(state, OrderParameters):
+        R_levels = np.asarray(state.R_levels)
+        return float(np.max(R_levels.max(axis=(-2, -1)) - R_levels.min(axis=(-2, -1))))
     return float(np.asarray(state.R) - np.asarray(state.S))
 
 
 def _plateau(setting: Setting, name: str) -> FixedPoint:
-    """The plateau `name` ("identical" or "distinct") as a fixed point of the reduction."""
-    point = fixed_point(setting, _settle(setting, identical=name == "identical"))
+    """The plateau `name` ("identical" or "distinct") as a fixed point of the reduction, or of
+    the full flows per level for structured inputs."""
+    settle = _settle_levels if setting.structured else _settle
+    point = fixed_point(setting, settle(setting, identical=name == "identical"))
     state = point.state
-    assert isinstance(state, SymmetricState)
     if abs(_specialisation(state)) > UNSPECIALISED:
         raise FixedPointError(f"Newton's method left the unspecialised subspace from the {name} plateau's start "
                               f"(R − S = {_specialisation(state):.2g})")
@@ -115,9 +168,15 @@ def plateau(setting: Setting, name: str, T: ArrayLike | None = None, v_star: Arr
     `SymmetricState`, eigenvalues within the ansatz, any K). `T` (M, M), `v_star` (M,): a
     teacher other than T = I, v* = 1 (implies `full`): that teacher's plateau, reached by
     Newton's method from T = I's (for a teacher near the identity, e.g. one drawn at large N).
+
+    With structured inputs the plateau is found in the full flows per level (module docstring;
+    `full` has no other meaning there), for the teacher T^ℓ = f_ℓ I only.
     """
     if name not in PLATEAUS:
         raise ValueError(f"name must be one of {', '.join(map(repr, PLATEAUS))}, got {name!r}")
+    if setting.structured:
+        _check_structured(setting, T, v_star)
+        return _plateau(setting, name)
     symmetric.check(setting)
     point = _plateau(setting, name)
     if not (full or T is not None or v_star is not None):
@@ -128,6 +187,17 @@ def plateau(setting: Setting, name: str, T: ArrayLike | None = None, v_star: Arr
                                 T=np.eye(setting.K) if T is None else np.asarray(T, dtype=np.float64),
                                 v_star=np.ones(setting.K) if v_star is None else np.asarray(v_star, dtype=np.float64))
     return fixed_point(setting, start)
+
+
+def _check_structured(setting: Setting, T, v_star) -> None:
+    """One line where a structured setting has no plateaus as found here."""
+    if setting.K < 2 or setting.K != setting.M:
+        raise ValueError(f"the plateaus need a realizable setting with K = M ≥ 2; got K={setting.K}, M={setting.M}")
+    if setting.feedback != "backprop":
+        raise ValueError("the plateaus need feedback = 'backprop' (a feedback vector b breaks their symmetry)")
+    if T is not None or v_star is not None:
+        raise ValueError("with an input_spectrum the plateaus are found for the teacher T^ℓ = f_ℓ I, v* = 1 only: "
+                         "give neither T nor v_star")
 
 
 def plateaus(setting: Setting, T: ArrayLike | None = None, v_star: ArrayLike | None = None, *,
@@ -174,7 +244,8 @@ def plateau_threshold(setting: Setting, *, full: bool = False, relative_toleranc
 
     The plateau's max Re λ (within the ansatz, or with `full` of the full Jacobian: O(K⁴) per
     evaluation) is scanned at η_max·`SCAN` for its first change of sign, then bisected to
-    `relative_tolerance`, each plateau found by Newton's method from its neighbour's."""
+    `relative_tolerance`, each plateau found by Newton's method from its neighbour's. Isotropic
+    inputs only (it scans the symmetric reduction)."""
     symmetric.check(setting)
     eta_max = learning_rate_threshold(setting.replace(sigma=0.0), symmetric=True, relative_tolerance=1e-8)
     below, state = None, None
