@@ -15,13 +15,16 @@ from nndyn.sweeps.grid import GRID_PARAMETERS, SWEEP_WIDE
 
 #: A valid value of every required parameter.
 REQUIRED = {"K": 2, "M": 2, "lr": 0.5, "N": 100, "t_max": 1.0}
+#: What a parameter needs beside it: the teacher's spectrum needs the input's, of as many levels.
+COMPANIONS = {"teacher_spectrum": {"input_spectrum": ((2.0, 0.5), (0.5, 0.5))}}
 CLASSES = (nndyn.Setting, nndyn.ODEOptions, nndyn.Simulation)
 
 
 def bad_values(rule: schema.Parameter) -> list:
     """Values the parameter must refuse: wrong kinds, non-finite numbers, out of range."""
-    if rule.convert is not None:  # a structured value: the input spectrum's list of pairs
-        return ["1", True, math.nan, [[1.0, 0.5]], [[0.0, 1.0]], [[1.0, 0.5, 0.5]], [["1", 1.0]]]
+    if rule.convert is not None:  # a structured value: a list of pairs or of numbers, one per level
+        return ["1", True, math.nan, [[1.0, 0.5]], [[0.0, 1.0]], [[1.0, 0.5, 0.5]], [["1", 1.0]], [-1.0, 1.0],
+                [0.0, 0.0]]
     if rule.kind is bool:
         return ["false", 1]
     if rule.kind is str:
@@ -53,7 +56,7 @@ def run_config(tmp_path, name, value) -> list[str]:
     """The problems `nndyn run` reports for a valid config with `name` = `value` (the second
     layer trains where `name` is one of its own: a config refuses those for a fixed one)."""
     second_layer = {"train_second_layer": True} if name in ("lr_v", "weight_decay_v", "init_scale_v") else {}
-    fields = {**REQUIRED, "seeds": 2, **second_layer, name: value}
+    fields = {**REQUIRED, "seeds": 2, **second_layer, **COMPANIONS.get(name, {}), name: value}
     path = tmp_path / "run.toml"
     path.write_text("".join(f"{key} = {toml_value(item)}\n" for key, item in fields.items()))
     try:
@@ -89,7 +92,8 @@ def sweep_config(tmp_path, cls, name, value) -> tuple[list[str], str] | None:
 def test_every_parameter_is_refused_with_one_message_everywhere(tmp_path, cls, name, rule):
     for value in bad_values(rule):
         with pytest.raises(schema.ParameterError) as refused:
-            cls(**{**{key: REQUIRED[key] for key in schema.parameters(cls) if key in REQUIRED}, name: value})
+            cls(**{**{key: REQUIRED[key] for key in schema.parameters(cls) if key in REQUIRED},
+                   **COMPANIONS.get(name, {}), name: value})
         message = str(refused.value)
         assert refused.value.name == name and message.startswith(f"{name} must be "), message
         assert "\n" not in message
@@ -107,13 +111,14 @@ def test_every_parameter_is_refused_with_one_message_everywhere(tmp_path, cls, n
 )
 def test_every_parameter_is_accepted_everywhere(tmp_path, cls, name, rule):
     value = REQUIRED.get(name, rule.default)
-    if value is None and rule.convert is not None:  # the input spectrum: two levels
-        value = ((2.0, 0.5), (0.5, 0.5))
+    if value is None and rule.convert is not None:  # the input spectrum (two levels), the teacher's
+        value = ((2.0, 0.5), (0.5, 0.5)) if name == "input_spectrum" else (3.0, 0.1)
     elif value is None:  # an optional parameter: a valid value instead of its absence
         value = (
             "relu" if rule.kind is str else rule.minimum + 1 if rule.minimum is not None else (rule.above or 0) + 0.5
         )
-    instance = cls(**{**{key: REQUIRED[key] for key in schema.parameters(cls) if key in REQUIRED}, name: value})
+    instance = cls(**{**{key: REQUIRED[key] for key in schema.parameters(cls) if key in REQUIRED},
+                      **COMPANIONS.get(name, {}), name: value})
     assert getattr(instance, name) == value
     assert run_config(tmp_path, name, value) == []
     swept = sweep_config(tmp_path, cls, name, value)

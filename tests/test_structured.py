@@ -150,16 +150,17 @@ def test_the_linear_network_error_follows_the_power_law_of_the_spectrum():
 
 
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
-@pytest.mark.parametrize("levels", [((1.6, 0.5), (0.4, 0.5)), spectrum.power_law(1.0, 8)],
-                         ids=["two-levels", "power-law"])
-def test_sgd_follows_the_level_flows_and_the_verdict_refuses_the_wrong_spectrum(levels):
-    setting = nndyn.Setting(K=2, M=2, lr=0.5, input_spectrum=levels)
+@pytest.mark.parametrize("levels, teacher", [(((1.6, 0.5), (0.4, 0.5)), None), (spectrum.power_law(1.0, 8), None),
+                                             (spectrum.power_law(1.0, 4), (3.0, 0.6, 0.3, 0.1))],
+                         ids=["two-levels", "power-law", "aligned-teacher"])
+def test_sgd_follows_the_level_flows_and_the_verdict_refuses_the_wrong_spectrum(levels, teacher):
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, input_spectrum=levels, teacher_spectrum=teacher)
     sim = nndyn.simulate(setting, N=500, t_max=30, seeds=4, init_scale=0.5)
     assert sim.Q_levels is not None and sim.Q_levels.shape == (4, 31, len(levels), 2, 2)
     np.testing.assert_allclose(np.asarray(sim.Q_levels).sum(2), sim.Q, rtol=1e-12, atol=1e-14)
     right = nndyn.verdict(setting, sim)
     assert right.answer == "yes", right
-    # the same levels with every eigenvalue 1/(mean): another Σ of the same trace
+    # the same levels with every eigenvalue 1: another Σ of the same trace
     flat = tuple((1.0, fraction) for _, fraction in levels)
     wrong = nndyn.verdict(setting.replace(input_spectrum=flat), sim)
     assert wrong.answer == "no", wrong
@@ -281,3 +282,20 @@ def test_analyse_refuses_a_spectrum_with_one_line(tmp_path):
                             check=False)
     assert result.returncode == 2 and "takes isotropic inputs" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_teacher_spectrum_weights_the_teachers_levels():
+    levels, teacher = ((2.0, 0.25), (2 / 3, 0.75)), (4.0, 0.5)
+    with pytest.raises(ParameterError, match="teacher_spectrum must be one variance per level of input_spectrum "
+                                             r"\(2\), got 3"):
+        nndyn.Setting(K=2, M=2, lr=0.5, input_spectrum=levels, teacher_spectrum=(1.0, 1.0, 1.0))
+    with pytest.raises(ParameterError, match=r"input_spectrum \(0\), got 2"):
+        nndyn.Setting(K=2, M=2, lr=0.5, teacher_spectrum=teacher)
+    setting = nndyn.Setting(K=2, M=3, lr=0.5, input_spectrum=levels, teacher_spectrum=teacher)
+    N = 4000
+    sim = nndyn.simulate(setting, N=N, t_max=1, seeds=2)
+    diagonal = np.diagonal(np.asarray(sim.T_levels)[0], axis1=-2, axis2=-1)  # (L, M): τ_ℓ χ²_{n_ℓ}/N
+    sizes = spectrum.level_sizes(levels, N)
+    expected = np.asarray(teacher)[:, None] * sizes[:, None] / N
+    spread = np.asarray(teacher)[:, None] * np.sqrt(2 * sizes)[:, None] / N
+    assert np.all(np.abs(diagonal - expected) < 5 * spread), (diagonal, expected)

@@ -5,7 +5,7 @@ checked by the same rule as in the Python API; every problem of a file is report
 A run config takes `name` and the fields of `Setting`, `Simulation`
 (seeds >= 2: the verdict estimates fluctuations from the seeds) and `ODEOptions`;
 structured inputs in an [inputs] table (`INPUTS`: `spectrum = [[ρ, f], …]`, or `power_law = a`
-with `levels = L` and `normalise`), or as the Setting's `input_spectrum`;
+with `levels = L` and `normalise`; `teacher_spectrum`), or as the Setting's `input_spectrum`;
 for continual learning also a [teachers] table (`Teachers`) and [[phases]] tables
 (`Phase`; t_max is then the sum of the phases' t).
 A sweep config takes `name`, `t_max`, `saves`, `chunk` and the Setting's fields fixed over a
@@ -39,6 +39,7 @@ INPUTS = {
     "power_law": Parameter("power_law", float, True, None, "exponent a of ρ_ℓ ∝ ℓ^−(1+a)", above=-1),
     "levels": Parameter("levels", int, True, None, "levels of the power law (each a fraction 1/levels)", minimum=1),
     "normalise": Parameter("normalise", bool, False, True, "normalise the power law to tr Σ/N = 1"),
+    "teacher_spectrum": schema.parameters(Setting)["teacher_spectrum"],
 }
 #: The sweep tables.
 SWEEP_TABLES = ("defaults", "grid", "points", "options")
@@ -120,6 +121,12 @@ def _read_inputs(raw: dict) -> list[str]:
     problems = [f"[inputs] {problem}" for problem in problems]
     if problems:
         return problems
+    if "teacher_spectrum" in values:
+        if "teacher_spectrum" in raw:
+            return ["give teacher_spectrum either at the top or in the [inputs] table, not both"]
+        raw["teacher_spectrum"] = values.pop("teacher_spectrum")
+        if not values:
+            return []
     if "input_spectrum" in raw:
         return ["give the input spectrum either as input_spectrum or in the [inputs] table, not both"]
     if ("spectrum" in values) == ("power_law" in values):

@@ -363,7 +363,8 @@ def _compiled_symmetric_field(activation: str, teacher: str, trained: bool):
 def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
     """The perfect-learning state of a realizable setting (K = M): Q = R = T, v = v*
     (T defaults to the identity, v* to ones); with structured inputs, per level
-    Q^ℓ = R^ℓ = T^ℓ = f_ℓ T (the teacher spread over the levels as the coordinates are)."""
+    Q^ℓ = R^ℓ = T^ℓ = τ_ℓ f_ℓ T (the teacher spread over the levels as its draw is: τ_ℓ the
+    `teacher_spectrum`, default 1)."""
     if setting.K != setting.M:
         raise ValueError(f"perfect learning needs a realizable setting with K = M; this one has K={setting.K}, "
                          f"M={setting.M}")
@@ -371,7 +372,8 @@ def perfect_learning(setting: Setting, T=None, v_star=None) -> OrderParameters:
     v_star = np.ones(setting.M) if v_star is None else np.asarray(v_star, dtype=np.float64)
     levels = {}
     if setting.input_spectrum is not None:
-        level = jnp.asarray(spectrum.fractions(setting.input_spectrum)[:, None, None] * T)
+        weight = spectrum.fractions(setting.input_spectrum) * np.asarray(setting.teacher_spectrum or 1.0)
+        level = jnp.asarray(weight[:, None, None] * T)
         levels = {"Q_levels": level, "R_levels": level, "T_levels": level}
     return OrderParameters(jnp.asarray(T), jnp.asarray(T), jnp.asarray(T), jnp.asarray(v_star), jnp.asarray(v_star),
                            **levels)

@@ -27,7 +27,7 @@ so that students never specialise.
 With structured inputs (`Setting.input_spectrum`, docs/structured.md) there is no reduction: the
 same two plateaus are found in the full flows per level, on the subspace that the permutations
 of the students and of the teachers (T^ℓ = f_ℓ I) leave invariant (every level's R^ℓ one number,
-Q^ℓ one diagonal and one off-diagonal number, one number for "identical"), integrated and
+Q^ℓ one diagonal and one off-diagonal number, one number for "identical"; T^ℓ = τ_ℓ f_ℓ I), integrated and
 projected in the same chunks, then polished by Newton's method in the full flows per level.
 """
 
@@ -114,13 +114,14 @@ def _project_levels(state: OrderParameters, identical: bool) -> OrderParameters:
 def _settle_levels(setting: Setting, identical: bool) -> OrderParameters:
     """Like `_settle`, in the full flows per level of a structured input: students with no
     teacher overlap, spread over the levels as the coordinates are (orthogonal of unit norm, or
-    one vector of norm 1/K), T^ℓ = f_ℓ I."""
+    one vector of norm 1/K), T^ℓ = τ_ℓ f_ℓ I (τ the `teacher_spectrum`, default 1)."""
     assert setting.input_spectrum is not None
     K, fractions = setting.K, spectrum.fractions(setting.input_spectrum)
     eye, level = np.eye(K), fractions[:, None, None]
+    teacher = level * np.asarray(setting.teacher_spectrum or 1.0)[:, None, None]
     Q_levels = level * (np.full((K, K), 1.0 / K) if identical else eye)
-    state = OrderParameters(Q_levels.sum(0), np.zeros((K, K)), eye, np.ones(K), np.ones(K),
-                            Q_levels=Q_levels, R_levels=np.zeros_like(Q_levels), T_levels=level * eye)
+    state = OrderParameters(Q_levels.sum(0), np.zeros((K, K)), (teacher * eye).sum(0), np.ones(K), np.ones(K),
+                            Q_levels=Q_levels, R_levels=np.zeros_like(Q_levels), T_levels=teacher * eye)
     span = np.array([0.0, CHUNK / setting.lr])
     rhs = setting.kernels.rhs
     for _ in range(MAX_CHUNKS):

@@ -48,7 +48,10 @@ class Setting:
     - `input_spectrum`: None for isotropic inputs x ~ N(0, I), or the spectrum of structured
       inputs x ~ N(0, Σ): a tuple of levels (eigenvalue ρ_ℓ, fraction f_ℓ), Σ f_ℓ = 1
       (docs/conventions.md; `nndyn.core.spectrum.power_law` builds power laws). The order
-      parameters are then kept per level (`OrderParameters.levels`).
+      parameters are then kept per level (`OrderParameters.Q_levels`, …).
+    - `teacher_spectrum`: with an `input_spectrum`, the variance τ_ℓ of the teacher's weights on
+      each level's coordinates (one per level; default: 1 on every level), so that a target can
+      be aligned with the top eigen-directions: T^ℓ → τ_ℓ f_ℓ I. Only the teacher's draw uses it.
     """
 
     K: int = parameter(doc="student hidden units", minimum=1)
@@ -72,6 +75,10 @@ class Setting:
                                                        "x ~ N(0, Σ); default: isotropic", convert=spectrum.check,
                                            accepts="a list of [eigenvalue > 0, fraction in (0, 1]] pairs, "
                                                    "fractions summing to 1")
+    teacher_spectrum: tuple | None = parameter(None, doc="variance of the teacher's weights on each level of "
+                                                         "input_spectrum; default: 1 on every level",
+                                               convert=spectrum.check_teacher,
+                                               accepts="a list of variances >= 0, one per level, not all 0")
 
     def __post_init__(self) -> None:
         schema.validate(self)
@@ -79,6 +86,11 @@ class Setting:
             object.__setattr__(self, "lr_v", self.lr)
         if self.teacher_activation is None:
             object.__setattr__(self, "teacher_activation", self.activation)
+        if self.teacher_spectrum is not None and (self.input_spectrum is None
+                                                  or len(self.teacher_spectrum) != len(self.input_spectrum)):
+            levels, given = 0 if self.input_spectrum is None else len(self.input_spectrum), len(self.teacher_spectrum)
+            raise schema.ParameterError("teacher_spectrum", f"teacher_spectrum must be one variance per level of "
+                                                            f"input_spectrum ({levels}), got {given}")
         try:
             load(self.activation)  # an unknown activation fails here, naming the known ones
         except ValueError as error:

@@ -96,3 +96,26 @@ def coordinate_scales(spectrum: Spectrum, N: int) -> np.ndarray:
 def indicators(spectrum: Spectrum, N: int) -> np.ndarray:
     """The levels' indicator vectors (L, N): row ℓ is 1 on level ℓ's coordinates (P_ℓ's diagonal)."""
     return (level_of_coordinates(spectrum, N)[None, :] == np.arange(len(spectrum))[:, None]).astype(np.float64)
+
+
+def check_teacher(value) -> tuple[float, ...]:
+    """`value`, the teacher's variance per level (a sequence of numbers ≥ 0, not all 0), as a
+    tuple of floats; raises ValueError with one line "must be …, got …"."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ValueError(f"must be a non-empty list of variances, one per level, got {value!r}")
+    weights = []
+    for number, entry in enumerate(value, start=1):
+        if isinstance(entry, (bool, np.bool_)) or not isinstance(entry, (int, float, np.integer, np.floating)):
+            raise ValueError(f"must be a list of numbers, got {entry!r} at level {number}")
+        if not (math.isfinite(float(entry)) and float(entry) >= 0):
+            raise ValueError(f"must be finite variances >= 0, got {float(entry)!r} at level {number}")
+        weights.append(float(entry))
+    if not any(weights):
+        raise ValueError(f"must be variances not all 0, got {value!r}")
+    return tuple(weights)
+
+
+def teacher_scales(spectrum: Spectrum, teacher: tuple[float, ...] | None, N: int) -> np.ndarray | None:
+    """The standard deviation of the teacher's weight on each of the N coordinates (N,), √τ_ℓ on
+    level ℓ's, or None for the isotropic teacher (`teacher` None)."""
+    return None if teacher is None else np.sqrt(np.asarray(teacher))[level_of_coordinates(spectrum, N)]

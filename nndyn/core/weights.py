@@ -15,13 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nndyn.core import spectrum
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters, measure
 
 
 def teacher_weights(setting: Setting, N: int, seed: int = 0):
-    """A teacher: W* (M, N) with i.i.d. N(0, 1) entries (so T ≈ I) and v* = 1 (M,)."""
+    """A teacher: W* (M, N) with i.i.d. N(0, 1) entries (so T ≈ I) and v* = 1 (M,); with a
+    `teacher_spectrum`, the entries on level ℓ's coordinates N(0, τ_ℓ) (T^ℓ ≈ τ_ℓ f_ℓ I)."""
     W_teacher = jax.random.normal(jax.random.PRNGKey(seed), (setting.M, N))
+    levels, teacher = setting.input_spectrum, setting.teacher_spectrum
+    if levels is not None and teacher is not None:
+        W_teacher = W_teacher * jnp.asarray(spectrum.teacher_scales(levels, teacher, N))
     return W_teacher, jnp.ones(setting.M)
 
 

@@ -51,7 +51,7 @@ GRID_PARAMETERS = _grid_parameters()
 #: Their defaults (lr_v None: equal to lr).
 PARAMETERS = {name: rule.default for name, rule in GRID_PARAMETERS.items()}
 #: The Setting's parameters that a sweep leaves at their defaults: a sweep integrates isotropic inputs.
-NOT_SWEPT = ("input_spectrum",)
+NOT_SWEPT = ("input_spectrum", "teacher_spectrum")
 #: The Setting's parameters that are fixed over a sweep (fields of `Sweep`).
 SWEEP_WIDE = tuple(name for name in schema.parameters(Setting) if name not in GRID_PARAMETERS and name not in NOT_SWEPT)
 
