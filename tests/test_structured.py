@@ -299,3 +299,12 @@ def test_the_teacher_spectrum_weights_the_teachers_levels():
     expected = np.asarray(teacher)[:, None] * sizes[:, None] / N
     spread = np.asarray(teacher)[:, None] * np.sqrt(2 * sizes)[:, None] / N
     assert np.all(np.abs(diagonal - expected) < 5 * spread), (diagonal, expected)
+
+
+def test_a_run_config_takes_the_teacher_spectrum_in_the_inputs_table(tmp_path):
+    from nndyn.app.config import read_config
+
+    path = tmp_path / "run.toml"
+    path.write_text(BASE + "[inputs]\npower_law = 1.0\nlevels = 2\nteacher_spectrum = [2.0, 0.5]\n")
+    (panel,) = read_config(path).panels
+    assert panel.setting.teacher_spectrum == (2.0, 0.5) and panel.setting.input_spectrum == spectrum.power_law(1.0, 2)
