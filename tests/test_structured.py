@@ -308,3 +308,18 @@ def test_a_run_config_takes_the_teacher_spectrum_in_the_inputs_table(tmp_path):
     path.write_text(BASE + "[inputs]\npower_law = 1.0\nlevels = 2\nteacher_spectrum = [2.0, 0.5]\n")
     (panel,) = read_config(path).panels
     assert panel.setting.teacher_spectrum == (2.0, 0.5) and panel.setting.input_spectrum == spectrum.power_law(1.0, 2)
+
+
+def test_the_level_terms_are_the_isotropic_terms_at_one_level():
+    # The derivation: the flows of one level with u^ℓ = u and ρ_ℓ f_ℓ = 1 are the isotropic flows,
+    # term for term; only I3's u slot (slot 1) is projected.
+    from nndyn.derive import flows
+
+    def plain(term, weight):
+        return term.target, term.integral, term.indices, term.weights, term.scalar.subs(flows.level_weight, weight)
+
+    levels, isotropic = flows.derive_flows(levels=True), flows.derive_flows()
+    assert [plain(term, 1) for term in levels] == [plain(term, 1) for term in isotropic]
+    assert {term.projected for term in levels if term.integral == "I3"} == {1}
+    assert all(term.projected is None for term in levels if term.integral != "I3")
+    assert {term.integral for term in levels if term.scalar.has(flows.level_weight)} == {"I4", "J2"}
