@@ -118,7 +118,8 @@ def _settle_levels(setting: Setting, identical: bool) -> OrderParameters:
     assert setting.input_spectrum is not None
     K, fractions = setting.K, spectrum.fractions(setting.input_spectrum)
     eye, level = np.eye(K), fractions[:, None, None]
-    teacher = level * np.asarray(setting.teacher_spectrum or 1.0)[:, None, None]
+    variances = np.ones(len(fractions)) if setting.teacher_spectrum is None else np.asarray(setting.teacher_spectrum)
+    teacher = level * variances[:, None, None]
     Q_levels = level * (np.full((K, K), 1.0 / K) if identical else eye)
     state = OrderParameters(Q_levels.sum(0), np.zeros((K, K)), (teacher * eye).sum(0), np.ones(K), np.ones(K),
                             Q_levels=Q_levels, R_levels=np.zeros_like(Q_levels), T_levels=teacher * eye)
