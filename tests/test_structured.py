@@ -45,8 +45,11 @@ def isotropic_flows(kernels, state, **parameters):
     return jax.jit(flows)(state.Q, state.R, state.v, state.T, state.v_star)
 
 
-@pytest.mark.parametrize("activation, teacher", [("erf", "erf"), ("relu", "relu"), ("quadratic", "quadratic"),
-                                                 ("linear", "linear"), ("erf", "relu")])
+@pytest.mark.parametrize("activation, teacher", [
+    ("erf", "erf"), ("quadratic", "quadratic"), ("linear", "linear"),
+    pytest.param("relu", "relu", marks=pytest.mark.slow),  # over 2 s: ReLU's orthant rule compiles
+    pytest.param("erf", "relu", marks=pytest.mark.slow),
+])
 def test_one_level_is_the_isotropic_flows_and_levels_of_one_eigenvalue_sum_to_them(activation, teacher):
     # One level of eigenvalue 1 is isotropic inputs: the level path must give the isotropic flows
     # exactly (it evaluates the same closed forms on the same entries). Splitting the
@@ -272,6 +275,7 @@ def test_a_bad_inputs_table_is_one_line(tmp_path, table, problem):
     assert len(error.value.problems) == 1 and problem in error.value.problems[0], error.value.problems
 
 
+@pytest.mark.slow  # over 2 s: a process of its own
 def test_analyse_refuses_a_spectrum_with_one_line(tmp_path):
     import subprocess
     import sys
@@ -284,6 +288,7 @@ def test_analyse_refuses_a_spectrum_with_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow  # over 2 s: a simulation at N = 4000
 def test_the_teacher_spectrum_weights_the_teachers_levels():
     levels, teacher = ((2.0, 0.25), (2 / 3, 0.75)), (4.0, 0.5)
     with pytest.raises(ParameterError, match="teacher_spectrum must be one variance per level of input_spectrum "
