@@ -41,6 +41,7 @@ from jax.typing import ArrayLike
 from nndyn.core import spectrum, symmetric
 from nndyn.core.errors import DivergenceError
 from nndyn.core.fixed_points import FixedPoint, FixedPointError, fixed_point, learning_rate_threshold
+from nndyn.core.fixed_points import _field as compiled_field
 from nndyn.core.integrate import integrate
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters
@@ -124,15 +125,15 @@ def _settle_levels(setting: Setting, identical: bool) -> OrderParameters:
     state = OrderParameters(Q_levels.sum(0), np.zeros((K, K)), (teacher * eye).sum(0), np.ones(K), np.ones(K),
                             Q_levels=Q_levels, R_levels=np.zeros_like(Q_levels), T_levels=teacher * eye)
     span = np.array([0.0, CHUNK / setting.lr])
-    rhs = setting.kernels.rhs
+    field, _, flatten, _, _, _ = compiled_field(setting)  # jitted once per shape (the check runs every chunk)
     for _ in range(MAX_CHUNKS):
         try:
             state = _project_levels(integrate(setting, state, span, refine_tail=False).state_at(-1), identical)
         except DivergenceError as error:
             raise FixedPointError(f"the {'identical' if identical else 'distinct'} students reach no plateau at "
                                   f"η = {setting.lr:g}: {error}") from None
-        flows = rhs(0.0, state.as_ode_state(), setting.ode_args(state.T_levels, state.v_star))
-        if max(float(np.max(np.abs(np.asarray(flow)))) for flow in flows.values()) < SETTLED * setting.lr:
+        flows = field(flatten(state.as_ode_state()), state.v, setting.ode_args(state.T_levels, state.v_star))
+        if float(np.max(np.abs(np.asarray(flows)))) < SETTLED * setting.lr:
             return state
     raise FixedPointError(f"the {'identical' if identical else 'distinct'} students did not settle on a plateau "
                           f"within {MAX_CHUNKS * CHUNK / setting.lr:g} time units (η = {setting.lr:g})")
