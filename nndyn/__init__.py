@@ -12,8 +12,9 @@ The public API:
   simulations and ODEs, a t-test of whole trajectories, and the verdict (the ODE restarted at
   every recorded state of the simulation) that has power at a few seeds;
 - `Teachers`, `Phase`, `Protocol`, `simulate_protocol`,
-  `integrate_protocol` (a `ContinualTrajectory`): continual learning, several
-  teachers of controlled similarity trained on in phases, ODE beside SGD;
+  `integrate_protocol`: continual learning, several teachers of controlled similarity trained
+  on in phases, ODE beside SGD (a `Trajectory` whose phases are data; `ContinualTrajectory`,
+  its former type, is a deprecated name of it);
 - `fixed_point` (a `FixedPoint`), `learning_rate_threshold`: fixed points of
   the flows, their eigenvalues and stability, and η_max; from a `SymmetricState`, those of
   Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
@@ -60,7 +61,8 @@ _HOMES = {
                      "simulate_protocol"), "nndyn.core.continual"),
     **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
     **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
-    **dict.fromkeys(("ODEOptions", "Solution", "integrate", "solve"), "nndyn.core.integrate"),
+    "integrate": "nndyn.core.integrate",
+    **dict.fromkeys(("ODEOptions", "Solution", "solve"), "nndyn.core.solver"),
     **dict.fromkeys(("plateau_threshold", "plateaus"), "nndyn.core.plateaus"),
     "Setting": "nndyn.core.setting",
     **dict.fromkeys(("Simulation", "simulate"), "nndyn.core.simulate"),
@@ -70,10 +72,12 @@ _HOMES = {
     **dict.fromkeys(("Sweep", "grid", "run_sweep", "sweep"), "nndyn.sweeps"),
 }
 
+#: Former names, kept with a DeprecationWarning (not in __all__).
+_DEPRECATED = {"ContinualTrajectory"}
+
 __all__ = [
     "Agreement",
     "Comparison",
-    "ContinualTrajectory",
     "DivergenceError",
     "FixedPoint",
     "ODEOptions",
@@ -117,7 +121,8 @@ def __getattr__(name: str):
     if name not in _HOMES:
         raise AttributeError(f"module 'nndyn' has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)
-    globals()[name] = value
+    if name not in _DEPRECATED:  # a deprecated name warns at every use
+        globals()[name] = value
     return value
 
 
@@ -129,20 +134,14 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as if imported her
     from nndyn.app.config import read_sweep
     from nndyn.app.results import PanelData, SweepPoint, load_run, load_sweep, sweep_dataframe
     from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict
-    from nndyn.core.continual import (
-        ContinualTrajectory,
-        Phase,
-        Protocol,
-        Teachers,
-        integrate_protocol,
-        simulate_protocol,
-    )
+    from nndyn.core.continual import Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
     from nndyn.core.errors import DivergenceError, Status
     from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
-    from nndyn.core.integrate import ODEOptions, Solution, integrate, solve
+    from nndyn.core.integrate import integrate
     from nndyn.core.plateaus import plateau_threshold, plateaus
     from nndyn.core.setting import Setting
     from nndyn.core.simulate import Simulation, simulate
+    from nndyn.core.solver import ODEOptions, Solution, solve
     from nndyn.core.state import OrderParameters
     from nndyn.core.symmetric import SymmetricState
     from nndyn.core.trajectory import Trajectory

@@ -28,11 +28,20 @@ def test_one_phase_is_the_plain_model():
     np.testing.assert_allclose(sim.Q, plain.Q, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sim.heads[:, :, 0], plain.v, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sim.eg_teacher[..., 0], plain.eg, rtol=1e-12, atol=1e-14)
-    init, heads = sim.initial_state()
-    ode = nndyn.integrate_protocol(setting, single, init, sim.t, heads=heads)
+    np.testing.assert_allclose(sim.eg, plain.eg, rtol=1e-12, atol=1e-14)  # one type: eg, v are the active ones
+    np.testing.assert_allclose(sim.v, plain.v, rtol=1e-12, atol=1e-12)
+    init = sim.initial_state()
+    ode = nndyn.integrate_protocol(setting, single, init, sim.t)
     direct = nndyn.integrate(setting, plain.initial_state(), plain.t)
     np.testing.assert_allclose(ode.eg_teacher[..., 0], direct.eg, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ode.eg, direct.eg, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(ode.R, direct.R, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ode.v, direct.v, rtol=1e-7, atol=1e-10)
+    with pytest.warns(DeprecationWarning, match="initial_state"):  # the former (state, heads) pair
+        state, heads = sim.initial_state()
+    np.testing.assert_array_equal(heads, state.heads)
+    with pytest.warns(DeprecationWarning, match="Trajectory"):
+        assert nndyn.ContinualTrajectory is nndyn.Trajectory
 
 
 def test_teachers_have_the_stated_similarity():
@@ -60,8 +69,8 @@ def test_per_teacher_error_is_the_plain_error_with_that_teachers_readout():
 def test_identical_teachers_forget_nothing():
     same = protocol(similarity=1.0)
     sim = nndyn.simulate_protocol(SETTING, same, N=200, seeds=2)
-    init, heads = sim.initial_state()
-    ode = nndyn.integrate_protocol(SETTING, same, init, sim.t, heads=heads)
+    init = sim.initial_state()
+    ode = nndyn.integrate_protocol(SETTING, same, init, sim.t)
     np.testing.assert_allclose(ode.eg_teacher[..., 0], ode.eg_teacher[..., 1], rtol=1e-10)
     assert np.all(ode.metrics(same)["forgetting"][:, 0] <= 1e-12)
 
@@ -82,8 +91,8 @@ def test_threshold_switch_and_one_that_is_never_reached():
     reachable = nndyn.Protocol(nndyn.Teachers(count=2), (nndyn.Phase(teacher=0, t=20, threshold=0.05),
                                                          nndyn.Phase(teacher=1, t=4)))
     sim = nndyn.simulate_protocol(SETTING, reachable, N=200, seeds=2)
-    init, heads = sim.initial_state()
-    ode = nndyn.integrate_protocol(SETTING, reachable, init, sim.t, heads=heads)
+    init = sim.initial_state()
+    ode = nndyn.integrate_protocol(SETTING, reachable, init, sim.t)
     for run in (sim, ode):
         assert np.all(np.asarray(run.reached))
         switch = np.asarray(run.starts)[:, 1]
@@ -141,9 +150,9 @@ def test_frozen_first_layer_and_annealing():
     frozen = np.asarray(sim.Q)[:, later]
     np.testing.assert_array_equal(frozen, frozen[:, :1].repeat(later.sum(), 1))
     annealed = dataclasses.replace(protocol(anneal=0.5))
-    init, heads = nndyn.simulate_protocol(SETTING, annealed, N=200, seeds=2).initial_state()
-    slow = nndyn.integrate_protocol(SETTING, annealed, init, sim.t, heads=heads)
-    fast = nndyn.integrate_protocol(SETTING, protocol(), init, sim.t, heads=heads)
+    init = nndyn.simulate_protocol(SETTING, annealed, N=200, seeds=2).initial_state()
+    slow = nndyn.integrate_protocol(SETTING, annealed, init, sim.t)
+    fast = nndyn.integrate_protocol(SETTING, protocol(), init, sim.t)
     moved = [np.abs(np.asarray(run.R)[:, -1] - np.asarray(run.R)[:, 4]).sum() for run in (slow, fast)]
     assert moved[0] < 0.5 * moved[1], "annealing η slows the second phase"
 
@@ -195,8 +204,8 @@ def test_separate_heads_forget_most_at_intermediate_similarity():
         protocol = nndyn.Protocol(nndyn.Teachers(count=2, feature_similarity=similarity, heads="multi"),
                                   (nndyn.Phase(teacher=0, t=50.0), nndyn.Phase(teacher=1, t=50.0)))
         sim = nndyn.simulate_protocol(setting, protocol, N=784, seeds=4, init_scale=1e-3, t_max=100.0)
-        init, heads = sim.initial_state()
-        ode = nndyn.integrate_protocol(setting, protocol, init, sim.t, heads=heads)
+        init = sim.initial_state()
+        ode = nndyn.integrate_protocol(setting, protocol, init, sim.t)
         forgetting[similarity] = (sim.metrics(protocol)["forgetting"][:, 0], ode.metrics(protocol)["forgetting"][:, 0])
     middle_sim, middle_ode = forgetting[0.3]
     for similarity in (0.0, 1.0):

@@ -65,7 +65,7 @@ def test_euler_needs_a_step_and_times_must_increase():
         nndyn.integrate(setting, state(), np.linspace(0, 1, 3), method="euler")
     with pytest.raises(ValueError, match="t must be a 1-d increasing array of at least two finite times"):
         nndyn.integrate(setting, state(), np.array([0.0, 2.0, 1.0]))
-    with pytest.raises(ValueError, match="method must be one of 'adaptive', 'euler', got 'rk4'"):
+    with pytest.raises(ValueError, match="method must be one of 'adaptive', 'implicit', 'euler', got 'rk4'"):
         nndyn.integrate(setting, state(), np.linspace(0, 1, 3), method="rk4")
 
 

@@ -28,8 +28,8 @@ for gamma in similarities:
     protocol = nndyn.Protocol(nndyn.Teachers(count=2, feature_similarity=gamma, heads="single"),
                               (nndyn.Phase(teacher=0, t=PHASE), nndyn.Phase(teacher=1, t=PHASE)))
     sim = nndyn.simulate_protocol(setting, protocol, N=N, seeds=SEEDS, init_scale=0.5)
-    init, heads = sim.initial_state()
-    ode = nndyn.integrate_protocol(setting, protocol, init, sim.t, heads=heads)
+    init = sim.initial_state()
+    ode = nndyn.integrate_protocol(setting, protocol, init, sim.t)
     results[gamma] = (sim.metrics(protocol)["forgetting"][:, 0], ode.metrics(protocol)["forgetting"][:, 0], sim, ode)
 
 # %%

@@ -25,10 +25,10 @@ from typing import TypeVar
 from nndyn.app.experiments import Experiment, Panel
 from nndyn.core import schema, spectrum
 from nndyn.core.continual import Phase, Protocol, Teachers
-from nndyn.core.integrate import ODEOptions
 from nndyn.core.schema import Parameter
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation
+from nndyn.core.solver import ODEOptions
 from nndyn.sweeps.grid import GRID_PARAMETERS, SWEEP_WIDE, Sweep, check_point, grid
 
 #: A run's name.
@@ -230,9 +230,9 @@ def _ignored(raw: dict, values: dict, protocol: Protocol | None) -> list[str]:
                      "be ignored" for name in given]
     if protocol is not None and values.get("input_spectrum") is not None:
         problems.append("structured inputs (an input spectrum) are not available for a protocol ([[phases]]) yet")
-    if protocol is not None and values.get("method") == "euler":
-        problems.append("method = 'euler' is not available for a protocol ([[phases]]): protocols integrate with "
-                        "the adaptive method")
+    if protocol is not None and values.get("method") not in (None, "adaptive"):
+        problems.append(f"method = {values['method']!r} is not available for a protocol ([[phases]]): protocols "
+                        "integrate with the adaptive method")
     return problems
 
 

@@ -10,7 +10,6 @@ import numpy as np
 from nndyn.core import spectrum
 from nndyn.core.compare import Agreement, Comparison, compare, verdict
 from nndyn.core.continual import (
-    ContinualTrajectory,
     Phase,
     Protocol,
     Teachers,
@@ -18,9 +17,10 @@ from nndyn.core.continual import (
     readout_cosines,
     simulate_protocol,
 )
-from nndyn.core.integrate import ODEOptions, integrate
+from nndyn.core.integrate import integrate
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation, simulate
+from nndyn.core.solver import ODEOptions
 from nndyn.core.trajectory import Trajectory
 
 
@@ -64,7 +64,8 @@ class Experiment:
 @dataclass(frozen=True)
 class PanelResult:
     """A panel's simulation (seed axis first), its ODEs, how well they agree, and the verdict
-    (`verdict`) on whether the simulation follows the flows."""
+    (`verdict`) on whether the simulation follows the flows; for a protocol's panel, the
+    trajectories carry its phases (`Trajectory.protocol`)."""
 
     panel: Panel
     sim: Trajectory
@@ -75,63 +76,49 @@ class PanelResult:
     def summary(self) -> dict:
         """Agreement metrics, all finite numbers: the largest gap in ε_g over time (of the seed
         mean, and of single seeds), relative to ε_g; the smallest alignments; the verdict's
-        scores (normal deviates), threshold and answer."""
-        gap = np.asarray(self.sim.eg - self.ode.eg)
-        mean_ode = np.asarray(self.ode.eg).mean(axis=0)
+        scores (normal deviates), threshold and answer. For a protocol, ε_g is on every teacher,
+        and per task (lists over teachers) the final ε_g, forgetting and transfer of SGD (mean
+        and standard error over seeds) and of the ODE (mean), the phases whose threshold was not
+        reached, and the realised readout cosines."""
+        protocol = self.panel.protocol
+        eg = "eg" if protocol is None else "eg_teacher"
+        gap = np.asarray(getattr(self.sim, eg) - getattr(self.ode, eg))
+        mean_ode = np.asarray(getattr(self.ode, eg)).mean(axis=0)
         comparison = self.comparison
-        return {
+        summary = {
             "label": self.panel.label,
             "max_abs_eg_gap_mean": float(np.max(np.abs(gap.mean(axis=0)))),
             "max_abs_eg_gap_single_seed": float(np.max(np.abs(gap))),
             "max_relative_eg_gap_mean": float(np.max(np.abs(gap.mean(axis=0)) / np.maximum(mean_ode, 1e-12))),
             "final_eg_sim": float(np.asarray(self.sim.eg)[:, -1].mean()),
-            "final_eg_ode": float(mean_ode[-1]),
+            "final_eg_ode": float(np.asarray(self.ode.eg)[:, -1].mean()),
             "min_alignment_Q": float(np.min(comparison.Q_alignment)),
             "min_alignment_R": float(np.min(comparison.R_alignment)),
             "min_alignment_v": float(np.min(comparison.v_alignment)),
-            "verdict_scores": self.agreement.scores,
-            "verdict_threshold": self.agreement.threshold,
-            "agrees": self.agreement.passed,
-            "verdict_answer": self.agreement.answer,
-            "verdict_resolution": self.agreement.resolution,
         }
+        if protocol is not None:
+            summary.update(_protocol_summary(self.sim, self.ode, protocol))
+        return {**summary, "verdict_scores": self.agreement.scores, "verdict_threshold": self.agreement.threshold,
+                "agrees": self.agreement.passed, "verdict_answer": self.agreement.answer,
+                "verdict_resolution": self.agreement.resolution}
 
 
-@dataclass(frozen=True)
-class ContinualResult:
-    """A continual panel's simulation (seed axis first), its ODEs, and the verdict on whether the
-    simulation follows the flows."""
-
-    panel: Panel
-    sim: ContinualTrajectory
-    ode: ContinualTrajectory
-    agreement: Agreement
-
-    def summary(self) -> dict:
-        """Per task (lists over teachers), the final ε_g, forgetting and transfer of SGD (mean and
-        standard error over seeds) and of the ODE (mean), the phases whose threshold was not
-        reached, and the verdict (`verdict` with the protocol: Q, R and the trained head)."""
-        gap = np.asarray(self.sim.eg_teacher - self.ode.eg_teacher).mean(axis=0)
-        mean_ode = np.asarray(self.ode.eg_teacher).mean(axis=0)
-        summary = {"label": self.panel.label,
-                   "max_abs_eg_gap_mean": float(np.max(np.abs(gap))),
-                   "max_relative_eg_gap_mean": float(np.max(np.abs(gap) / np.maximum(mean_ode, 1e-12)))}
-        protocol = self.panel.protocol
-        assert protocol is not None  # a continual panel has one
-        for kind, trajectory in (("sim", self.sim), ("ode", self.ode)):
-            for name, values in trajectory.metrics(protocol).items():
-                with warnings.catch_warnings():  # a task never trained or never left: NaN, shown as null
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    summary[f"{name}_{kind}"] = _finite(np.nanmean(values, axis=0))
-                    if kind == "sim":
-                        summary[f"{name}_sim_se"] = _finite(np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values)))
-            missed = np.argwhere(~np.asarray(trajectory.reached))
-            summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
-        summary["readout_cosines"] = _finite(readout_cosines(np.asarray(self.sim.v_star)[0]))  # realised γ_r
-        summary.update({"verdict_scores": self.agreement.scores, "verdict_threshold": self.agreement.threshold,
-                        "agrees": self.agreement.passed, "verdict_answer": self.agreement.answer,
-                        "verdict_resolution": self.agreement.resolution})
-        return summary
+def _protocol_summary(sim: Trajectory, ode: Trajectory, protocol: Protocol) -> dict:
+    """Per task (lists over teachers): final ε_g, forgetting and transfer (`Trajectory.metrics`)
+    of SGD (mean, standard error) and of the ODE (mean); the phases not reached; the readouts'
+    realised cosines with the first."""
+    summary = {}
+    for kind, trajectory in (("sim", sim), ("ode", ode)):
+        for name, values in trajectory.metrics(protocol).items():
+            with warnings.catch_warnings():  # a task never trained or never left: NaN, shown as null
+                warnings.simplefilter("ignore", RuntimeWarning)
+                summary[f"{name}_{kind}"] = _finite(np.nanmean(values, axis=0))
+                if kind == "sim":
+                    summary[f"{name}_sim_se"] = _finite(np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values)))
+        missed = np.argwhere(~np.asarray(trajectory.reached))
+        summary[f"unreached_{kind}"] = [{"seed": int(seed), "phase": int(phase)} for seed, phase in missed]
+    summary["readout_cosines"] = _finite(readout_cosines(np.asarray(sim.v_star)[0]))  # realised γ_r
+    return summary
 
 
 def _finite(values) -> list:
@@ -141,7 +128,7 @@ def _finite(values) -> list:
 
 def run_panel(panel: Panel, progress=None):
     """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare:
-    a PanelResult, or for a protocol a ContinualResult."""
+    a PanelResult (for a protocol, trained through its phases)."""
     if panel.protocol is not None:
         return _run_protocol(panel, panel.protocol, progress)
     sim = simulate(panel.setting, progress=progress, **asdict(panel.simulation))
@@ -151,17 +138,16 @@ def run_panel(panel: Panel, progress=None):
     return PanelResult(panel, sim, ode, compare(sim, ode), answer)
 
 
-def _run_protocol(panel: Panel, protocol: Protocol, progress=None) -> ContinualResult:
+def _run_protocol(panel: Panel, protocol: Protocol, progress=None) -> PanelResult:
     scale = asdict(panel.simulation)
     sim = simulate_protocol(panel.setting, protocol, **{k: v for k, v in scale.items() if k != "held_out"})
     if progress:
         progress(0.5)
-    init, heads = sim.initial_state()
     options = {key: value for key, value in asdict(panel.options).items() if key != "method"}
-    ode = integrate_protocol(panel.setting, protocol, init, sim.t, heads=heads, **options)
+    ode = integrate_protocol(panel.setting, protocol, sim.initial_state(), sim.t, **options)
     if progress:
         progress(1.0)
-    return ContinualResult(panel, sim, ode, verdict(panel.setting, sim, protocol=protocol, **options))
+    return PanelResult(panel, sim, ode, compare(sim, ode), verdict(panel.setting, sim, protocol=protocol, **options))
 
 
 N_BLOG, M_BLOG = 784, 4

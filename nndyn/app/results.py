@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nndyn.core.continual import ContinualTrajectory
 from nndyn.core.trajectory import Trajectory
 from nndyn.sweeps.grid import GRID_PARAMETERS
 
@@ -29,12 +28,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class PanelData:
     """One panel of a run folder: its `label`, the simulation `sim` and the ODEs `ode` (seed
-    axis first; `ContinualTrajectory` for a continual run), its `summary` (as in
-    summary.json) and `config` (as in config.json)."""
+    axis first; with phases for a continual run), its `summary` (as in summary.json) and
+    `config` (as in config.json)."""
 
     label: str
-    sim: Trajectory | ContinualTrajectory
-    ode: Trajectory | ContinualTrajectory
+    sim: Trajectory
+    ode: Trajectory
     summary: dict
     config: dict
 
@@ -56,10 +55,17 @@ def _json(path: Path) -> dict:
         raise FileNotFoundError(f"{path.parent} is not a finished nndyn folder: no {path.name}") from None
 
 
-def _trajectory(arrays: dict[str, np.ndarray], prefix: str) -> Trajectory | ContinualTrajectory:
-    """The trajectory stored under the keys `prefix`<field> of a run's npz."""
+def _trajectory(arrays: dict[str, np.ndarray], prefix: str, config: dict) -> Trajectory:
+    """The trajectory stored under the keys `prefix`<field> of a run's npz, whose panel has the
+    config `config`. A protocol's run written before its trajectory had `eg` and `v` (the
+    teacher and head trained up to each time) gets them from its phases."""
     fields = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
-    return ContinualTrajectory(**fields) if "eg_teacher" in fields else Trajectory(**fields)
+    if "eg_teacher" in fields and "eg" not in fields:
+        from nndyn.core.continual import Phase, Protocol, Teachers, active
+
+        protocol = Protocol(Teachers(**config["teachers"]), tuple(Phase(**phase) for phase in config["phases"]))
+        fields["eg"], fields["v"] = active(protocol, fields["phase"], fields["eg_teacher"], fields["heads"])
+    return Trajectory(**fields)
 
 
 def load_run(folder: str | os.PathLike) -> dict[str, list[PanelData]]:
@@ -88,8 +94,9 @@ def _load_run(folder: Path) -> dict[str, list[PanelData]]:
         with np.load(folder / f"{name}.npz") as stored:
             arrays = dict(stored)
         experiments[name] = [
-            PanelData(summary[name]["panels"][index]["label"], _trajectory(arrays, f"p{index}_sim_"),
-                      _trajectory(arrays, f"p{index}_ode_"), summary[name]["panels"][index], panel_config)
+            PanelData(summary[name]["panels"][index]["label"], _trajectory(arrays, f"p{index}_sim_", panel_config),
+                      _trajectory(arrays, f"p{index}_ode_", panel_config), summary[name]["panels"][index],
+                      panel_config)
             for index, panel_config in enumerate(panels)
         ]
     return experiments

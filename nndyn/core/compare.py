@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ from nndyn.core.state import Array
 from nndyn.core.trajectory import Trajectory
 
 if TYPE_CHECKING:
-    from nndyn.core.continual import ContinualTrajectory, Protocol
+    from nndyn.core.continual import Protocol
     from nndyn.core.setting import Setting
 
 
@@ -121,12 +120,12 @@ class Agreement:
 CONCLUSIVE = 0.5
 
 
-def agreement(sim: Trajectory | ContinualTrajectory, ode: Trajectory | ContinualTrajectory, family_level: float = 1e-3,
+def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3,
               fields: tuple[str, ...] = ("eg", "Q", "R", "v")) -> Agreement:
     """Do simulations (S seeds) agree with their ODEs, each started from its seed's state?
 
     For every time t > t[0] and every entry X of the `fields` (default ε_g, Q, R, v; other
-    trajectories, e.g. a ContinualTrajectory's eg_teacher, Q, R, heads), the seeds' deviations
+    trajectories, e.g. a protocol's eg_teacher, Q, R, heads), the seeds' deviations
     d_s = X_sim,s − X_ode,s (fluctuations of order 1/√N) must have a mean within z · SE,
     SE = std_s(d)/√S, where z is the two-sided Student-t quantile with S − 1 degrees of freedom at
     the family-wise level `family_level`, Bonferroni-corrected over all comparisons. Entries that
@@ -134,8 +133,7 @@ def agreement(sim: Trajectory | ContinualTrajectory, ode: Trajectory | Continual
     """
     from scipy import stats  # imported here: it costs a second at `import nndyn`
 
-    if isinstance(sim, Trajectory) and isinstance(ode, Trajectory):
-        _check_alike(sim, ode)
+    _check_alike(sim, ode)
     first = fields[0]
     shapes = [(jnp.shape(getattr(sim, name)), jnp.shape(getattr(ode, name))) for name in fields]
     if any(a != b for a, b in shapes) or jnp.ndim(getattr(sim, first)) < 2:
@@ -162,41 +160,69 @@ def agreement(sim: Trajectory | ContinualTrajectory, ode: Trajectory | Continual
 Restarts = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def _restarts(setting: Setting, sim: Trajectory, dt: float | None, options: dict) -> Restarts:
-    """The ODE integrated over one recording interval from every recorded state of every seed
-    (one vmapped solve)."""
-    from nndyn.core.integrate import integrate  # compare is imported by integrate's callers only
-    from nndyn.core.state import OrderParameters
+def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: float | None,
+              options: dict) -> Restarts:
+    """The flows restarted from every recorded state of every seed of `sim` over one recording
+    interval: one vmapped solve per phase (a plain run is one phase on one teacher), under the
+    phase that trained in the interval (its teacher's masked readout, its rates and annealing),
+    v the head it trained; NaN predictions for intervals after a protocol (the student rests).
+    With structured inputs Q and R are per level (their sums follow from them)."""
+    from nndyn.core import sgd
+    from nndyn.core.errors import DivergenceError, Status
+    from nndyn.core.solver import PER_ELEMENT, ODEOptions, resolve_options, solve_batch
 
-    seeds, n = np.shape(sim.Q)[:2]
-    step = np.diff(np.asarray(sim.t))
+    t = np.asarray(sim.t)
+    step = np.diff(t)
     if not np.allclose(step, step[0], rtol=1e-9, atol=0):
         raise ValueError("verdict needs a simulation recorded at equally spaced times")
-
-    def starts(x, per_time: bool):
-        x = np.asarray(x)
-        x = x[:, :-1] if per_time else np.broadcast_to(x[:, None], (seeds, n - 1) + x.shape[1:])
-        return jnp.asarray(x.reshape((seeds * (n - 1),) + x.shape[2:]))
-
-    levels = {} if sim.Q_levels is None else {
-        "Q_levels": starts(sim.Q_levels, True), "R_levels": starts(sim.R_levels, True),
-        "T_levels": starts(sim.T_levels, False)}
-    init = OrderParameters(starts(sim.Q, True), starts(sim.R, True), starts(sim.T, False),
-                           starts(sim.v, True), starts(sim.v_star, False),
-                           None if sim.b is None else starts(sim.b, False), **levels)
-    options = {"refine_tail": False, **options}  # one interval each: no tail to refine
-    with warnings.catch_warnings():  # ε_g of a converged state is round-off: `verdict` leaves such intervals out
-        warnings.simplefilter("ignore", RuntimeWarning)
-        restarted = integrate(setting, init, np.array([0.0, step[0]]), dt=dt, **options)
-    # structured inputs: the overlaps per level are tested (their sums follow from them)
+    span = np.array([0.0, step[0]])
+    ode = resolve_options(ODEOptions(**{"refine_tail": False, **options}), span, dt)
+    if protocol is not None and ode.method != "adaptive":
+        raise ValueError("method must be 'adaptive' for a protocol")
     fields = {"Q": "Q", "R": "R", "v": "v"} if sim.Q_levels is None else {"Q": "Q_levels", "R": "R_levels", "v": "v"}
-    recorded = {name: np.asarray(getattr(sim, field)) for name, field in fields.items()}
-    return {name: (value[:, :-1], value[:, 1:],
-                   np.asarray(getattr(restarted, fields[name]))[:, -1].reshape(value[:, 1:].shape))
-            for name, value in recorded.items()}
+    pairs = {name: (np.asarray(getattr(sim, field))[:, :-1], np.asarray(getattr(sim, field))[:, 1:])
+             for name, field in fields.items()}  # per order parameter: the recorded (start, end) of each interval
+    seeds, n = np.shape(sim.Q)[:2]
+    T = np.asarray(sim.T if sim.T_levels is None else sim.T_levels)
+    v_star, b = np.asarray(sim.v_star), None if sim.b is None else np.asarray(sim.b)
+    if protocol is None:
+        trained = np.zeros((seeds, n - 1), dtype=int)  # one phase: every interval, the setting's rates
+
+        def args_of(phase: int, s: int, k: int) -> dict:
+            return setting.ode_args(T[s], v_star[s], None if b is None else b[s])
+    else:
+        trained = np.asarray(sim.phase)[:, 1:]  # the phase of each interval; len(phases) after the protocol
+        head_of = np.array([protocol.head(phase.teacher) for phase in protocol.phases] + [0])
+        heads = np.asarray(sim.heads)
+        seed, interval = np.indices(trained.shape)
+        # v is the head trained in the interval (the record's v is the head trained up to each time)
+        pairs["v"] = heads[seed, interval, head_of[trained]], heads[seed, interval + 1, head_of[trained]]
+        starts = np.asarray(sim.starts)
+
+        def args_of(phase: int, s: int, k: int) -> dict:
+            rates, teacher = protocol.rates(setting, protocol.phases[phase]), protocol.phases[phase].teacher
+            return {**setting.ode_args(T[s], sgd.masked_readout(v_star[s], teacher), None if b is None else b[s]),
+                    **{name: rates[name] for name in sgd.RATES[:-1]}, "t_start": starts[s, phase] - t[k],
+                    "tau": rates["tau"]}
+    predicted = {name: np.full(end.shape, np.nan) for name, (_, end) in pairs.items()}
+    for phase in range(1 if protocol is None else len(protocol.phases)):
+        chosen = np.argwhere(trained == phase)
+        if not len(chosen):
+            continue
+        rows = [args_of(phase, s, k) for s, k in chosen]
+        args = {name: jnp.asarray(np.stack([row[name] for row in rows]) if name in PER_ELEMENT else value)
+                for name, value in rows[0].items() if value is not None}
+        y0 = {name: jnp.asarray(start[chosen[:, 0], chosen[:, 1]]) for name, (start, _) in pairs.items()}
+        solution = solve_batch(setting, y0, args, span, ode, dt, batch_dims=1)
+        if not bool(np.all(np.asarray(solution.status) == Status.ok)):
+            where = f"a restart of phase {phase}" if protocol is not None else "a restart"
+            raise DivergenceError(float(t[chosen[0, 1]]), None, f"{where} could not be integrated")
+        for name in predicted:
+            predicted[name][chosen[:, 0], chosen[:, 1]] = np.asarray(solution.ys[name])[:, -1]
+    return {name: (*pairs[name], predicted[name]) for name in pairs}
 
 
-def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol: Protocol | None = None,
+def verdict(setting: Setting, sim: Trajectory, *, protocol: Protocol | None = None,
             windows: int = 8, family_level: float = 1e-3, dt: float | None = None, **options) -> Agreement:
     """Does the simulation `sim` (S seeds) follow the flows of `setting`? A test with power at a
     few seeds, unlike a comparison of whole trajectories.
@@ -229,7 +255,7 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
     With structured inputs the entries of Q and R are those of every level (`Q_levels`, `R_levels`).
 
     **Arguments:** `setting` (the SGD's), `sim` (a simulation: shapes (seeds, n, ...), equally
-    spaced times), `protocol` for a continual run (`sim` a `ContinualTrajectory`: each interval
+    spaced times), `protocol` for a continual run (`sim` its `simulate_protocol`: each interval
     is restarted under the phase that trained in it, v is the head it trained, and intervals
     after the protocol are not tested), `windows`, `family_level`, and `dt` and `options` as in
     `integrate` (adaptive only for a protocol).
@@ -248,16 +274,13 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
                          f"Q of shape (seeds, times, K, K); got {np.shape(sim.Q)}")
     if not isinstance(windows, int) or windows < 1:
         raise ValueError(f"windows must be a positive integer, got {windows!r}")
-    if protocol is None:
-        if not isinstance(sim, Trajectory):
-            raise ValueError("verdict of a continual run needs its protocol")
-        restarts = _restarts(setting, sim, dt, options)
-    else:
-        from nndyn.core.continual import ContinualTrajectory, restarts_of_protocol
-
-        if not isinstance(sim, ContinualTrajectory):
-            raise ValueError("verdict with a protocol needs the ContinualTrajectory of its simulation")
-        restarts = restarts_of_protocol(setting, protocol, sim, **options)
+    if protocol is None and sim.protocol:
+        raise ValueError("verdict of a continual run needs its protocol")
+    if protocol is not None:
+        if not sim.protocol:
+            raise ValueError("verdict with a protocol needs the simulation of that protocol (simulate_protocol)")
+        _check_protocol(setting, protocol, sim)
+    restarts = _restarts(setting, sim, protocol, dt, options)
     flat = np.asarray(sim.Q).reshape(np.shape(sim.Q)[0], -1)
     if len(np.unique(flat, axis=0)) < len(flat):
         raise ValueError("verdict needs independent seeds: two of the simulation's seeds are the same run")
@@ -277,7 +300,7 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
             return x.reshape(x.shape[:-3 if leveled else -2] + (-1,))
         return x
 
-    from nndyn.core.integrate import ODEOptions
+    from nndyn.core.solver import ODEOptions
 
     ode = ODEOptions(**{name: value for name, value in options.items() if name in ("rtol", "atol")})
     noise = []  # per order parameter: the along-the-flow test's standard error / the mean step
@@ -312,6 +335,18 @@ def verdict(setting: Setting, sim: Trajectory | ContinualTrajectory, *, protocol
     threshold = float(stats.norm.isf(family_level / (2 * max(comparisons, 1))))
     resolution = threshold * min(noise) if noise else math.inf
     return Agreement(scores, threshold, comparisons, resolution)
+
+
+def _check_protocol(setting: Setting, protocol: Protocol, sim: Trajectory) -> None:
+    """Raise ValueError unless `sim` ran `protocol` with `setting`'s K and M."""
+    Q, v_star, heads, starts = (np.asarray(x) for x in (sim.Q, sim.v_star, sim.heads, sim.starts))
+    shapes = {"K": (Q.shape[-1], setting.K), "teachers": (v_star.shape[-2], protocol.teachers.count),
+              "M": (v_star.shape[-1], setting.M), "heads": (heads.shape[-2], protocol.teachers.head_count),
+              "phases": (starts.shape[-1] - 1, len(protocol.phases))}
+    for name, (simulated, given) in shapes.items():
+        if simulated != given:
+            raise ValueError(f"the simulation has {name} = {simulated} but the setting and protocol give {given}: "
+                             "the verdict tests a run against the protocol it ran")
 
 
 #: An interval is tested where SGD or the ODE moves an entry by more than this many times the

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 
 import jax
@@ -30,14 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from nndyn.core import schema, sgd, tidy
+from nndyn.core import schema, sgd
 from nndyn.core.errors import DivergenceError, Status
-from nndyn.core.integrate import ADAPTIVE_MAX_STEPS, ODEOptions, solve
 from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.sgd import eg_per_teacher, masked_readout
 from nndyn.core.simulate import Simulation
-from nndyn.core.state import Array, OrderParameters, measure
+from nndyn.core.solver import ODEOptions, resolve_options, solve_batch
+from nndyn.core.state import OrderParameters, measure
+from nndyn.core.trajectory import Trajectory
 from nndyn.core.weights import feedback_vectors, student_weights
 
 
@@ -164,93 +166,25 @@ def readout_cosines(v_star) -> np.ndarray:
     return np.sum(v_star * first, axis=-1) / (np.linalg.norm(v_star, axis=-1) * np.linalg.norm(first, axis=-1))
 
 
-#: The named dimensions of a ContinualTrajectory's fields after the optional leading "seed".
-DIMS = {
-    "eg_teacher": ("t", "teacher"), "Q": ("t", "student", "student2"), "R": ("t", "student", "teacher_unit"),
-    "heads": ("t", "head", "student"), "T": ("teacher_unit", "teacher_unit2"), "v_star": ("teacher", "unit"),
-    "phase": ("t",), "starts": ("boundary",), "reached": ("phase",), "b": ("student",),
-    "eg_test": ("t", "teacher"),
-}
+def __getattr__(name: str):
+    """`ContinualTrajectory`, deprecated: a protocol's run is a `Trajectory` (its phases are data)."""
+    if name == "ContinualTrajectory":
+        warnings.warn("ContinualTrajectory is now Trajectory: a protocol's run is a Trajectory whose phase fields "
+                      "are set", DeprecationWarning, stacklevel=2)
+        return Trajectory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@jax.tree_util.register_dataclass
-@dataclass(frozen=True)
-class ContinualTrajectory:
-    """A protocol's run, from the ODE or measured in a simulation.
-
-    **Fields** (`...` optional leading batch dimensions, e.g. seeds): `t` (n,); `eg_teacher`
-    (..., n, count), ε_g on every teacher (with its head); `Q` (..., n, K, K); `R` (..., n, K,
-    count·M) against every teacher unit; `heads` (..., n, H, K), the readouts (H = 1 single,
-    count multi); `T` (..., count·M, count·M) the joint teacher overlap; `v_star` (..., count, M)
-    the teachers' readouts; `phase` (..., n), the phase that trained up to each time (the
-    number of phases once the protocol is over: the student then rests); `starts` (..., P + 1),
-    each phase's start time and the protocol's end; `reached` (..., P), whether each phase's
-    threshold was reached (True for phases of fixed duration); `b` (..., K) or None; `eg_test`
-    (..., n, count), a simulation's error on every teacher's noise-free held-out examples (with
-    its head), or None (the ODE's).
-    """
-
-    t: Array
-    eg_teacher: Array
-    Q: Array
-    R: Array
-    heads: Array
-    T: Array
-    v_star: Array
-    phase: Array
-    starts: Array
-    reached: Array
-    b: Array | None = None
-    eg_test: Array | None = None
-
-    def initial_state(self) -> tuple[OrderParameters, Array]:
-        """(state, heads) at t[0]: start `integrate_protocol` here to compare with this run. The
-        state's v is head 0 and its v_star the teachers' readouts concatenated (count·M,)."""
-        heads = self.heads[..., 0, :, :]
-        flat = self.v_star.reshape(self.v_star.shape[:-2] + (-1,))
-        return OrderParameters(
-            self.Q[..., 0, :, :], self.R[..., 0, :, :], self.T, heads[..., 0, :], flat, self.b
-        ), heads
-
-    def to_numpy(self) -> dict[str, np.ndarray]:
-        """The fields as NumPy arrays (None fields left out), e.g. for `np.savez`."""
-        return {name: np.asarray(value) for name, value in vars(self).items() if value is not None}
-
-    def to_xarray(self):
-        """The run as an `xarray.Dataset` (xarray is optional), dims as in `DIMS` after a
-        leading "seed": teacher (count), unit (M), teacher_unit (count·M), head, phase."""
-        return tidy.to_xarray(self.to_numpy(), DIMS)
-
-    def to_dataframe(self):
-        """The run as a long `pandas.DataFrame` (pandas is optional): seed, t, quantity, i, j,
-        value, the indices i, j in the order of `DIMS` (e.g. eg_teacher: i the teacher; R: i
-        the student, j the teacher unit; heads: i the head, j the student)."""
-        return tidy.to_dataframe(self.to_numpy(), DIMS)
-
-    def metrics(self, protocol: Protocol) -> dict:
-        """Per task, arrays over the batch dimensions: `final` ε_g at the end; `forgetting`, its
-        ε_g at the end minus when training last left it (NaN for a task never trained, or still
-        in training at the end); `transfer`, its ε_g at t = 0 minus at the moment it is first
-        trained (how much earlier tasks helped; NaN for a task never trained)."""
-        eg = np.asarray(self.eg_teacher)
-        t, starts = np.asarray(self.t), np.asarray(self.starts)
-        count = eg.shape[-1]
-        batch = eg.shape[:-2]
-        final, forgetting, transfer = (np.full(batch + (count,), np.nan) for _ in range(3))
-        final[...] = eg[..., -1, :]
-        for index in np.ndindex(*batch):
-            times = starts[index]
-            for task in range(count):
-                trained = [p for p, phase in enumerate(protocol.phases) if phase.teacher == task]
-                if not trained:
-                    continue
-                first, last = trained[0], trained[-1]
-                at_start = np.searchsorted(t, times[first] - 1e-9 * max(1.0, t[-1]))
-                transfer[index + (task,)] = eg[index + (0, task)] - eg[index + (at_start, task)]
-                if last < len(protocol.phases) - 1:
-                    left = np.searchsorted(t, times[last + 1] - 1e-9 * max(1.0, t[-1]))
-                    forgetting[index + (task,)] = eg[index + (-1, task)] - eg[index + (left, task)]
-        return {"final": final, "forgetting": forgetting, "transfer": transfer}
+def active(protocol: Protocol, phase, eg_teacher, heads) -> tuple[np.ndarray, np.ndarray]:
+    """ε_g (..., n) on the teacher trained up to each time and that teacher's head (..., n, K),
+    from the phase (..., n) that trained up to each time (after the protocol: its last phase's),
+    ε_g on every teacher (..., n, count) and the heads (..., n, H, K)."""
+    last = protocol.phases[-1].teacher
+    teacher_of = np.array([rule.teacher for rule in protocol.phases] + [last])[np.asarray(phase)]
+    head_of = np.array([protocol.head(teacher) for teacher in range(protocol.teachers.count)])[teacher_of]
+    eg = np.take_along_axis(np.asarray(eg_teacher), teacher_of[..., None], axis=-1)[..., 0]
+    v = np.take_along_axis(np.asarray(heads), head_of[..., None, None], axis=-2)[..., 0, :]
+    return eg, v
 
 
 def _starts(phase: np.ndarray, t: np.ndarray, count: int) -> np.ndarray:
@@ -267,8 +201,8 @@ def _starts(phase: np.ndarray, t: np.ndarray, count: int) -> np.ndarray:
 def _reached(phase: np.ndarray, met: np.ndarray, protocol: Protocol) -> np.ndarray:
     """Per phase (..., P): its threshold met when it ended (True without a threshold)."""
     reached = np.ones(phase.shape[:-1] + (len(protocol.phases),), dtype=bool)
-    for p, step in enumerate(protocol.phases):
-        if step.threshold is None:
+    for p, rule in enumerate(protocol.phases):
+        if rule.threshold is None:
             continue
         for index in np.ndindex(*phase.shape[:-1]):
             inside = np.flatnonzero(phase[index] == p)
@@ -279,7 +213,7 @@ def _reached(phase: np.ndarray, met: np.ndarray, protocol: Protocol) -> np.ndarr
 def simulate_protocol(
     setting: Setting, protocol: Protocol, N: int, *, seeds: int = 4, dtype: DTypeLike = jnp.float64,
     **options
-) -> ContinualTrajectory:
+) -> Trajectory:
     """Train students by online SGD through `protocol` (module docstring), each seed switching
     phases on its own, and record them once per save interval.
 
@@ -288,7 +222,7 @@ def simulate_protocol(
     (save_every, init_scale, init_scale_v, teacher_seed; t_max is the protocol's duration). Every
     phase's t must be a whole number of save intervals.
 
-    **Returns:** a `ContinualTrajectory` with a leading seed axis.
+    **Returns:** a protocol's `Trajectory` (its phase fields set) with a leading seed axis.
     """
     _isotropic(setting)
     options.pop("t_max", None)
@@ -324,23 +258,28 @@ def simulate_protocol(
         varying=any(phase.batch not in (None, setting.batch) for phase in protocol.phases), dtype=jnp.dtype(dtype))
     sgd.raise_if_diverged({"Q": Q, "R": R, "v": heads_t}, (np.arange(saves) + 1) * interval, seed_list)
     t = np.arange(saves + 1) * interval
-    phase, met = np.asarray(phase), np.asarray(met)
+    phase, met = np.asarray(phase), np.asarray(met)  # (S, saves)
     S = len(seed_list)
     first = np.zeros((S, 1), dtype=phase.dtype)
     T = measure(W_joint, W_joint)[2]
-    return ContinualTrajectory(
-        jnp.asarray(t),
-        jnp.concatenate([eg0[:, None], eg], axis=1),
+    phase = np.concatenate([first, phase], axis=1)
+    eg_teacher = np.asarray(jnp.concatenate([eg0[:, None], eg], axis=1))
+    heads_t = np.asarray(jnp.concatenate([heads0[:, None], heads_t], axis=1))
+    eg_active, v_active = active(protocol, phase, eg_teacher, heads_t)
+    return Trajectory(
+        jnp.asarray(t), jnp.asarray(eg_active),
         jnp.concatenate([Q0[:, None], Q], axis=1),
         jnp.concatenate([R0[:, None], R], axis=1),
-        jnp.concatenate([heads0[:, None], heads_t], axis=1),
+        jnp.asarray(v_active),
         jnp.broadcast_to(T, (S,) + T.shape),
         jnp.broadcast_to(v_star, (S,) + v_star.shape),
-        jnp.asarray(np.concatenate([first, phase], axis=1)),
-        jnp.asarray(_starts(phase, t, len(protocol.phases))),
-        jnp.asarray(_reached(phase, met, protocol)),
-        b,
-        jnp.concatenate([eg_test0[:, None], eg_test], axis=1),
+        eg_test=jnp.concatenate([eg_test0[:, None], eg_test], axis=1),
+        b=b,
+        eg_teacher=jnp.asarray(eg_teacher),
+        heads=jnp.asarray(heads_t),
+        phase=jnp.asarray(phase),
+        starts=jnp.asarray(_starts(phase[:, 1:], t, len(protocol.phases))),
+        reached=jnp.asarray(_reached(phase[:, 1:], met, protocol)),
     )
 
 
@@ -379,22 +318,24 @@ def _isotropic(setting: Setting) -> None:
 
 def integrate_protocol(
     setting: Setting, protocol: Protocol, init: OrderParameters, t: ArrayLike, heads: ArrayLike | None = None, **options
-) -> ContinualTrajectory:
+) -> Trajectory:
     """Integrate the flows through `protocol` from `init` and record them at the times `t`.
 
     **Arguments:** `init`, with R (..., K, count·M), T the joint teacher overlap, v_star the
     teachers' readouts concatenated (count·M,), b for feedback alignment; leading batch
     dimensions (seeds) are integrated one after the other (each switches on its own); `t` (n,),
     equally spaced from 0 to at least the protocol's duration, every phase's t a whole number of
-    its spacing; `heads` (..., H, K), default: every head equal to init.v; `options`, fields of
+    its spacing; `heads` (..., H, K), default: init.heads (a protocol trajectory's
+    `initial_state()` carries them), else every head equal to init.v; `options`, fields of
     `ODEOptions` (adaptive only).
 
-    **Returns:** a `ContinualTrajectory` (batch dimensions as init's).
+    **Returns:** a protocol's `Trajectory` (batch dimensions as init's).
     """
     _isotropic(setting)
     options = ODEOptions(**options)
     if options.method != "adaptive":
         raise ValueError("method must be 'adaptive' for a protocol")
+    options = resolve_options(options, np.asarray(t, dtype=np.float64), None)
     init.validate()
     count, M, H = protocol.teachers.count, setting.M, protocol.teachers.head_count
     if init.T.shape[-1] != count * M or init.K != setting.K:
@@ -413,6 +354,8 @@ def integrate_protocol(
     if grid[-1] < protocol.duration * (1 - 1e-12):
         raise ValueError(f"t ends at {grid[-1]:g}, before the protocol does (t = {protocol.duration:g})")
     batch = init.Q.shape[:-2]
+    if heads is None and init.heads is not None:
+        heads = init.heads
     if heads is None:
         heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K))
     elif np.shape(heads) != batch + (H, setting.K):
@@ -424,18 +367,13 @@ def integrate_protocol(
     fields = [np.stack([run[k] for run in runs]).reshape(batch + runs[0][k].shape) for k in range(len(runs[0]))]
     eg, Q, R, heads_t, phase = fields
     v_star = np.asarray(init.v_star).reshape(batch + (count, M))
-    return ContinualTrajectory(
-        jnp.asarray(grid),
-        jnp.asarray(eg),
-        jnp.asarray(Q),
-        jnp.asarray(R),
-        jnp.asarray(heads_t),
-        jnp.asarray(init.T),
-        jnp.asarray(v_star),
-        jnp.asarray(phase),
-        jnp.asarray(_starts(phase[..., 1:], grid, len(protocol.phases))),
-        jnp.asarray(_reached_ode(phase, eg, protocol)),
-        init.b,
+    eg_active, v_active = active(protocol, phase, eg, heads_t)
+    return Trajectory(
+        jnp.asarray(grid), jnp.asarray(eg_active), jnp.asarray(Q), jnp.asarray(R), jnp.asarray(v_active),
+        jnp.asarray(init.T), jnp.asarray(v_star), b=init.b,
+        eg_teacher=jnp.asarray(eg), heads=jnp.asarray(heads_t), phase=jnp.asarray(phase),
+        starts=jnp.asarray(_starts(phase[..., 1:], grid, len(protocol.phases))),
+        reached=jnp.asarray(_reached_ode(phase, eg, protocol)),
     )
 
 
@@ -482,7 +420,6 @@ def _integrate_one(
     }
     record["eg"][:1] = eg_of(Q[None], R[None], heads[None])
     record["Q"][0], record["R"][0], record["heads"][0], record["phase"][0] = Q, R, heads, 0
-    teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
     index = 0  # the grid index where the current phase starts
     for p, phase in enumerate(protocol.phases):
         if index == n - 1:
@@ -497,15 +434,14 @@ def _integrate_one(
         }
         end = min(n - 1, index + round(phase.t / spacing))
         y0 = {"Q": Q, "R": R, "v": heads[head]}
-        solution = solve(setting.activation, y0, args, jnp.clip(jnp.asarray(grid), grid[index], grid[end]), options,
-                         teacher=teacher)
+        solution = solve_batch(setting, y0, args, np.clip(grid, grid[index], grid[end]), options, batch_dims=0)
         ys = solution.ys
         if int(solution.status) != Status.ok:
             raise DivergenceError(
                 float(grid[index]),
                 None,
                 f"phase {p} could not be integrated (it diverged or used up "
-                f"{options.max_steps or ADAPTIVE_MAX_STEPS} steps)",
+                f"{options.max_steps} steps)",
             )
         inside = slice(index + 1, end + 1)
         ys = {name: np.asarray(value)[inside] for name, value in ys.items()}
@@ -529,54 +465,3 @@ def _integrate_one(
     rest = slice(index + 1, n)  # the protocol is over: the student rests
     record["eg"][rest], record["Q"][rest], record["R"][rest], record["heads"][rest] = record["eg"][index], Q, R, heads
     return record["eg"], record["Q"], record["R"], record["heads"], record["phase"]
-
-
-def restarts_of_protocol(setting: Setting, protocol: Protocol, sim: ContinualTrajectory, **options) -> dict:
-    """The flows restarted from every recorded state of every seed of the continual run `sim`
-    over one recording interval, under the phase that trained in it (its teacher, head, rates
-    and annealing), one vmapped solve per phase: for `nndyn.verdict`. Returns, per "Q", "R" and
-    "v" (the head trained in the interval), the recorded state at each interval's start and end
-    and the ODE's end, each (seeds, n − 1, ...); NaN where the student rested (after the
-    protocol)."""
-    options = ODEOptions(**options)
-    if options.method != "adaptive":
-        raise ValueError("method must be 'adaptive' for a protocol")
-    t = np.asarray(sim.t)
-    spacing = float(t[1] - t[0])
-    Q, R, heads = np.asarray(sim.Q), np.asarray(sim.R), np.asarray(sim.heads)
-    T, v_star, starts = np.asarray(sim.T), np.asarray(sim.v_star), np.asarray(sim.starts)
-    b = None if sim.b is None else np.asarray(sim.b)
-    shapes = {"K": (Q.shape[-1], setting.K), "teachers": (v_star.shape[-2], protocol.teachers.count),
-              "M": (v_star.shape[-1], setting.M), "heads": (heads.shape[-2], protocol.teachers.head_count),
-              "phases": (starts.shape[-1] - 1, len(protocol.phases))}
-    for name, (simulated, given) in shapes.items():
-        if simulated != given:
-            raise ValueError(f"the simulation has {name} = {simulated} but the setting and protocol give {given}: "
-                             "the verdict tests a run against the protocol it ran")
-    trained = np.asarray(sim.phase)[:, 1:]  # (seeds, n - 1): the phase of each interval
-    head_of = np.array([protocol.head(phase.teacher) for phase in protocol.phases] + [0])
-    seeds, intervals = np.indices(trained.shape)
-    v_start = heads[seeds, intervals, head_of[trained]]
-    v_end = heads[seeds, intervals + 1, head_of[trained]]
-    recorded = {"Q": (Q[:, :-1], Q[:, 1:]), "R": (R[:, :-1], R[:, 1:]), "v": (v_start, v_end)}
-    predicted = {name: np.full(end.shape, np.nan) for name, (_, end) in recorded.items()}
-    teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
-    for p, phase in enumerate(protocol.phases):
-        chosen = np.argwhere(trained == p)
-        if not len(chosen):
-            continue
-        rates = protocol.rates(setting, phase)
-        rows = [{**setting.ode_args(T[s], masked_readout(v_star[s], phase.teacher), None if b is None else b[s]),
-                 **{name: rates[name] for name in sgd.RATES[:-1]},
-                 "t_start": starts[s, p] - t[k], "tau": rates["tau"]} for s, k in chosen]
-        args = jax.tree_util.tree_map(lambda *values: jnp.asarray(np.stack(values)), *rows)
-        y0 = {"Q": Q[chosen[:, 0], chosen[:, 1]], "R": R[chosen[:, 0], chosen[:, 1]],
-              "v": v_start[chosen[:, 0], chosen[:, 1]]}
-        solution = jax.vmap(lambda y, a: solve(setting.activation, y, a, jnp.array([0.0, spacing]), options,
-                                               teacher=teacher))(y0, args)
-        ys = solution.ys
-        if not bool(jnp.all(solution.status == Status.ok)):
-            raise DivergenceError(float(t[chosen[0, 1]]), None, f"a restart of phase {p} could not be integrated")
-        for name in predicted:
-            predicted[name][chosen[:, 0], chosen[:, 1]] = np.asarray(ys[name])[:, -1]
-    return {name: (*recorded[name], predicted[name]) for name in recorded}

@@ -20,7 +20,7 @@ learning rate does not recompile; only shapes (K, M, N, B, the number of phases)
 activations, κ, the feedback rule and whether v trains are static (`structure`).
 
 Random numbers: the inputs of save interval i of a seed are drawn from fold_in(key, i), key =
-fold_in(PRNGKey(seed), 1), in blocks of `block_size(save_every)` steps (`nndyn.core.normals`),
+fold_in(PRNGKey(seed), 1), in draws of `steps_per_draw(save_every)` steps (`nndyn.core.normals`),
 so a seed's run does not depend on the seeds run with it nor on how it is chunked.
 """
 
@@ -36,21 +36,21 @@ import numpy as np
 from nndyn.core import normals, schema, spectrum
 from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import readouts
-from nndyn.core.integrate import ODEOptions
 from nndyn.core.kernels import step_table
 from nndyn.core.setting import Setting
+from nndyn.core.solver import ODEOptions
 from nndyn.core.state import measure, measure_levels
 
-MAX_BLOCK = 256  # steps whose inputs are drawn at once
+MAX_DRAW = 256  # steps whose inputs are drawn at once
 SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
 #: The rates of a phase, as the step and the table name them: the flow parameters of the schema
 #: (`Setting`'s fields declared flow=True) and τ of the annealing η(t) = η/(1 + (t − t_start)/τ).
 RATES = (*(name for name, rule in schema.parameters(Setting).items() if rule.flow), "tau")
 
 
-def block_size(save_every: int) -> int:
-    """The steps whose inputs are drawn at once: the largest divisor of `save_every` up to MAX_BLOCK."""
-    return max(d for d in range(1, min(save_every, MAX_BLOCK) + 1) if save_every % d == 0)
+def steps_per_draw(save_every: int) -> int:
+    """The steps whose inputs are drawn at once: the largest divisor of `save_every` up to MAX_DRAW."""
+    return max(d for d in range(1, min(save_every, MAX_DRAW) + 1) if save_every % d == 0)
 
 
 def structure(setting: Setting) -> Setting:
@@ -94,10 +94,10 @@ def step_rates(setting: Setting, row: dict) -> dict:
             **{name: row[name] for name in (*RATES, "train_v", "v_star")}}
 
 
-def sgd_step(kernels, fields, v, x, xi, rates: dict, b=None, used=None):
-    """One online-SGD step on a minibatch (module docstring): returns the new (fields, v).
+def sgd_step(kernels, weights, v, x, xi, rates: dict, b=None, used=None):
+    """One online-SGD step on a minibatch (module docstring): returns the new (weights, v).
 
-    **Arguments:** `fields` (K + M', N), the student's W above the teachers' W* (so that one
+    **Arguments:** `weights` (K + M', N), the student's W above the teachers' W* (so that one
     pass over x gives every local field; the step leaves the teachers' rows unchanged); `v`
     (K,); `x` (B, N) and `xi` (B,), float32 draws; `rates`, numbers or traced scalars: "lr",
     "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v", "kappa", "kappa_star",
@@ -106,24 +106,24 @@ def sgd_step(kernels, fields, v, x, xi, rates: dict, b=None, used=None):
     samples of x in the minibatch (the others, up to a protocol's largest batch, are ignored).
     """
     step = step_table()
-    K, N = v.shape[0], fields.shape[-1]
-    rates = {name: jnp.asarray(value, fields.dtype) for name, value in rates.items()}  # float32 steps stay float32
-    x = x.astype(fields.dtype)  # converted inside the step's fusions, not stored as a copy
-    local = x @ fields.T / jnp.sqrt(N)  # (B, K + M')
+    K, N = v.shape[0], weights.shape[-1]
+    rates = {name: jnp.asarray(value, weights.dtype) for name, value in rates.items()}  # float32 steps stay float32
+    x = x.astype(weights.dtype)  # converted inside the step's fusions, not stored as a copy
+    local = x @ weights.T / jnp.sqrt(N)  # (B, K + M')
     lam, rho = local[:, :K], local[:, K:]
     g, g_prime = kernels.g(lam), kernels.g_prime(lam)
-    weights = readouts(v, rates["v_star"], b, rates["kappa"], rates["kappa_star"])
-    values = dict(rates, signal=jnp.concatenate([g, kernels.g_star(rho)], axis=-1) @ weights["a"], xi=xi,
-                  g=g, g_prime=g_prime, e=weights["e"])
+    readout = readouts(v, rates["v_star"], b, rates["kappa"], rates["kappa_star"])
+    values = dict(rates, signal=jnp.concatenate([g, kernels.g_star(rho)], axis=-1) @ readout["a"], xi=xi,
+                  g=g, g_prime=g_prime, e=readout["e"])
     delta = _evaluate(step["delta"], values)
     if used is not None:
         delta = delta * used
     values["delta"] = delta[:, None]
     F, G = _evaluate(step["F"], values), _evaluate(step["G"], values)
-    student = fields[:K]
+    student = weights[:K]
     student = student - (_evaluate(step["decay"], values) / N) * student + (F.T @ x) / (jnp.sqrt(N) * rates["batch"])
     step_v = jnp.sum(G, axis=0) / (N * rates["batch"]) - (_evaluate(step["decay_v"], values) / N) * v
-    return fields.at[:K].set(student), v + rates["train_v"] * step_v
+    return weights.at[:K].set(student), v + rates["train_v"] * step_v
 
 
 def _evaluate(entry, values: dict):
@@ -156,8 +156,8 @@ def held_out_labels(setting: Setting, W_teachers, v_star, X_test):
     """The noise-free labels (P, count) of every teacher on the held-out inputs X_test (P, N):
     κ* v*_t·g*(W*_t x/√N); W_teachers (count, M, N), v_star (count, M)."""
     N = X_test.shape[-1]
-    fields = jnp.einsum("pn,tmn->ptm", X_test, W_teachers) / jnp.sqrt(N)
-    return setting.kappa_star * jnp.einsum("ptm,tm->pt", setting.kernels.g_star(fields), v_star)
+    teacher_fields = jnp.einsum("pn,tmn->ptm", X_test, W_teachers) / jnp.sqrt(N)
+    return setting.kappa_star * jnp.einsum("ptm,tm->pt", setting.kernels.g_star(teacher_fields), v_star)
 
 
 def _records(setting: Setting, heads_of, W, heads, W_joint, v_star, b, X_test, labels):
@@ -188,9 +188,9 @@ def initial_carry(W, heads, W_joint, dtype):
     """The scan's state of students (S, K, N), heads (S, H, K) before training: the stacked
     weights (S, K + count·M, N), the heads, the step count, the phase and its first save."""
     S = W.shape[0]
-    fields = jnp.concatenate([W, jnp.broadcast_to(W_joint, (S,) + W_joint.shape)], axis=1).astype(dtype)
+    weights = jnp.concatenate([W, jnp.broadcast_to(W_joint, (S,) + W_joint.shape)], axis=1).astype(dtype)
     zeros = jnp.zeros(S, dtype=int)
-    return fields, heads.astype(dtype), zeros, zeros, zeros
+    return weights, heads.astype(dtype), zeros, zeros, zeros
 
 
 @functools.partial(jax.jit, static_argnames=("setting", "heads_of", "save_every", "largest", "varying", "dtype"))
@@ -211,7 +211,7 @@ def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry,
     """
     kernels = setting.kernels
     K, N = setting.K, X_test.shape[-1]
-    block = block_size(save_every)
+    draw = steps_per_draw(save_every)
     scales = input_scales(setting, N)
     phases = table["saves"].shape[0] - 1  # the last row is "over"
 
@@ -219,36 +219,36 @@ def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry,
         b_step = None if b is None else b.astype(dtype)
 
         def one_save(carry, index):
-            fields, heads, count, phase, start = carry
+            weights, heads, count, phase, start = carry
             row = {name: value[phase] for name, value in table.items()}
             rates = step_rates(setting, row)
 
             def one_step(inner, sample):
-                fields, heads, count = inner
+                weights, heads, count = inner
                 x, xi = sample
                 anneal = 1.0 / (1.0 + (count - start * save_every) / N / row["tau"])
                 step_rates = rates | {"lr": anneal * rates["lr"], "lr_v": anneal * rates["lr_v"]}
                 used = (jnp.arange(largest) < row["batch"]) if varying else None
-                fields, v = sgd_step(kernels, fields, heads[row["head"]], x, xi, step_rates, b_step, used)
-                return (fields, heads.at[row["head"]].set(v), count + 1), None
+                weights, v = sgd_step(kernels, weights, heads[row["head"]], x, xi, step_rates, b_step, used)
+                return (weights, heads.at[row["head"]].set(v), count + 1), None
 
-            def one_block(inner, key):
+            def one_draw(inner, key):
                 key_x, key_xi = jax.random.split(key)
                 # nndyn.normals draws JAX's float32 threefry stream, fused: most of a step's cost
-                x = normals.normal(key_x, (block, largest, N))
+                x = normals.normal(key_x, (draw, largest, N))
                 x = x if scales is None else x * scales.astype(x.dtype)  # structured inputs: x = √ρ z
-                samples = (x, normals.normal(key_xi, (block, largest)))
+                samples = (x, normals.normal(key_xi, (draw, largest)))
                 return jax.lax.scan(one_step, inner, samples)[0], None
 
-            fields, heads, count = jax.lax.scan(
-                one_block, (fields, heads, count), jax.random.split(jax.random.fold_in(key, index), save_every // block)
+            weights, heads, count = jax.lax.scan(
+                one_draw, (weights, heads, count), jax.random.split(jax.random.fold_in(key, index), save_every // draw)
             )[0]
-            records = _records(setting, heads_of, fields[:K].astype(jnp.float64), heads.astype(jnp.float64), W_joint,
+            records = _records(setting, heads_of, weights[:K].astype(jnp.float64), heads.astype(jnp.float64), W_joint,
                                v_star, b, X_test, labels)
             eg = records[3]
             met = eg[row["teacher"]] < row["threshold"]
             moved = ((index + 1 - start >= row["saves"]) | met) & (phase < phases)
-            carry = (fields, heads, count, phase + moved, jnp.where(moved, index + 1, start))
+            carry = (weights, heads, count, phase + moved, jnp.where(moved, index + 1, start))
             return carry, (*records[:5], phase, met, *records[5:])
 
         return jax.lax.scan(one_save, carry, saves)

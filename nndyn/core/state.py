@@ -48,7 +48,9 @@ class OrderParameters:
     the fixed feedback vector that carries the error to the first layer (None for
     backpropagation). With structured inputs (`Setting.input_spectrum`), the overlaps per level
     of the spectrum, `Q_levels` (L, K, K) = W P_ℓ Wᵀ/N, `R_levels` (L, K, M), `T_levels`
-    (L, M, M), whose sums over levels are Q, R, T (None for isotropic inputs). Leading batch
+    (L, M, M), whose sums over levels are Q, R, T (None for isotropic inputs). `heads` (H, K),
+    for a student with a readout per task (a protocol's multi-head student,
+    `nndyn.integrate_protocol`), every readout (v is the one in use), else None. Leading batch
     dimensions are allowed (e.g. one state per seed) and are shared by all fields.
     """
 
@@ -61,6 +63,18 @@ class OrderParameters:
     Q_levels: Array | None = None
     R_levels: Array | None = None
     T_levels: Array | None = None
+    heads: Array | None = None
+
+    def __iter__(self):
+        """Deprecated: `init, heads = trajectory.initial_state()` of a protocol's trajectory
+        (once a (state, heads) pair) still unpacks, with a DeprecationWarning; the state now
+        carries `heads` itself."""
+        if self.heads is None:
+            raise TypeError("OrderParameters is not iterable")
+        warnings.warn("initial_state() of a protocol is one OrderParameters now, carrying its heads: "
+                      "`init = sim.initial_state()` (init.heads), not `init, heads = ...`", DeprecationWarning,
+                      stacklevel=2)
+        return iter((self, self.heads))
 
     @classmethod
     def from_weights(cls, W, W_teacher, v=None, v_star=None, *, b=None, spectrum=None,
@@ -143,6 +157,8 @@ class OrderParameters:
         expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
         if self.b is not None:
             expected["b"] = (K,)
+        if self.heads is not None:
+            expected["heads"] = (self.heads.shape[-2] if self.heads.ndim >= 2 else 0, K)
         levels = (self.Q_levels, self.R_levels, self.T_levels)
         if any(level is None for level in levels) and not all(level is None for level in levels):
             raise ValueError("Q_levels, R_levels and T_levels are given together or not at all")

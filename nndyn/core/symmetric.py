@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from nndyn.core.errors import DivergenceError
+from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.flows import is_zero
-from nndyn.core.kernels import Kernels, load
+from nndyn.core.kernels import Kernels
 from nndyn.core.setting import Setting
+from nndyn.core.solver import Flows, ODEOptions, solve
 from nndyn.core.state import OrderParameters
 
 #: The reduced flow targets, in the order of `SymmetricState`.
@@ -211,56 +212,45 @@ class SymmetricTrajectory:
         return SymmetricState(*(getattr(self, name)[index] for name in TARGETS))
 
 
+@dataclass(frozen=True)
+class ReducedFlows(Flows):
+    """The reduction's flows for `nndyn.core.solver.solve`: y a `SymmetricState`, args as
+    `arguments` returns them."""
+
+    def field(self, kernels: Kernels) -> Callable:
+        return field(kernels)
+
+    def error(self, kernels: Kernels) -> Callable:
+        return lambda y, args: evaluate(kernels, ("eg",), y, args)[0]
+
+
+#: The symmetric reduction's flows (`ReducedFlows`).
+REDUCED = ReducedFlows()
+
+#: The solvers `integrate` offers, as `ODEOptions.method`.
+SOLVERS = {"Kvaerno5": "implicit", "Tsit5": "adaptive"}
+
+
 def integrate(setting: Setting, start: SymmetricState, t: np.ndarray, *, v_star: float = 1.0, rtol: float = 1e-10,
               atol: float = 1e-12, max_steps: int = 100_000, solver: str = "Kvaerno5") -> SymmetricTrajectory:
     """Integrate the reduction of `setting` from `start` (at t[0]) and save at the times `t`
     (increasing, (T,)): Diffrax's `solver` ("Kvaerno5", implicit, or "Tsit5") with a PID
-    controller at `rtol`, `atol`.
+    controller at `rtol`, `atol`, through the one solve of the full flows
+    (`nndyn.core.solver.solve` with `ODEOptions(method="implicit" or "adaptive")`).
 
     Raises `DivergenceError` when the state goes non-finite or the solver gives up.
     """
     t = np.asarray(t, dtype=np.float64)
     if t.ndim != 1 or t.size < 2 or np.any(np.diff(t) <= 0):
         raise ValueError("t must be an increasing array of at least two times")
-    args = arguments(setting, v_star)
-    solve = _solver(setting.activation, setting.teacher_activation or setting.activation, rtol, atol, max_steps,
-                    solver)
-    ys, eg, ok, reached = solve(start.as_arrays(), jnp.asarray(t), args)
-    if not bool(ok):
-        raise DivergenceError(float(reached), None, "the state went non-finite or the solver used up its "
-                              f"{max_steps} steps", subject="the symmetric reduction")
-    Q, C, R, S, v = (np.asarray(value) for value in ys)
-    return SymmetricTrajectory(t, Q, C, R, S, v, np.asarray(eg))
-
-
-@functools.cache
-def _solver(activation: str, teacher: str, rtol: float, atol: float, max_steps: int, solver: str):
-    import diffrax  # imported where a solve is traced (it costs start-up time)
-    import optimistix
-
-    kernels = load(activation, teacher)
-    rhs = field(kernels)
-    if solver == "Kvaerno5":
-        # Chord iterations to 100 rtol and atol/100: Diffrax's default (VeryChord at the
-        # controller's tolerances) cannot meet them near a fixed point at large K, where the flows are
-        # round-off, and rejects step after step
-        method = diffrax.Kvaerno5(root_finder=optimistix.Chord(rtol=100 * rtol, atol=atol / 100))
-    elif solver == "Tsit5":
-        method = diffrax.Tsit5()
-    else:
+    if solver not in SOLVERS:
         raise ValueError(f"solver must be 'Kvaerno5' or 'Tsit5', got {solver!r}")
-
-    def solve(y0, ts, args):
-        solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(rhs), method, ts[0], ts[-1], None, y0, args,
-            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=max_steps, throw=False)
-        ys = solution.ys
-        assert isinstance(ys, SymmetricState)  # saved at ts, so never None
-        (eg,) = jax.vmap(lambda y: evaluate(kernels, ("eg",), y, args))(ys)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(value)) for value in ys]))
-        ok = (solution.result == diffrax.RESULTS.successful) & finite
-        reached = jnp.max(jnp.where(jnp.isfinite(ys.Q), ts, ts[0]))
-        return ys, eg, ok, reached
-
-    return jax.jit(solve)
+    options = ODEOptions(method=SOLVERS[solver], rtol=rtol, atol=atol, max_steps=max_steps)
+    teacher = None if setting.teacher_activation in (None, setting.activation) else setting.teacher_activation
+    solution = solve(setting.activation, start.as_arrays(), arguments(setting, v_star), jnp.asarray(t), options,
+                     teacher=teacher, flows=REDUCED)
+    if int(solution.status) != Status.ok:
+        raise DivergenceError(float(solution.failed_at), None, "the state went non-finite or the solver used up its "
+                              f"{max_steps} steps", subject="the symmetric reduction")
+    Q, C, R, S, v = (np.asarray(value) for value in solution.ys)
+    return SymmetricTrajectory(t, Q, C, R, S, v, np.asarray(solution.eg))

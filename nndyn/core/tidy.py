@@ -1,9 +1,9 @@
 """Trajectories as tidy tables: an `xarray.Dataset` with named dimensions, or a long
 `pandas.DataFrame` (both libraries optional, imported on use).
 
-A trajectory class declares the named dimensions of each of its fields (after an optional
-leading "seed"); :class:`~nndyn.Trajectory` and :class:`~nndyn.ContinualTrajectory` call
-:func:`to_xarray` and :func:`to_dataframe` with theirs.
+A trajectory declares the named dimensions of each of its fields (after an optional leading
+"seed"); :class:`~nndyn.Trajectory` calls :func:`to_xarray` and :func:`to_dataframe` with its
+`dims` (a plain run's or a protocol's).
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from nndyn.core.integrate import ODEOptions, Status, solve
+from nndyn.core.errors import Status
+from nndyn.core.solver import ODEOptions, solve
 from nndyn.core.weights import initial_states
 from nndyn.sweeps import store
-from nndyn.sweeps.grid import PARAMETERS, Sweep
+from nndyn.sweeps.grid import DEFAULTS, Sweep
 
 
 def _mesh() -> Mesh:
@@ -145,7 +146,7 @@ def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool 
         store.write_table(table, folder / "results.csv")
         from nndyn.sweeps.phase import plot_phase_diagrams  # Matplotlib: imported only when plotting
 
-        plot_phase_diagrams(table, PARAMETERS, folder)
+        plot_phase_diagrams(table, DEFAULTS, folder)
     return table
 
 

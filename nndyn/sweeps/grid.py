@@ -19,10 +19,10 @@ import json
 from dataclasses import dataclass, field
 
 from nndyn.core import schema
-from nndyn.core.integrate import ODEOptions
 from nndyn.core.schema import Parameter, parameter
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation
+from nndyn.core.solver import ODEOptions
 
 #: Defaults of the grid parameters that a Setting requires.
 _GRID_DEFAULTS = {"K": 2, "M": 2, "lr": 0.5}
@@ -49,7 +49,7 @@ def _grid_parameters() -> dict[str, Parameter]:
 #: The parameters a grid may vary, by name.
 GRID_PARAMETERS = _grid_parameters()
 #: Their defaults (lr_v None: equal to lr).
-PARAMETERS = {name: rule.default for name, rule in GRID_PARAMETERS.items()}
+DEFAULTS = {name: rule.default for name, rule in GRID_PARAMETERS.items()}
 #: The Setting's parameters that a sweep leaves at their defaults: a sweep integrates isotropic inputs.
 NOT_SWEPT = ("input_spectrum", "teacher_spectrum")
 #: The Setting's parameters that are fixed over a sweep (fields of `Sweep`).
@@ -72,7 +72,7 @@ class Sweep:
     **Arguments:**
 
     - `name`: a label for the run folder.
-    - `points`: the grid points, each a dict over `PARAMETERS` (see `grid`).
+    - `points`: the grid points, each a dict over `DEFAULTS` (see `grid`).
     - `t_max`, `saves`: integrate over [0, t_max], saving `saves` equally spaced times.
     - `activation`, `train_second_layer`: as in `Setting` (fixed over the sweep).
     - `chunk`: the most grid points integrated at once (rounded up to a multiple of the devices).
@@ -127,8 +127,8 @@ class Sweep:
 
 def grid(defaults: dict | None = None, product: dict | None = None, points: list | None = None) -> tuple[dict, ...]:
     """Grid points: the Cartesian product of `product` (parameter -> list of values), or the
-    explicit `points` (a list of dicts), each over `defaults` and then `PARAMETERS`."""
-    base = {**PARAMETERS, **(defaults or {})}
+    explicit `points` (a list of dicts), each over `defaults` and then `DEFAULTS`."""
+    base = {**DEFAULTS, **(defaults or {})}
     if product is not None and points is not None:
         raise ValueError("give either a Cartesian product or a list of points, not both")
     if points is None:

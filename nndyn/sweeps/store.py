@@ -20,11 +20,11 @@ import numpy as np
 
 from nndyn.core.errors import Status
 from nndyn.files import write_atomically
-from nndyn.sweeps.grid import GROUPING, PARAMETERS, Sweep
+from nndyn.sweeps.grid import DEFAULTS, GROUPING, Sweep
 from nndyn.sweeps.observables import FIELDS, summarise
 
 #: The columns of results.csv.
-COLUMNS = ("index", *PARAMETERS, "status", "failed_at", *FIELDS)
+COLUMNS = ("index", *DEFAULTS, "status", "failed_at", *FIELDS)
 
 
 def prepare(sweep: Sweep, folder: Path, force: bool) -> None:
@@ -59,7 +59,7 @@ def chunk_path(folder: Path, group: tuple, index: int) -> Path:
     K, M, *choices = group
     extra = (
         ""
-        if all(value == PARAMETERS[name] for name, value in zip(GROUPING[2:], choices))
+        if all(value == DEFAULTS[name] for name, value in zip(GROUPING[2:], choices))
         else ("-" + hashlib.sha256(repr(choices).encode()).hexdigest()[:8])
     )
     return folder / "chunks" / f"{K}x{M}{extra}-{index:05d}.npz"
