@@ -271,6 +271,7 @@ def test_analyse_finds_the_fixed_points_of_a_config(tmp_path, repo):
     assert distinct["escape_rate"] > 0 and "η_c (T = I, within the symmetric ansatz)" in result.stdout
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_derive_is_a_subcommand(tmp_path):
     """`nndyn derive` is `python -m nndyn.derive` (its errors too: one line, exit 2)."""
     result = nndyn("derive", "--name", "bad", "--expr", "x*y", "--out", tmp_path)

@@ -76,6 +76,7 @@ def test_eigenvalues_agree_with_a_finite_difference_jacobian():
     np.testing.assert_allclose(numeric, np.sort_complex(point.eigenvalues), atol=1e-7)
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_a_start_near_a_stable_point_decays_at_the_predicted_rate():
     """Along the slowest eigenvector, the distance to the fixed point falls like exp(−rate t)."""
     setting = nndyn.Setting(K=2, M=2, lr=0.5)
@@ -144,6 +145,7 @@ def test_the_optimal_learning_rate_maximises_the_asymptotic_rate():
         assert -largest_real_part(setting, other) < rate
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_plateau_lengthens_by_ln_ten_over_the_unstable_eigenvalue_per_decade_of_asymmetry():
     """Started on the symmetric plateau of K = M = 2 displaced by δ₀ along its unstable
     eigenvector, the ODE escapes (ε_g below half the plateau's) later by ln(10)/λ_u for each
@@ -177,6 +179,7 @@ def test_the_plateau_lengthens_by_ln_ten_over_the_unstable_eigenvalue_per_decade
     np.testing.assert_allclose(per_decade, saddle.escape_time(0.1), rtol=0.02)
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_with_label_noise_the_floor_is_the_fixed_point_the_ode_settles_at():
     """σ > 0: perfect learning is no fixed point; Newton from it finds the stable floor, which
     the integrated ODE reaches, and at small η the floor's ε_g is proportional to η σ²."""

@@ -100,6 +100,7 @@ def test_linear_network_matches_its_exact_solution():
     np.testing.assert_allclose(np.asarray(trajectory.eg), exact, rtol=1e-9)
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_solve_vmaps_over_learning_rate_and_noise():
     lrs, sigmas = jnp.array([0.2, 0.5, 0.8]), jnp.array([0.0, 0.1, 0.3])
     times = jnp.linspace(0.0, 10.0, 6)

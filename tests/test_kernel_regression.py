@@ -140,6 +140,7 @@ def test_integrations_and_a_simulation_give_the_recorded_values():
     check(run_values(rng))
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_tolerance_is_tight_enough_to_see_a_change_of_the_mathematics():
     """A relative change of 1e-12, far below any modelling error and far above rounding, is
     refused: the check can fail."""

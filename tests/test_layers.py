@@ -130,6 +130,7 @@ def module_name_parts(name: str) -> list[str]:
     return parts
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_importing_the_derivation_or_the_package_loads_neither_jax_nor_matplotlib():
     """`import nndyn.derive` is SymPy's work only, and `import nndyn` is cheap: public names are
     imported on first use; nothing sets a matplotlib backend (a notebook keeps its own)."""

@@ -193,6 +193,7 @@ def test_initial_states_are_each_points_own_weights():
     assert not np.allclose(states.Q[0], states.Q[1])
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_force_starts_a_different_sweep_afresh_and_refuses_other_folders(tmp_path):
     """--force on a folder of another sweep removes its chunks, table and plots before the new
     sweep starts, so an interruption leaves nothing of the old one; a folder that is no sweep is

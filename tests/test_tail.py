@@ -36,7 +36,8 @@ def tail_errors(setting, start, t):
     return relative(default), relative(coarser), default
 
 
-@pytest.mark.parametrize("K, trained, t_max", [(2, False, 800), pytest.param(3, False, 1100, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("K, trained, t_max", [pytest.param(2, False, 800, marks=pytest.mark.slow),
+                                             pytest.param(3, False, 1100, marks=pytest.mark.slow)])
 def test_default_integration_keeps_the_tail_to_1e_3(K, trained, t_max):
     setting = nndyn.Setting(K=K, M=K, lr=0.5, train_second_layer=trained)
     t = np.linspace(0, t_max, int(t_max) + 1)
@@ -49,6 +50,7 @@ def test_default_integration_keeps_the_tail_to_1e_3(K, trained, t_max):
         "the test has power: without the refinement the tail is off")
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_tail_decays_at_the_jacobians_rate():
     """Near a stable point the deviation δ = y − y* is a sum of eigenmodes: its projection on
     the slowest one (by the left eigenvectors) decays at that eigenvalue. The two slowest rates

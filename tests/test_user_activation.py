@@ -144,6 +144,7 @@ def test_tanh_integrates(tanh, tmp_path):
     assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_no_accurate_quadrature_is_a_clear_error_and_writes_nothing(tmp_path):
     """|x| has no closed-form rule, and its kink defeats the quadrature's 1e-6."""
     result = derive("--name", "kink", "--expr", "Abs(x)", "--out", tmp_path)
@@ -165,6 +166,7 @@ def test_bad_expressions(tmp_path, expression, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_names_of_pair_modules_are_refused(tmp_path, scaled):
     """STUDENT__TEACHER.py names pair modules: an activation may not be named so, nor may a pair
     module be passed as an activation."""
@@ -204,6 +206,7 @@ def test_an_expression_runs_no_code_and_writes_nothing(tmp_path, expression):
     assert not (tmp_path / "INJECTED").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_generated_module_holds_sympys_printing_not_the_typed_text(scaled):
     text = (scaled / "scaled.py").read_text()
     assert "erf(2*x)" in text and "Kernel format: 2" in text.splitlines()[2]
