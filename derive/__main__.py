@@ -15,7 +15,9 @@ the built-in of that name).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 from .activations import BUILTINS, from_expression, get
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
                        _activation(options.teacher_name, options.teacher_expr, True, "--teacher-expr"))
             if teacher is not None and teacher.name == student.name:
                 raise ValueError("the teacher's activation needs a name apart from the student's")
+            print(f"deriving {student.name}{'' if teacher is None else ' with ' + teacher.name}: every integral in "
+                  "closed form, as an erf mixture or by quadrature, each verified (minutes)", file=sys.stderr)
             sources = generate_user(student, teacher)
         except QuadratureError as error:
             parser.error(f"no closed form, and no accurate quadrature: {error}")
@@ -80,7 +84,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
                 print(problem, file=sys.stderr)
             print(f"{'stale' if problems else 'in sync'} (input hashes and seals): {folder}")
             return 1 if problems else 0
-        sources = generate(options.names or None)
+        start = time.perf_counter()
+        print(f"deriving and verifying the modules over {os.cpu_count() or 1} processes (minutes; ReLU's pairs "
+              "take longest)", file=sys.stderr)
+
+        def report(done: int, total: int, name: str) -> None:
+            print(f"  [{done}/{total}] {name} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+
+        sources = generate(options.names or None, report)
         known = None
     options.out = options.out or GENERATED_DIR
     if options.check:

@@ -65,17 +65,22 @@ def _render(job: tuple[str, ...]) -> tuple[str, str]:
     return "symmetric.py", render_symmetric(symmetric_spec(COMMAND))
 
 
-def generate(names: list[str] | None = None) -> dict[str, str]:
+def generate(names: list[str] | None = None, report=None) -> dict[str, str]:
     """Render the kernel modules of the built-in activations `names` (all when None), the pair
     modules of every two of them (all pairs when `names` is None, else those pairs of built-ins
     that involve `names`), the package's __init__.py, the flow table flows.py and the symmetric
     reduction symmetric.py; returns file name -> source. The files are derived and verified
-    one per process, over the machine's cores."""
+    one per process, over the machine's cores; `report(done, total, name)`, when given, is called
+    as each file's result is collected (in order)."""
     pairs = [pair for pair in builtin_pairs() if names is None or set(pair) & set(names)]
     names = sorted(BUILTINS) if names is None else names
     jobs = [("kernel", name) for name in names] + [("pair", *pair) for pair in pairs] + [("flows",), ("symmetric",)]
+    sources = {}
     with _parallel_map() as parallel:
-        sources = dict(parallel(_render, jobs))
+        for done, (name, text) in enumerate(parallel(_render, jobs), start=1):
+            sources[name] = text
+            if report is not None:
+                report(done, len(jobs), name)
     sources["__init__.py"] = render_package_init(sorted(BUILTINS), builtin_pairs())
     return sources
 

@@ -10,12 +10,12 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from nndyn.app import budget
 from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
 from nndyn.app.experiments import FIGURES, figure, run_panel
+from nndyn.app.progress import panels
 from nndyn.app.runs import (
     check_parent_writable,
     check_writable,
@@ -29,24 +29,6 @@ from nndyn.app.runs import (
 from nndyn.core import schema
 from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.simulate import Simulation
-
-
-def _bar(label: str):
-    """A progress callback drawing a bar on stderr (redrawn in place on a terminal, else only
-    the finished line)."""
-    start = time.perf_counter()
-    redraw = sys.stderr.isatty()
-
-    def show(fraction: float) -> None:
-        if fraction < 1 and not redraw:
-            return
-        filled = int(30 * fraction)
-        elapsed = time.perf_counter() - start
-        print(f"\r  {label:<24} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {elapsed:5.1f}s",
-              end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
-
-    return show
-
 
 #: How the agreement table shows the verdict's answer (`Agreement.answer`).
 ANSWERS = {"yes": "yes", "no": "NO", "inconclusive": "inconclusive"}
@@ -108,7 +90,8 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict,
         stage = staging.stage
         for experiment in experiments:
             print(f"{experiment.name}: {experiment.title}", file=sys.stderr)
-            results = [run_panel(panel, progress=_bar(panel.label)) for panel in experiment.panels]
+            with panels() as line:
+                results = [run_panel(panel, line(panel.label)) for panel in experiment.panels]
             summaries[experiment.name] = save_experiment(stage, experiment, results)
         write_json(stage / "config.json", {
             **environment(), **extra_config,
@@ -145,8 +128,15 @@ def _sweep(options) -> int:
     if not options.yes:
         budget.refuse_if_too_big(budget.sweep_cost(spec), "this sweep")
     folder = options.out or Path("runs") / spec.name
-    bar = _bar(f"{spec.name} ({len(spec.points)} points)")
-    rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar(done / total))
+    def resumed(reused: int, points: int) -> None:
+        print(f"resuming {folder}: {reused} of {points} points reused from its earlier chunks", file=sys.stderr)
+
+    with panels() as line:
+        bar = line(f"{spec.name} ({len(spec.points)} points)")
+        bar.stage("the ODE at every point, chunk by chunk", measured=True)
+        rows = run_sweep(spec, folder, force=options.force, progress=lambda done, total: bar.fraction(done / total),
+                         resumed=resumed)
+        bar.finish()
     import jax
 
     statuses = {status.name: sum(row["status"] == status.name for row in rows) for status in Status}

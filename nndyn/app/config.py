@@ -103,10 +103,12 @@ def read_config(path: Path) -> Experiment:
     panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}{inputs}", setting, simulation, options,
                   protocol)
     if protocol is not None:
-        return Experiment(values["name"], f"{values['name']}: {panel.label}, {protocol.teachers.count} teachers",
-                          (panel,), ("eg_teacher", "R", "Q"))
+        rows = ("eg_teacher", "R", "Q", "v") if setting.train_second_layer else ("eg_teacher", "R", "Q")
+        return Experiment(values["name"], f"{panel.label}, {protocol.teachers.count} teachers", (panel,), rows)
     rows = ("eg", "R", "Q", "v", "alignment") if setting.train_second_layer else ("eg", "R", "Q")
-    return Experiment(values["name"], f"{values['name']}: {panel.label}", (panel,), rows)
+    if setting.feedback == "alignment":
+        rows += ("feedback",)
+    return Experiment(values["name"], panel.label, (panel,), rows)
 
 
 def _read_inputs(raw: dict) -> list[str]:

@@ -126,28 +126,44 @@ def _finite(values) -> list:
     return [float(value) if np.isfinite(value) else None for value in np.asarray(values)]
 
 
-def run_panel(panel: Panel, progress=None):
+def run_panel(panel: Panel, report=None) -> PanelResult:
     """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare:
-    a PanelResult (for a protocol, trained through its phases)."""
-    if panel.protocol is not None:
-        return _run_protocol(panel, panel.protocol, progress)
-    sim = simulate(panel.setting, progress=progress, **asdict(panel.simulation))
-    dt = 1 / panel.simulation.N if panel.options.method == "euler" else None
-    ode = integrate(panel.setting, sim.initial_state(), sim.t, dt=dt, **asdict(panel.options))
-    answer = verdict(panel.setting, sim, dt=dt, **asdict(panel.options))
+    a PanelResult (for a protocol, trained through its phases). `report`, when given, is told
+    each stage (`report.stage(name, measured)`), SGD's fraction done (`report.fraction`), and the
+    end (`report.finish()`): `nndyn.app.progress.Panel`."""
+    report = report or _Silent()
+    setting, protocol, options = panel.setting, panel.protocol, asdict(panel.options)
+    report.stage("simulating SGD", measured=protocol is None)
+    if protocol is None:
+        sim = simulate(setting, progress=report.fraction, **asdict(panel.simulation))
+        dt = 1 / panel.simulation.N if panel.options.method == "euler" else None
+        report.stage("integrating the ODE")
+        ode = integrate(setting, sim.initial_state(), sim.t, dt=dt, **options)
+        report.stage("the verdict: the ODE restarted at every recorded state")
+        answer = verdict(setting, sim, dt=dt, **options)
+    else:
+        scale = {key: value for key, value in asdict(panel.simulation).items() if key != "held_out"}
+        sim = simulate_protocol(setting, protocol, **scale)
+        options.pop("method")
+        report.stage("integrating the ODE through the phases")
+        ode = integrate_protocol(setting, protocol, sim.initial_state(), sim.t, **options)
+        report.stage("the verdict: the ODE restarted at every recorded state")
+        answer = verdict(setting, sim, protocol=protocol, **options)
+    report.finish()
     return PanelResult(panel, sim, ode, compare(sim, ode), answer)
 
 
-def _run_protocol(panel: Panel, protocol: Protocol, progress=None) -> PanelResult:
-    scale = asdict(panel.simulation)
-    sim = simulate_protocol(panel.setting, protocol, **{k: v for k, v in scale.items() if k != "held_out"})
-    if progress:
-        progress(0.5)
-    options = {key: value for key, value in asdict(panel.options).items() if key != "method"}
-    ode = integrate_protocol(panel.setting, protocol, sim.initial_state(), sim.t, **options)
-    if progress:
-        progress(1.0)
-    return PanelResult(panel, sim, ode, compare(sim, ode), verdict(panel.setting, sim, protocol=protocol, **options))
+class _Silent:
+    """A `report` that shows nothing."""
+
+    def stage(self, name: str, measured: bool = False) -> None:
+        pass
+
+    def fraction(self, done: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
 
 
 N_BLOG, M_BLOG = 784, 4

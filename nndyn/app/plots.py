@@ -1,24 +1,101 @@
-"""Plots of experiments: simulation (blue) against ODE (red), one column per panel."""
+"""Figures of experiments: SGD simulation (solid) against the ODE (dashed), one column per panel.
+
+Each figure reads without the docs: the experiment and N in the title, each panel's setting
+(activations, K, M, η, σ, B and what else differs from the defaults) in its title, every row's
+quantity on its y-axis, one legend for the figure (line styles, shading), and every entry of an
+order parameter in its own colour, the same for SGD and the ODE. Figures use constrained layout
+and wrap long titles, so nothing is clipped (tests/test_figures.py checks every figure's text
+lies inside its canvas).
+"""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
 SIM, ODE = "tab:blue", "tab:red"
 ROW_LABELS = {
-    "eg": "ε_g (log)", "eg_seeds": "ε_g per seed (log)", "R": "R (seed 0)", "Q": "Q (seed 0)",
-    "v": "v (seed 0)", "alignment": "alignment sim·ODE", "feedback": "cos(v, b)",
-    "eg_teacher": "ε_g per teacher (log)",
+    "eg": "ε_g (mean over seeds)", "eg_seeds": "ε_g of each seed", "R": "R_in (seed 0)",
+    "Q": "Q_ik, i ≤ k (seed 0)", "v": "v_i (seed 0)",
+    "alignment": "cos(SGD, ODE) of R, Q, v\n(mean over seeds)", "feedback": "cos(v, b) (mean over seeds)",
+    "eg_teacher": "ε_g on each teacher\n(mean over seeds)",
 }
+#: Characters per line of a panel's title (at its font size, in a 3.6-inch column).
+TITLE_WIDTH = 42
 
 
-def _lines(ax, t, sim, ode):
-    """Every entry of one seed's order parameter (T, ...) as lines."""
+def describe(setting) -> str:
+    """The setting of a panel in one line: the activations, K, M, η, σ, B, and what else differs
+    from the defaults (η_v, a trained second layer, κ, feedback alignment, decays, a spectrum)."""
+    return ", ".join(_parts(setting))
+
+
+def _parts(setting) -> list[str]:
+    """`describe`'s parts, each kept on one line of a wrapped title."""
+    teacher = setting.teacher_activation
+    words = [f"{_name(setting.activation)} student on {_name(teacher)} teacher", f"K = {setting.K}, M = {setting.M}",
+             f"η = {setting.lr:g}", f"σ = {setting.sigma:g}", f"B = {setting.batch}"]
+    if setting.train_second_layer:
+        words.append("v trained" + (f" (η_v = {setting.lr_v:g})" if setting.lr_v != setting.lr else ""))
+    if setting.output_scaling != "1":
+        words.append(f"κ = {setting.output_scaling}")
+    if setting.feedback == "alignment":
+        words.append("feedback alignment")
+    if setting.weight_decay or setting.weight_decay_v:
+        words.append(f"λ = {setting.weight_decay:g}, λ_v = {setting.weight_decay_v:g}")
+    if setting.input_spectrum is not None:
+        levels = len(setting.input_spectrum)
+        words.append(f"Σ in {levels} level{'s' if levels > 1 else ''}")
+    return words
+
+
+def _name(activation: str) -> str:
+    """An activation as shown: a built-in's name, a user module's file stem."""
+    return activation.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _title(result) -> str:
+    """A panel's title: its label (unless the setting says all it says), then its setting, wrapped
+    to the column between its parts."""
+    described = describe(result.panel.setting)
+    said = all(part in described for part in result.panel.label.split(", "))
+    lines = [] if said else textwrap.wrap(result.panel.label, TITLE_WIDTH)
+    line = ""
+    for part in _parts(result.panel.setting):
+        if line and len(line) + 2 + len(part) > TITLE_WIDTH:
+            lines.append(line + ",")
+            line = part
+        else:
+            line = f"{line}, {part}" if line else part
+    return "\n".join(lines + [line])
+
+
+def _log_axis(ax, axis: str = "y") -> None:
+    """A log axis labelled alike in every panel: 1, 2 and 5 × 10^k (fewer where it spans many
+    decades), no labels on the minor ticks."""
+    getattr(ax, f"set_{axis}scale")("log")
+    scale = getattr(ax, f"{axis}axis")
+    scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=7))
+    scale.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+    scale.set_minor_formatter(NullFormatter())
+
+
+def _entries(ax, t, sim, ode, keep=None):
+    """Every entry of one seed's order parameter (n, ...) in its own colour: SGD solid, the ODE
+    dashed; `keep`, a mask of the flattened entries to draw."""
     sim, ode = sim.reshape(len(t), -1), ode.reshape(len(t), -1)
-    ax.plot(t, sim, color=SIM, lw=1.0, alpha=0.8)
-    ax.plot(t, ode, color=ODE, lw=1.0, ls="--")
+    chosen = np.arange(sim.shape[1]) if keep is None else np.flatnonzero(keep)
+    colours = colormaps["tab10" if len(chosen) <= 10 else "tab20"](np.arange(len(chosen)) % 20)
+    for colour, entry in zip(colours, chosen):
+        ax.plot(t, sim[:, entry], color=colour, lw=1.0, alpha=0.85)
+        ax.plot(t, ode[:, entry], color=colour, lw=1.2, ls="--")
 
 
 def power_law_window(setting, t) -> tuple[float, float]:
@@ -39,77 +116,109 @@ def fitted_slope(t, eg, window) -> float:
     return float(np.polyfit(np.log(t[inside]), np.log(eg[inside]), 1)[0])
 
 
-def _row(ax, row, result, log_time=False):
+def _row(ax, row, result, log_time=False) -> None:
+    """Draw one row's quantity of one panel."""
     t = np.asarray(result.sim.t)
     sim, ode = result.sim, result.ode
     if row == "eg":
         eg = np.asarray(sim.eg)
         ax.fill_between(t, eg.min(axis=0), eg.max(axis=0), color=SIM, alpha=0.25, lw=0)
         mean_ode = np.asarray(ode.eg).mean(axis=0)
-        window = power_law_window(result.panel.setting, t)
-        slopes = [f", slope {fitted_slope(t, mean, window):.2f}" if log_time else "" for mean in (eg.mean(0), mean_ode)]
-        ax.plot(t, eg.mean(axis=0), color=SIM, label="simulation (mean, range)" + slopes[0])
-        ax.plot(t, mean_ode, color=ODE, ls="--", label="ODE" + slopes[1])
-        if log_time:
-            ax.axvspan(*window, color="0.9", zorder=0,
-                       label=f"slopes fitted over t ∈ [{window[0]:.3g}, {window[1]:.3g}]")
-        ax.set_yscale("log")
+        ax.plot(t, eg.mean(axis=0), color=SIM)
+        ax.plot(t, mean_ode, color=ODE, ls="--")
+        if log_time:  # the power law's exponents, fitted over the shaded window
+            window = power_law_window(result.panel.setting, t)
+            ax.axvspan(*window, color="0.9", zorder=0)
+            ax.text(0.03, 0.04, f"slopes: SGD {fitted_slope(t, eg.mean(0), window):.2f}, "
+                    f"ODE {fitted_slope(t, mean_ode, window):.2f}", transform=ax.transAxes, fontsize=7)
+        _log_axis(ax)
     elif row == "eg_seeds":
         for seed, (s, o) in enumerate(zip(np.asarray(sim.eg), np.asarray(ode.eg))):
-            ax.plot(t, s, color=f"C{seed}", lw=1.0, label=f"seed {seed} SGD" if seed < 3 else None)
-            ax.plot(t, o, color=f"C{seed}", lw=1.0, ls="--", label=f"seed {seed} ODE" if seed < 3 else None)
-        ax.set_yscale("log")
-    elif row in ("R", "Q", "v"):
-        _lines(ax, t, np.asarray(getattr(sim, row))[0], np.asarray(getattr(ode, row))[0])
+            ax.plot(t, s, color=f"C{seed}", lw=1.0)
+            ax.plot(t, o, color=f"C{seed}", lw=1.2, ls="--")
+        _log_axis(ax)
+    elif row == "Q":
+        K = np.shape(sim.Q)[-1]
+        _entries(ax, t, np.asarray(sim.Q)[0], np.asarray(ode.Q)[0], keep=np.triu(np.ones((K, K), bool)).ravel())
+    elif row in ("R", "v"):
+        _entries(ax, t, np.asarray(getattr(sim, row))[0], np.asarray(getattr(ode, row))[0])
     elif row == "alignment":
         for name, style in (("R", "-"), ("Q", "--"), ("v", ":")):
             ax.plot(t, np.asarray(getattr(result.comparison, f"{name}_alignment")).mean(axis=0),
-                    color="k", ls=style, label=name)
+                    color="k", ls=style)
         ax.set_ylim(min(0.9, ax.get_ylim()[0]), 1.005)
     elif row == "eg_teacher":
         for teacher in range(sim.eg_teacher.shape[-1]):
-            ax.plot(t, np.asarray(sim.eg_teacher)[..., teacher].mean(axis=0), color=f"C{teacher}",
-                    label=f"teacher {teacher} SGD (mean)")
-            ax.plot(t, np.asarray(ode.eg_teacher)[..., teacher].mean(axis=0), color=f"C{teacher}", ls="--",
-                    label=f"teacher {teacher} ODE (mean)")
+            ax.plot(t, np.asarray(sim.eg_teacher)[..., teacher].mean(axis=0), color=f"C{teacher}")
+            ax.plot(t, np.asarray(ode.eg_teacher)[..., teacher].mean(axis=0), color=f"C{teacher}", ls="--")
         for start in np.asarray(ode.starts).mean(axis=0)[1:-1]:
             ax.axvline(start, color="0.6", lw=0.8)
-        ax.set_yscale("log")
+        _log_axis(ax)
     elif row == "feedback":
         if sim.b is None:
-            ax.set_axis_off()
+            ax.text(0.5, 0.5, "no feedback vector b\n(backpropagation)", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="0.4")
+            ax.set_yticks([])
             return
-        for trajectory, color, style, label in ((sim, SIM, "-", "simulation (mean)"), (ode, ODE, "--", "ODE (mean)")):
+        for trajectory, color, style in ((sim, SIM, "-"), (ode, ODE, "--")):
             v, b = np.asarray(trajectory.v), np.asarray(trajectory.b)[:, None, :]
             cosine = np.sum(v * b, axis=-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1))
-            ax.plot(t, cosine.mean(axis=0), color=color, ls=style, label=label)
+            ax.plot(t, cosine.mean(axis=0), color=color, ls=style)
     else:
         raise ValueError(f"unknown row {row!r}")
 
 
-def plot_similarity(experiment, results, path) -> None:
+def _legend(fig, rows, results, log_time: bool) -> None:
+    """The figure's one legend, below the panels: what each line style, colour and shading is."""
+    handles: list[Artist] = [Line2D([], [], color="0.2", label="SGD simulation (solid)"),
+               Line2D([], [], color="0.2", ls="--", label="ODE from each seed's start (dashed)")]
+    if "eg" in rows or "feedback" in rows:
+        handles += [Line2D([], [], color=SIM, label="SGD, mean over seeds"),
+                    Line2D([], [], color=ODE, ls="--", label="ODE, mean over seeds")]
+    if "eg" in rows:
+        handles.append(Patch(color=SIM, alpha=0.25, label="ε_g of SGD: range over seeds"))
+        if log_time:
+            handles.append(Patch(color="0.9", label="window of the fitted slopes"))
+    if any(row in rows for row in ("R", "Q", "v")):
+        handles.append(Line2D([], [], color="tab:green", label="R, Q, v: one colour per entry"))
+    if "eg_seeds" in rows:
+        handles.append(Line2D([], [], color="C0", label="ε_g of each seed: one colour per seed"))
+    if "alignment" in rows:
+        handles += [Line2D([], [], color="k", ls=style, label=f"cos(SGD, ODE) of {name}")
+                    for name, style in (("R", "-"), ("Q", "--"), ("v", ":"))]
+    if "eg_teacher" in rows:
+        count = np.shape(results[0].sim.eg_teacher)[-1]
+        handles += [Line2D([], [], color=f"C{teacher}", label=f"teacher {teacher}") for teacher in range(count)]
+        handles.append(Line2D([], [], color="0.6", lw=0.8, label="phase switches (ODE)"))
+    columns = max(1, min(4, int(fig.get_figwidth() / 2.7)))  # a column of labels per 2.7 inches
+    fig.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=7.5, frameon=False)
+
+
+def plot_similarity(experiment, results) -> Figure:
     """Continual panels that differ in the feature similarity γ_f, in one or more set-ups (the
     label before ", γ_f"): ε_g on both teachers over time in the first set-up (one colour per
     γ_f, ODE), and forgetting of task 0 and transfer to task 1 against γ_f for every set-up (ODE
     line, SGD mean ± standard error over seeds, the verdict's answer in the legend)."""
-    fig = Figure(figsize=(14, 4.2))
+    fig = Figure(figsize=(14, 5), layout="constrained")
     axes = fig.subplots(1, 3)
     setups: dict[str, list] = {}
     for result in results:
         setups.setdefault(result.panel.label.rsplit(", γ_f", 1)[0], []).append(result)
     first, first_results = next(iter(setups.items()))
     colours = colormaps["viridis"](np.linspace(0, 0.9, len(first_results)))
+    handles = []
     for colour, result in zip(colours, first_results):
         similarity = result.panel.protocol.teachers.feature_similarity
         t = np.asarray(result.sim.t)
         for teacher, style in ((0, "-"), (1, ":")):
-            axes[0].plot(t, np.asarray(result.ode.eg_teacher)[..., teacher].mean(axis=0), color=colour, ls=style,
-                         label=f"γ_f = {similarity:g}" if teacher == 0 else None)
-    axes[0].set_yscale("log")
+            axes[0].plot(t, np.asarray(result.ode.eg_teacher)[..., teacher].mean(axis=0), color=colour, ls=style)
+        handles.append(Line2D([], [], color=colour, label=f"γ_f = {similarity:g}"))
+    _log_axis(axes[0])
     axes[0].set_xlabel("t = steps / N")
-    axes[0].set_ylabel("ε_g, ODE (task 0 solid, task 1 dotted)")
-    axes[0].set_title(first, fontsize=9)
-    axes[0].legend(fontsize=7)
+    axes[0].set_ylabel("ε_g of the ODE (mean over seeds)")
+    axes[0].set_title("\n".join(textwrap.wrap(f"{first}: task 0 solid, task 1 dotted", 50)), fontsize=9)
+    handles += [Line2D([], [], color="0.3", label="task 0 (ε_g on teacher 0)"),
+                Line2D([], [], color="0.3", ls=":", label="task 1 (ε_g on teacher 1)")]
     for index, (setup, members) in enumerate(setups.items()):
         similarities = [result.panel.protocol.teachers.feature_similarity for result in members]
         metrics = {kind: [getattr(result, kind).metrics(result.panel.protocol) for result in members]
@@ -118,44 +227,46 @@ def plot_similarity(experiment, results, path) -> None:
         for ax, (name, task) in zip(axes[1:], (("forgetting", 0), ("transfer", 1))):
             ode = [np.nanmean(values[name][..., task]) for values in metrics["ode"]]
             sim = [values[name][..., task] for values in metrics["sim"]]
-            ax.plot(similarities, ode, color=f"C{index}", label=f"{setup}: ODE")
+            ax.plot(similarities, ode, color=f"C{index}")
             ax.errorbar(similarities, [np.nanmean(s) for s in sim],
-                        yerr=[np.nanstd(s, ddof=1) / np.sqrt(len(s)) for s in sim], fmt="o", color=f"C{index}",
-                        label=f"SGD (mean ± SE; verdict: follows the ODE at {agree} of {len(members)})")
+                        yerr=[np.nanstd(s, ddof=1) / np.sqrt(len(s)) for s in sim], fmt="o", color=f"C{index}")
+        handles += [Line2D([], [], color=f"C{index}", label=f"{setup}: ODE"),
+                    Line2D([], [], color=f"C{index}", marker="o", ls="",
+                           label=f"{setup}: SGD mean ± SE (the verdict: follows the ODE in {agree} of {len(members)})")]
     for ax, label in zip(axes[1:], ("forgetting of task 0", "forward transfer to task 1")):
         ax.set_xlabel("feature similarity γ_f")
         ax.set_ylabel(label)
-        ax.legend(fontsize=6.5)
+        ax.set_title(label, fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7.5, frameon=False)
     N, seeds = results[0].panel.simulation.N, results[0].panel.simulation.seeds
-    fig.suptitle(f"{experiment.title}, N = {N}, {seeds} seeds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.suptitle(f"{experiment.name}: {experiment.title}, N = {N}, {seeds} seeds", fontsize=10)
+    return fig
+
+
+def figure(experiment, results) -> Figure:
+    """The figure of `results` (one `PanelResult` per panel): rows × panels, or the continual
+    similarity layout."""
+    if experiment.layout == "similarity":
+        return plot_similarity(experiment, results)
+    rows, columns = experiment.rows, len(results)
+    fig = Figure(figsize=(max(6.0, 3.6 * columns), 2.3 * len(rows) + 1.6), layout="constrained")
+    axes = fig.subplots(len(rows), columns, sharex=True, squeeze=False)
+    for column, result in enumerate(results):
+        axes[0, column].set_title(_title(result), fontsize=8)
+        for r, row in enumerate(rows):
+            _row(axes[r, column], row, result, experiment.log_time)
+            axes[r, column].set_ylabel(ROW_LABELS[row], fontsize=8)
+        if experiment.log_time:
+            _log_axis(axes[-1, column], "x")  # shared by the column's rows
+        axes[-1, column].set_xlabel("t = steps / N" + (" (log)" if experiment.log_time else ""))
+    _legend(fig, rows, results, experiment.log_time)
+    sizes = sorted({result.panel.simulation.N for result in results})
+    seeds = sorted({result.panel.simulation.seeds for result in results})
+    fig.suptitle(f"{experiment.name}: {experiment.title}\nN = {', '.join(map(str, sizes))}, "
+                 f"{', '.join(map(str, seeds))} seeds", fontsize=10)
+    return fig
 
 
 def plot_experiment(experiment, results, path) -> None:
-    """Draw `results` (one PanelResult per panel) in a grid of rows × panels, saved to `path`."""
-    if experiment.layout == "similarity":
-        plot_similarity(experiment, results, path)
-        return
-    rows, columns = experiment.rows, len(results)
-    fig = Figure(figsize=(3.6 * columns, 2.4 * len(rows)))
-    axes = fig.subplots(len(rows), columns, sharex=True, squeeze=False)
-    for column, result in enumerate(results):
-        axes[0, column].set_title(result.panel.label)
-        for r, row in enumerate(rows):
-            _row(axes[r, column], row, result, experiment.log_time)
-            if column == 0:
-                axes[r, column].set_ylabel(ROW_LABELS[row])
-        if experiment.log_time:
-            axes[-1, column].set_xscale("log")  # shared by the column's rows
-        axes[-1, column].set_xlabel("t = steps / N" + (" (log)" if experiment.log_time else ""))
-    for r, row in enumerate(rows):
-        if row == "eg" and experiment.log_time:  # each panel's fitted slopes
-            for ax in axes[r]:
-                ax.legend(fontsize=6.5, loc="lower left")
-        elif row in ("eg", "eg_seeds", "alignment", "feedback", "eg_teacher"):
-            axes[r, -1].legend(fontsize=7, loc="best")
-    dimensions = ", ".join(sorted({f"{result.panel.simulation.N}" for result in results}, key=int))
-    fig.suptitle(f"{experiment.title}, N = {dimensions}: SGD simulation (solid) vs ODE (dashed)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    """Write the figure of `results` (`figure`) to `path`."""
+    figure(experiment, results).savefig(path, dpi=110)

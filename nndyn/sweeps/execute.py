@@ -101,14 +101,17 @@ def _batched_solver(activation: str, teacher: str | None, options: ODEOptions):
 
 
 def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> list[dict]:
+              progress: Callable[[int, int], None] | None = None,
+              resumed: Callable[[int, int], None] | None = None) -> list[dict]:
     """Run (or resume) `sweep` in `folder`; returns the table rows, ordered by grid index (on
     process 0; other processes of a multi-host run compute their shards and return []).
 
     Writes a chunk file per finished chunk, then results.csv (one row per point: parameters,
     status, failed_at, the observables of `nndyn.sweeps.observables`) and the phase
-    diagrams (phase_*.png). `progress(done, total)` is called after each chunk. With
-    `sharded`, the grid axis is split over all devices.
+    diagrams (phase_*.png). `progress(done, total)` is called after each chunk, and
+    `resumed(reused, points)` once before the work when earlier chunks of this sweep are found in
+    `folder` (`reused` of the `points` are read, not computed). With `sharded`, the grid axis is
+    split over all devices.
     """
     folder = Path(folder)
     writer = jax.process_index() == 0
@@ -127,6 +130,8 @@ def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool 
         from jax.experimental import multihost_utils
 
         finished = np.asarray(multihost_utils.broadcast_one_to_all(finished))
+    if resumed is not None and finished.any():
+        resumed(sum(len(indices) for (_, indices, _), skip in zip(work, finished) if skip), len(sweep.points))
     table = []
     for done, ((_, indices, path), skip) in enumerate(zip(work, finished), start=1):
         if skip:
@@ -152,5 +157,5 @@ def run_sweep(sweep: Sweep, folder: Path, *, force: bool = False, sharded: bool 
 
 def sweep(points: Iterable[dict], t_max: float, folder: str | os.PathLike, **fields) -> list[dict]:
     """`run_sweep(Sweep(name, points, t_max, …), folder)` in one call; `points` from `grid`."""
-    options = {key: fields.pop(key) for key in ("force", "sharded", "progress") if key in fields}
+    options = {key: fields.pop(key) for key in ("force", "sharded", "progress", "resumed") if key in fields}
     return run_sweep(Sweep(fields.pop("name", "sweep"), tuple(points), t_max, **fields), Path(folder), **options)
