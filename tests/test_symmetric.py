@@ -1,6 +1,7 @@
 """Saad & Solla's symmetric reduction for any K: derived with K a symbol, checked
 against the full flows on the ansatz, and used where the full flows cannot go (K = 10⁴)."""
 
+import jax
 import numpy as np
 import pytest
 import sympy as sp
@@ -26,12 +27,12 @@ def _compare(setting, state):
     K = setting.K
     full = state.expand(K)
     args = setting.ode_args(full.T, full.v_star)
-    flow = setting.kernels.rhs(0.0, full.as_ode_state(), args)
+    flow = jax.jit(setting.kernels.rhs)(0.0, full.as_ode_state(), args)  # one program, not op by op
     reduced = symmetric.flows(setting, state)
     off = ~np.eye(K, dtype=bool)
     pairs = [(flow["Q"][np.eye(K, dtype=bool)], reduced.Q), (flow["Q"][off], reduced.C),
              (np.diag(flow["R"]), reduced.R), (flow["R"][off], reduced.S), (flow["v"], reduced.v),
-             (setting.kernels.eg(full.as_ode_state(), args), symmetric.generalisation_error(setting, state))]
+             (jax.jit(setting.kernels.eg)(full.as_ode_state(), args), symmetric.generalisation_error(setting, state))]
     difference = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in pairs)
     scale = max(float(np.max(np.abs(np.asarray(a)))) for a, _ in pairs)
     return difference, scale
