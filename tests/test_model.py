@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_vector_field_agrees_with_the_sgd_update(student, teacher, feedback, sca
     state = {"Q": Omega[:K, :K], "R": Omega[:K, K:], "v": rng.normal(size=K)}
     b = rng.normal(size=K) if feedback == "alignment" else None
     args = setting.ode_args(Omega[K:, K:], rng.normal(size=M), b)
-    flows = setting.kernels.rhs(0.0, {name: jnp.asarray(value) for name, value in state.items()}, args)
+    flows = jax.jit(setting.kernels.rhs)(0.0, {name: jnp.asarray(value) for name, value in state.items()}, args)
     samples = sgd_update_samples(student, teacher, state, args, rng)
     for name, values in samples.items():
         mean, error = values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(SAMPLES)
@@ -139,7 +140,7 @@ def test_generalisation_error_with_mixed_activations_and_scaling():
     Omega = factor @ factor.T / (K + M)
     setting = nndyn.Setting(K=K, M=M, lr=0.5, activation="relu", teacher_activation="erf", output_scaling="1/K")
     v, v_star = rng.normal(size=K), rng.normal(size=M)
-    eg = setting.kernels.eg({"Q": Omega[:K, :K], "R": Omega[:K, K:], "v": v},
+    eg = jax.jit(setting.kernels.eg)({"Q": Omega[:K, :K], "R": Omega[:K, K:], "v": v},
                             setting.ode_args(Omega[K:, K:], v_star))
     (g, _), (g_star, _) = FUNCTIONS["relu"], FUNCTIONS["erf"]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from nndyn.app.progress import Silent
 from nndyn.core.fixed_points import (
     FixedPoint,
     FixedPointError,
@@ -45,11 +46,14 @@ def _teacher(panel) -> OrderParameters:
     return jax.tree_util.tree_map(lambda value: np.asarray(value)[0], first)
 
 
-def starts(panel, first: OrderParameters) -> tuple[dict[str, OrderParameters], dict[str, str]]:
+def starts(panel, first: OrderParameters, report=None) -> tuple[dict[str, OrderParameters], dict[str, str]]:
     """Named starting states for Newton's method (see the module docstring) from `first`, seed
     0's initial state against the drawn teacher (`_teacher`), and for each start that could not
-    be built (a plateau learning does not reach) the reason."""
+    be built (a plateau learning does not reach) the reason. `report` is told each stage
+    (`nndyn.app.progress.Panel`)."""
+    report = report or Silent()
     setting, simulation = panel.setting, panel.simulation
+    report.stage(f"integrating the ODE to t = {simulation.t_max:g}")
     options = {key: value for key, value in vars(panel.options).items() if key != "method"}
     late = integrate(setting, first, np.array([0.0, simulation.t_max]), **options).state_at(-1)
     named, missing = {f"ODE at t = {simulation.t_max:g}": late}, {}
@@ -57,6 +61,7 @@ def starts(panel, first: OrderParameters) -> tuple[dict[str, OrderParameters], d
         named["perfect learning"] = OrderParameters(first.T, first.T, first.T, first.v_star, first.v_star, first.b)
         if setting.K > 1 and setting.feedback == "backprop":
             for name in PLATEAUS:
+                report.stage(f"the {name} students' plateau (the symmetric reduction, then Newton)")
                 try:
                     state = plateau(setting, name, first.T, first.v_star).state
                 except FixedPointError as error:
@@ -80,18 +85,21 @@ def _record(name: str, point: FixedPoint) -> dict:
             "R": np.asarray(point.state.R).tolist(), "v": np.asarray(point.state.v).tolist()}
 
 
-def analyse(panel) -> dict:
+def analyse(panel, report=None) -> dict:
     """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data.
-    Isotropic inputs only (a ValueError of one line for a spectrum)."""
+    Isotropic inputs only (a ValueError of one line for a spectrum). `report` is told each stage
+    (`nndyn.app.progress.Panel`)."""
+    report = report or Silent()
     setting = panel.setting
     if setting.input_spectrum is not None:
         raise ValueError("nndyn analyse takes isotropic inputs; with an input_spectrum use nndyn.fixed_point, "
                          "nndyn.plateaus and nndyn.learning_rate_threshold (docs/structured.md)")
     found = []
     teacher = _teacher(panel)
-    named, missing = starts(panel, teacher)
+    named, missing = starts(panel, teacher, report)
     failures = [{"start": name, "error": error} for name, error in missing.items()]
     for name, start in named.items():
+        report.stage(f"Newton's method from {name}")
         try:
             point = fixed_point(setting, start)
         except FixedPointError as error:
@@ -108,6 +116,7 @@ def analyse(panel) -> dict:
                                                     "v_star": v_star.tolist()},
               "fixed_points": [record for record, _ in found], "failures": failures}
     if setting.K == setting.M and setting.sigma == 0:
+        report.stage("η_max and η_opt (the Jacobian at perfect learning against η)")
         try:
             result["eta_max"] = learning_rate_threshold(setting, T, v_star, relative_tolerance=1e-10)
             result["eta_opt"], result["rate_at_eta_opt"] = optimal_learning_rate(setting, T, v_star)
@@ -116,10 +125,12 @@ def analyse(panel) -> dict:
         except FixedPointError as error:  # no Jacobian at perfect learning (e.g. ReLU)
             result["eta_max_undefined"] = str(error)
         if setting.K > 1 and setting.feedback == "backprop" and "eta_max" in result:
+            report.stage("η_c (the plateau's stability against η, in the symmetric reduction)")
             try:
                 result["eta_c"] = plateau_threshold(setting)
             except FixedPointError as error:
                 result["eta_c_undefined"] = str(error)
+    report.finish()
     return result
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nndyn.app import budget
 from nndyn.app.config import ConfigError, read_config, read_sweep, with_scale
-from nndyn.app.experiments import FIGURES, figure, run_panel
+from nndyn.app.experiments import DESCRIPTIONS, FIGURES, QUICK_SECONDS, figure, run_panel
 from nndyn.app.progress import panels
 from nndyn.app.runs import (
     check_parent_writable,
@@ -164,7 +164,8 @@ def _analyse(options) -> int:
         check_writable(folder, options.force)  # before the work, not after it
     else:
         check_parent_writable(folder)
-    result = analyse(panel)
+    with panels() as line:
+        result = analyse(panel, line(experiment.name))
     with staged(folder, options.force, unique=options.out is None) as staging:
         write_json(staging.stage / "config.json",
                    {**environment(), "config_file": str(options.config), "experiment": panel.config()})
@@ -219,6 +220,10 @@ def _run(options) -> int:
         experiments, name, extra = [experiment], experiment.name, {"config_file": str(options.config)}
     if not options.yes:
         budget.check(experiments)
+    seconds = sum(budget.panel_cost(panel).seconds for experiment in experiments for panel in experiment.panels)
+    if seconds > 60:
+        print(f"estimated: about {seconds / 60:.0f} min of SGD and ODE from the sizes (rough, compilation not "
+              "included)", file=sys.stderr)
     folder = options.out or default_folder(name)
     if options.out is not None:
         check_writable(folder, options.force)  # before the work, not after it
@@ -246,13 +251,25 @@ def _failure(error: BaseException) -> tuple[int, list[str]]:
     return (2 if bad_input else 1), [f"error: {error}"]
 
 
+def _targets() -> str:
+    """The figures `nndyn reproduce` draws, one line each, with the quick variant's measured time
+    (--full's estimate is printed when a run starts)."""
+    lines = ["figures (quick: measured on 2 cores with warm caches; --full, at the blog's scale, takes about ten "
+             "times longer or more and prints its estimate before it starts):"]
+    lines += [f"  {name:<10} {DESCRIPTIONS[name]} (quick {QUICK_SECONDS[name]:.0f} s)" for name in FIGURES]
+    lines.append("  all        every figure above, into one run folder")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `nndyn` command's parser (its options come from the parameter schema)."""
     parser = argparse.ArgumentParser(
         prog="nndyn", description="Analytical learning dynamics of teacher-student networks, against SGD."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    reproduce = commands.add_parser("reproduce", help="reproduce the blog's figures (quick by default)")
+    reproduce = commands.add_parser(
+        "reproduce", help="reproduce the blog's figures (quick by default)", epilog=_targets(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     reproduce.add_argument("figure", choices=[*FIGURES, "all"])
     reproduce.add_argument("--full", action="store_true", help="blog scale: 10 seeds, t = 1000 (slow)")
     simulation = schema.parameters(Simulation)

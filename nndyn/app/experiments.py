@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from nndyn.app.progress import Silent
 from nndyn.core import spectrum
 from nndyn.core.compare import Agreement, Comparison, compare, verdict
 from nndyn.core.continual import (
@@ -131,7 +132,7 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
     a PanelResult (for a protocol, trained through its phases). `report`, when given, is told
     each stage (`report.stage(name, measured)`), SGD's fraction done (`report.fraction`), and the
     end (`report.finish()`): `nndyn.app.progress.Panel`."""
-    report = report or _Silent()
+    report = report or Silent()
     setting, protocol, options = panel.setting, panel.protocol, asdict(panel.options)
     report.stage("simulating SGD", measured=protocol is None)
     if protocol is None:
@@ -151,19 +152,6 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
         answer = verdict(setting, sim, protocol=protocol, **options)
     report.finish()
     return PanelResult(panel, sim, ode, compare(sim, ode), answer)
-
-
-class _Silent:
-    """A `report` that shows nothing."""
-
-    def stage(self, name: str, measured: bool = False) -> None:
-        pass
-
-    def fraction(self, done: float) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 N_BLOG, M_BLOG = 784, 4
@@ -267,3 +255,15 @@ def _spectrum(full: bool) -> Experiment:
 
 
 FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual", "spectrum")
+#: Each figure in one line (`nndyn reproduce --help`).
+DESCRIPTIONS = {
+    "fig1": "the blog's Figure 1: soft committee machines, K = 2, 4, 6 on M = 4",
+    "fig2": "Figure 2: the second layer trained too, and how well SGD and the ODE align",
+    "fig3": "Figure 3: large initial weights, every seed against its own ODE",
+    "mismatch": "a ReLU student on an erf teacher, and feedback alignment",
+    "continual": "continual learning: forgetting and transfer against the teachers' similarity",
+    "spectrum": "power-law input spectra: the plateau giving way to a scaling law",
+}
+#: Wall time of the quick variant, a whole `nndyn reproduce NAME` process with warm caches,
+#: measured on the reference 2-core machine (AMD EPYC; README).
+QUICK_SECONDS = {"fig1": 28, "fig2": 30, "fig3": 28, "mismatch": 19, "continual": 18, "spectrum": 26}

@@ -37,6 +37,19 @@ class Panel:
         self._progress.update(self._task, total=1.0, completed=1.0, stage="done")
 
 
+class Silent:
+    """A report that shows nothing (`Panel`'s methods)."""
+
+    def stage(self, name: str, measured: bool = False) -> None:
+        pass
+
+    def fraction(self, done: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def panels() -> Iterator:
     """A context whose value makes a `Panel` line per label: `with panels() as line: line("K = 2")`."""
