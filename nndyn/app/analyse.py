@@ -85,15 +85,20 @@ def _record(name: str, point: FixedPoint) -> dict:
             "R": np.asarray(point.state.R).tolist(), "v": np.asarray(point.state.v).tolist()}
 
 
+def refuse(panel) -> None:
+    """Raise ValueError (one line) for a panel `analyse` does not take: structured inputs."""
+    if panel.setting.input_spectrum is not None:
+        raise ValueError("nndyn analyse takes isotropic inputs; with an input_spectrum use nndyn.fixed_point, "
+                         "nndyn.plateaus and nndyn.learning_rate_threshold (docs/structured.md)")
+
+
 def analyse(panel, report=None) -> dict:
     """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data.
     Isotropic inputs only (a ValueError of one line for a spectrum). `report` is told each stage
     (`nndyn.app.progress.Panel`)."""
     report = report or Silent()
     setting = panel.setting
-    if setting.input_spectrum is not None:
-        raise ValueError("nndyn analyse takes isotropic inputs; with an input_spectrum use nndyn.fixed_point, "
-                         "nndyn.plateaus and nndyn.learning_rate_threshold (docs/structured.md)")
+    refuse(panel)
     found = []
     teacher = _teacher(panel)
     named, missing = starts(panel, teacher, report)

@@ -150,13 +150,14 @@ def _sweep(options) -> int:
 
 
 def _analyse(options) -> int:
-    from nndyn.app.analyse import analyse, table
+    from nndyn.app.analyse import analyse, refuse, table
 
     experiment = read_config(options.config)
     (panel,) = experiment.panels
     if panel.protocol is not None:
         raise ValueError(f"{options.config} is a continual config ([teachers], [[phases]]): nndyn analyse takes the "
                          "fixed points of one teacher's flows; analyse a config without those tables")
+    refuse(panel)  # before any work or progress line: bad input is one line
     if not options.yes:
         budget.refuse_if_too_big(budget.analysis_cost(panel), "this analysis")
     folder = options.out or default_folder(f"{experiment.name}-analysis")
