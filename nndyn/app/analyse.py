@@ -50,7 +50,7 @@ def starts(panel, first: OrderParameters, report=None) -> tuple[dict[str, OrderP
     """Named starting states for Newton's method (see the module docstring) from `first`, seed
     0's initial state against the drawn teacher (`_teacher`), and for each start that could not
     be built (a plateau learning does not reach) the reason. `report` is told each stage
-    (`nndyn.app.progress.Panel`)."""
+    (`nndyn.app.progress.Line`)."""
     report = report or Silent()
     setting, simulation = panel.setting, panel.simulation
     report.stage(f"integrating the ODE to t = {simulation.t_max:g}")
@@ -95,7 +95,7 @@ def refuse(panel) -> None:
 def analyse(panel, report=None) -> dict:
     """The fixed points found from `starts`, and η_max, η_opt, η_c where defined, as plain data.
     Isotropic inputs only (a ValueError of one line for a spectrum). `report` is told each stage
-    (`nndyn.app.progress.Panel`)."""
+    (`nndyn.app.progress.Line`)."""
     report = report or Silent()
     setting = panel.setting
     refuse(panel)

@@ -131,7 +131,7 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
     """Simulate the panel, integrate the ODE from each seed's initial order parameters, compare:
     a PanelResult (for a protocol, trained through its phases). `report`, when given, is told
     each stage (`report.stage(name, measured)`), SGD's fraction done (`report.fraction`), and the
-    end (`report.finish()`): `nndyn.app.progress.Panel`."""
+    end (`report.finish()`): `nndyn.app.progress.Line`."""
     report = report or Silent()
     setting, protocol, options = panel.setting, panel.protocol, asdict(panel.options)
     report.stage("simulating SGD", measured=protocol is None)

@@ -194,7 +194,7 @@ def _legend(fig, rows, results, log_time: bool) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=7.5, frameon=False)
 
 
-def plot_similarity(experiment, results) -> Figure:
+def similarity_figure(experiment, results) -> Figure:
     """Continual panels that differ in the feature similarity γ_f, in one or more set-ups (the
     label before ", γ_f"): ε_g on both teachers over time in the first set-up (one colour per
     γ_f, ODE), and forgetting of task 0 and transfer to task 1 against γ_f for every set-up (ODE
@@ -247,7 +247,7 @@ def figure(experiment, results) -> Figure:
     """The figure of `results` (one `PanelResult` per panel): rows × panels, or the continual
     similarity layout."""
     if experiment.layout == "similarity":
-        return plot_similarity(experiment, results)
+        return similarity_figure(experiment, results)
     rows, columns = experiment.rows, len(results)
     fig = Figure(figsize=(max(6.0, 3.6 * columns), 2.3 * len(rows) + 1.6), layout="constrained")
     axes = fig.subplots(len(rows), columns, sharex=True, squeeze=False)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 COMPILING = "compiling on first use; later runs reuse the cached programs"
 
 
-class Panel:
+class Line:
     """The progress line of one panel: `stage(name)` starts a stage, `fraction(f)` moves its bar."""
 
     def __init__(self, progress, label: str, seen: set) -> None:
@@ -38,7 +38,7 @@ class Panel:
 
 
 class Silent:
-    """A report that shows nothing (`Panel`'s methods)."""
+    """A report that shows nothing (`Line`'s methods)."""
 
     def stage(self, name: str, measured: bool = False) -> None:
         pass
@@ -52,7 +52,7 @@ class Silent:
 
 @contextlib.contextmanager
 def panels() -> Iterator:
-    """A context whose value makes a `Panel` line per label: `with panels() as line: line("K = 2")`."""
+    """A context whose value makes a `Line` per label: `with panels() as line: line("K = 2")`."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -62,4 +62,4 @@ def panels() -> Iterator:
                         console=console, transient=False, refresh_per_second=4)
     seen: set[str] = set()
     with progress:
-        yield lambda label: Panel(progress, label, seen)
+        yield lambda label: Line(progress, label, seen)

@@ -59,7 +59,7 @@ class ODEOptions:
     divergence_threshold: float = parameter(1e6, doc="|order parameter| above which a solve counts as diverged",
                                             above=0)
     refine_tail: bool = parameter(True, doc="re-integrate a tail converging to a stable fixed point about it "
-                                            "(integrate, adaptive only)")
+                                            "(integrate, adaptive or implicit)")
 
     def __post_init__(self) -> None:
         schema.validate(self)
