@@ -1,4 +1,6 @@
-"""The `nndyn` command end to end, at a tiny scale, in subprocesses."""
+"""The `nndyn` command end to end, at a tiny scale: in the test's process (`command.in_process`,
+the same code as ``python -m nndyn`` without a process's start-up), and in fresh processes where
+only a process shows the behaviour (the exit status, SIGTERM, two runs at once)."""
 
 import json
 import os
@@ -7,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from command import in_process, in_subprocess
 
 import nndyn as nndyn_api
 from nndyn.core.fixed_points import learning_rate_threshold
@@ -14,9 +17,7 @@ from nndyn.core.fixed_points import learning_rate_threshold
 TINY = ["--N", "200", "--t-max", "4", "--seeds", "3"]
 
 
-def nndyn(*arguments, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nndyn", *map(str, arguments)],
-                          capture_output=True, text=True, cwd=cwd, check=False)
+nndyn = in_process
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,6 @@ def test_reproduce_mismatch(tmp_path):
     ("weight_decay = -0.5", "weight_decay must be a finite number >= 0, got -0.5"),
     ('feedback = "random"', "feedback must be one of 'backprop', 'alignment', got 'random'"),
 ])
-@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, message):
     text = "\n".join(l for l in CONFIG.splitlines() if not l.startswith(line.split()[0] + " ")) + "\n" + line + "\n"
     (tmp_path / "bad.toml").write_text(text)
@@ -138,6 +138,16 @@ def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, messa
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # a fresh process: over 3 s
+def test_a_process_given_bad_input_exits_2_with_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text(CONFIG + "colour = 3\n")
+    result = in_subprocess("run", tmp_path / "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"nndyn: error: {tmp_path / 'bad.toml'}: unknown field 'colour'"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
 
@@ -235,7 +245,8 @@ def test_run_files_follow_the_umask(tmp_path):
 def test_two_runs_started_together_under_one_name_both_land(tmp_path):
     """Two real processes with the same default name, started together: neither overwrites the
     other (their stamps may be equal; the second to finish gets NAME-2)."""
-    command = [sys.executable, "-m", "nndyn", "reproduce", "fig1", *map(str, TINY)]
+    (tmp_path / "mine.toml").write_text(CONFIG)
+    command = [sys.executable, "-m", "nndyn", "run", "mine.toml"]
     processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [process.communicate(timeout=600) for process in processes]
@@ -271,7 +282,6 @@ def test_analyse_finds_the_fixed_points_of_a_config(tmp_path, repo):
     assert distinct["escape_rate"] > 0 and "η_c (T = I, within the symmetric ansatz)" in result.stdout
 
 
-@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_derive_is_a_subcommand(tmp_path):
     """`nndyn derive` is `python -m nndyn.derive` (its errors too: one line, exit 2)."""
     result = nndyn("derive", "--name", "bad", "--expr", "x*y", "--out", tmp_path)

@@ -1,12 +1,12 @@
 """The configs under examples/, which the docs include as they are: each is accepted, and each runs
-end to end through the command it documents (at a tiny scale: N, times and seeds shrunk)."""
+end to end through the command it documents (at a tiny scale: N, times and seeds shrunk; in this
+process, `command.in_process`)."""
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from command import in_process
 
 from nndyn.app.config import read_config, read_sweep
 
@@ -54,14 +54,13 @@ def test_every_example_is_accepted(path):
         assert read_config(path).panels
 
 
-@pytest.mark.slow  # end to end: a subprocess per example
+@pytest.mark.slow  # end to end
 @pytest.mark.parametrize("path", [path for path in EXAMPLES if path.name != "plateau.toml"], ids=lambda path: path.name)
 def test_every_example_runs(path, tmp_path):
     """plateau.toml's `nndyn analyse` runs in tests/test_cli.py."""
     config = tmp_path / path.name
     config.write_text(_tiny(path.read_text()))
     command = COMMANDS.get(path.name, "run")
-    result = subprocess.run([sys.executable, "-m", "nndyn", command, str(config), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, check=False)
+    result = in_process(command, config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out").is_dir()

@@ -1,11 +1,10 @@
 """Results read back from their folders (nndyn.load_run, nndyn.load_sweep) and as tidy tables
 (Trajectory.to_dataframe, to_xarray): the same numbers as the files the commands wrote."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from command import in_process
 
 import nndyn
 
@@ -28,8 +27,7 @@ seeds = 2
 def run_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     (folder / "mine.toml").write_text(CONFIG)
-    result = subprocess.run([sys.executable, "-m", "nndyn", "run", folder / "mine.toml", "--out", folder / "out"],
-                            capture_output=True, text=True, check=False)
+    result = in_process("run", folder / "mine.toml", "--out", folder / "out")
     assert result.returncode == 0, result.stderr
     return folder / "out"
 

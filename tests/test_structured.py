@@ -278,15 +278,12 @@ def test_a_bad_inputs_table_is_one_line(tmp_path, table, problem):
     assert len(error.value.problems) == 1 and problem in error.value.problems[0], error.value.problems
 
 
-@pytest.mark.slow  # over 2 s: a process of its own
 def test_analyse_refuses_a_spectrum_with_one_line(tmp_path):
-    import subprocess
-    import sys
+    from command import in_process
 
     path = tmp_path / "run.toml"
     path.write_text(BASE + "[inputs]\npower_law = 1.0\nlevels = 4\n")
-    result = subprocess.run([sys.executable, "-m", "nndyn", "analyse", str(path)], capture_output=True, text=True,
-                            check=False)
+    result = in_process("analyse", path, cwd=tmp_path)
     assert result.returncode == 2 and "takes isotropic inputs" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 

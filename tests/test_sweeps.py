@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from command import in_process
 
 import nndyn
 from nndyn.sweeps.observables import plateau, specialisation
@@ -92,7 +93,7 @@ def test_killed_sweep_resumes_to_identical_results(config, unsharded, tmp_path):
     written = {path.name: path.read_bytes() for path in (folder / "chunks").glob("*.npz")}
     assert len(written) == 2 and not (folder / "results.csv").exists()
     assert not list((folder / "chunks").glob(".*"))  # no half-written file left behind
-    result = nndyn_command("sweep", config, "--out", folder)
+    result = in_process("sweep", config, "--out", folder)
     assert result.returncode == 0, result.stderr
     for name, content in written.items():
         assert (folder / "chunks" / name).read_bytes() == content
@@ -108,7 +109,7 @@ def test_killed_sweep_resumes_to_identical_results(config, unsharded, tmp_path):
 def test_a_different_sweep_in_the_folder_is_refused(config, unsharded, tmp_path):
     other = tmp_path / "other.toml"
     other.write_text(CONFIG.replace("t_max = 300.0", "t_max = 200.0"))
-    result = nndyn_command("sweep", other, "--out", unsharded)
+    result = in_process("sweep", other, "--out", unsharded)
     assert result.returncode == 2 and "different sweep" in result.stderr
 
 
@@ -122,7 +123,7 @@ def test_a_different_sweep_in_the_folder_is_refused(config, unsharded, tmp_path)
 def test_bad_sweep_configs(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    result = nndyn_command("sweep", path, "--out", tmp_path / "out")
+    result = in_process("sweep", path, "--out", tmp_path / "out")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
+from command import in_process
 from gaussian_reference import covariance_blocks, integrands, monte_carlo, seed_of
 from hypothesis import HealthCheck, given, settings
 from scipy.special import erf as scipy_erf
@@ -24,16 +25,17 @@ from nndyn.files import write_atomically
 BETA = 2.0
 
 
-def derive(*arguments):
-    return subprocess.run([sys.executable, "-m", "nndyn.derive", *map(str, arguments)],
-                          capture_output=True, text=True, check=False)
+def derive(*arguments, cwd=None):
+    """`nndyn derive ARGUMENTS` (`python -m nndyn.derive`'s command line) in this process."""
+    return in_process("derive", *arguments, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory):
-    """g(x) = erf(2x), written by the command line into a fresh folder."""
+    """g(x) = erf(2x), written by the command line (a process of its own) into a fresh folder."""
     out = tmp_path_factory.mktemp("kernels")
-    result = derive("--name", "scaled", "--expr", "erf(2*x)", "--out", out)
+    result = subprocess.run([sys.executable, "-m", "nndyn.derive", "--name", "scaled", "--expr", "erf(2*x)",
+                             "--out", str(out)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -157,7 +159,6 @@ def test_no_accurate_quadrature_is_a_clear_error_and_writes_nothing(tmp_path):
     ("x*y", "uses 'y', which is not x"), ("x +", "cannot parse"), ("x**(1/0)", "is not finite"),
     ("exp(x**2)", "grows faster than exponentially"), ("log(x)", "is not a real, finite number at x = -80"),
 ])
-@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_bad_expressions(tmp_path, expression, message):
     """One line, exit 2, nothing written, no traceback (the last three were TypeErrors of SymPy or
     mpmath deep in the derivation)."""
@@ -193,15 +194,8 @@ def test_missing_module_file():
         "erf(x)\nimport os",
     ],
 )
-@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_an_expression_runs_no_code_and_writes_nothing(tmp_path, expression):
-    result = subprocess.run(
-        [sys.executable, "-m", "nndyn.derive", "--name", "evil", "--expr", expression, "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        check=False,
-    )
+    result = derive("--name", "evil", "--expr", expression, "--out", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "INJECTED").exists() and not (tmp_path / "out").exists()
 

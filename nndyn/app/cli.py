@@ -345,14 +345,24 @@ def _terminate_promptly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `nndyn` command as a process runs it: `command` with SIGTERM handled (a stopped run
+    leaves no staged folder)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] != ["derive"]:
+        signal.signal(signal.SIGTERM, on_termination)  # timeout, batch schedulers: no staged folder is left
+        _terminate_promptly()
+    return command(argv)
+
+
+def command(argv: list[str]) -> int:
+    """Run the `nndyn` command line `argv` in this process and return its exit status (0, or 2
+    for bad input with its one line on stderr); argparse's own errors exit (SystemExit, 2).
+    Leaves the process's signal handling alone (`main` installs it)."""
     if argv[:1] == ["derive"]:  # the derivation's own command line, SymPy only
         from nndyn.derive.__main__ import main as derive  # pyright: ignore[reportMissingImports]
 
         return derive(argv[1:], prog="nndyn derive")
     options = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, on_termination)  # timeout, batch schedulers: no staged folder is left
-    _terminate_promptly()
     try:
         return _run(options)
     except EXPECTED as error:

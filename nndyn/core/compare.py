@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class Comparison:
-    """Agreement between trajectories `a` and `b` over time (leading batch dims broadcast).
+    """Agreement between trajectories `a` and `b` over time (leading dims broadcast).
 
     **Fields**, each of shape (..., n):
 
@@ -53,7 +53,7 @@ def _cosine(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def _check_alike(a: Trajectory, b: Trajectory) -> None:
     """Raise ValueError unless `a` and `b` are sampled at the same times and their order
-    parameters have the same shapes up to broadcasting of leading batch dimensions."""
+    parameters have the same shapes up to broadcasting of leading dimensions."""
     if a.t.shape != b.t.shape or not bool(jnp.allclose(a.t, b.t)):
         raise ValueError("the trajectories are not sampled at the same times")
     for name, core in (("eg", 0), ("Q", 2), ("R", 2), ("v", 1)):
@@ -131,7 +131,7 @@ def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3,
     the family-wise level `family_level`, Bonferroni-corrected over all comparisons. Entries that
     do not fluctuate (a frozen v) are skipped.
     """
-    from scipy import stats  # imported here: it costs a second at `import nndyn`
+    from scipy import special  # imported here; scipy.special, not scipy.stats (a second at start-up)
 
     _check_alike(sim, ode)
     first = fields[0]
@@ -150,7 +150,7 @@ def agreement(sim: Trajectory, ode: Trajectory, family_level: float = 1e-3,
         score = jnp.abs(jnp.mean(deviation, axis=0)) / jnp.where(varying, spread / jnp.sqrt(seeds), 1.0)
         scores[name] = float(jnp.max(jnp.where(varying, score, 0.0), initial=0.0))
         comparisons += int(jnp.sum(varying))
-    threshold = float(stats.t.ppf(1 - family_level / (2 * max(comparisons, 1)), df=seeds - 1))
+    threshold = float(special.stdtrit(seeds - 1, 1 - family_level / (2 * max(comparisons, 1))))  # t quantile
     return Agreement(scores, threshold, comparisons)
 
 
@@ -164,12 +164,12 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
               options: dict) -> Restarts:
     """The flows restarted from every recorded state of every seed of `sim` over one recording
     interval: one vmapped solve per phase (a plain run is one phase on one teacher), under the
-    phase that trained in the interval (its teacher's masked readout, its rates and annealing),
+    phase that trained in the interval (its teacher's masked readout, its hyperparameters and annealing),
     v the head it trained; NaN predictions for intervals after a protocol (the student rests).
     With structured inputs Q and R are per level (their sums follow from them)."""
     from nndyn.core import sgd
     from nndyn.core.errors import DivergenceError, Status
-    from nndyn.core.solver import PER_ELEMENT, ODEOptions, resolve_options, solve_batch
+    from nndyn.core.solver import PER_ELEMENT, ODEOptions, resolve_options, solve_many
 
     t = np.asarray(sim.t)
     step = np.diff(t)
@@ -186,7 +186,7 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
     T = np.asarray(sim.T if sim.T_levels is None else sim.T_levels)
     v_star, b = np.asarray(sim.v_star), None if sim.b is None else np.asarray(sim.b)
     if protocol is None:
-        trained = np.zeros((seeds, n - 1), dtype=int)  # one phase: every interval, the setting's rates
+        trained = np.zeros((seeds, n - 1), dtype=int)  # one phase: every interval, the setting's hyperparameters
 
         def args_of(phase: int, s: int, k: int) -> dict:
             return setting.ode_args(T[s], v_star[s], None if b is None else b[s])
@@ -200,10 +200,10 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
         starts = np.asarray(sim.starts)
 
         def args_of(phase: int, s: int, k: int) -> dict:
-            rates, teacher = protocol.rates(setting, protocol.phases[phase]), protocol.phases[phase].teacher
+            hyper, teacher = protocol.hyperparameters(setting, protocol.phases[phase]), protocol.phases[phase].teacher
             return {**setting.ode_args(T[s], sgd.masked_readout(v_star[s], teacher), None if b is None else b[s]),
-                    **{name: rates[name] for name in sgd.RATES[:-1]}, "t_start": starts[s, phase] - t[k],
-                    "tau": rates["tau"]}
+                    **{name: hyper[name] for name in sgd.HYPERPARAMETERS[:-1]}, "t_start": starts[s, phase] - t[k],
+                    "tau": hyper["tau"]}
     predicted = {name: np.full(end.shape, np.nan) for name, (_, end) in pairs.items()}
     for phase in range(1 if protocol is None else len(protocol.phases)):
         chosen = np.argwhere(trained == phase)
@@ -213,7 +213,7 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
         args = {name: jnp.asarray(np.stack([row[name] for row in rows]) if name in PER_ELEMENT else value)
                 for name, value in rows[0].items() if value is not None}
         y0 = {name: jnp.asarray(start[chosen[:, 0], chosen[:, 1]]) for name, (start, _) in pairs.items()}
-        solution = solve_batch(setting, y0, args, span, ode, dt, batch_dims=1)
+        solution = solve_many(setting, y0, args, span, ode, dt, leading=1)
         if not bool(np.all(np.asarray(solution.status) == Status.ok)):
             where = f"a restart of phase {phase}" if protocol is not None else "a restart"
             raise DivergenceError(float(t[chosen[0, 1]]), None, f"{where} could not be integrated")
@@ -249,7 +249,7 @@ def verdict(setting: Setting, sim: Trajectory, *, protocol: Protocol | None = No
 
     Each Student-t score is converted to the normal deviate of the same two-sided p-value; the
     threshold is the Bonferroni-corrected normal quantile at the family-wise `family_level`. At
-    the blog's N = 784 with 3 seeds, a batch size B = 2 in the ODE for an SGD with B = 1 fails
+    the blog's N = 784 with 3 seeds, a minibatch size B = 2 in the ODE for an SGD with B = 1 fails
     by far; at N = 500, 32 seeds and t = 30, so does a learning rate 5 % off (tests/test_verdict.py).
 
     With structured inputs the entries of Q and R are those of every level (`Q_levels`, `R_levels`).
@@ -267,7 +267,7 @@ def verdict(setting: Setting, sim: Trajectory, *, protocol: Protocol | None = No
     (the best-resolved order parameter's) is the smallest ε the test detects. Above `CONCLUSIVE`
     a pass is "inconclusive" (`Agreement.answer`).
     """
-    from scipy import stats  # imported here: it costs a second at `import nndyn`
+    from scipy import special  # imported here; scipy.special, not scipy.stats (a second at start-up)
 
     if np.ndim(sim.Q) != 4 or np.shape(sim.Q)[0] < 2 or np.shape(sim.Q)[1] < 2:
         raise ValueError("verdict needs a simulation of at least two seeds and two recorded times, "
@@ -332,7 +332,7 @@ def verdict(setting: Setting, sim: Trajectory, *, protocol: Protocol | None = No
             mean_step = float(np.mean(length[..., 0][tested]))
             if mean_step > 0:
                 noise.append(float(np.std(along, ddof=1)) / np.sqrt(along.size) / mean_step)
-    threshold = float(stats.norm.isf(family_level / (2 * max(comparisons, 1))))
+    threshold = -float(special.ndtri(family_level / (2 * max(comparisons, 1))))  # the normal's upper quantile
     resolution = threshold * min(noise) if noise else math.inf
     return Agreement(scores, threshold, comparisons, resolution)
 
@@ -358,9 +358,11 @@ def _normal_scores(samples: np.ndarray) -> np.ndarray:
     """Student's t-test that each column of `samples` (m, k) has mean zero, as the normal deviate
     of the same two-sided p-value (finite however small the p-value; 0 where a column does not
     vary)."""
-    from scipy import special, stats
+    from scipy import special
 
     m = samples.shape[0]
     spread = np.std(samples, axis=0, ddof=1)
     t = np.abs(np.mean(samples, axis=0)) / np.where(spread > 0, spread / np.sqrt(m), 1.0)
-    return np.where(spread > 0, -special.ndtri_exp(stats.t.logsf(t, df=m - 1)), 0.0)
+    with np.errstate(divide="ignore"):  # a p-value below the smallest double: an infinite score
+        log_p = np.log(special.stdtr(m - 1, -t))  # log P(T > t), T Student's t with m − 1 dof
+    return np.where(spread > 0, -special.ndtri_exp(log_p), 0.0)

@@ -37,7 +37,7 @@ from nndyn.core.schema import parameter
 from nndyn.core.setting import Setting
 from nndyn.core.sgd import eg_per_teacher, masked_readout
 from nndyn.core.simulate import Simulation
-from nndyn.core.solver import ODEOptions, resolve_options, solve_batch
+from nndyn.core.solver import ODEOptions, resolve_options, solve_many
 from nndyn.core.state import OrderParameters, measure
 from nndyn.core.trajectory import Trajectory
 from nndyn.core.weights import feedback_vectors, student_weights
@@ -120,12 +120,12 @@ class Protocol:
         """The head that learns and evaluates `teacher`."""
         return teacher if self.teachers.heads == "multi" else 0
 
-    def rates(self, setting: Setting, phase: Phase) -> dict:
-        """The rates of `phase` (`nndyn.core.sgd.RATES`: η, η_v, σ, B, λ, λ_v, every other flow
-        parameter of the Setting, and τ, inf without annealing), as floats."""
+    def hyperparameters(self, setting: Setting, phase: Phase) -> dict:
+        """The hyperparameters of `phase` (`nndyn.core.sgd.HYPERPARAMETERS`: η, η_v, σ, B, λ, λ_v,
+        every other flow parameter of the Setting, and τ, inf without annealing), as floats."""
         frozen = phase.frozen
         return {
-            **sgd.rates_of(setting),
+            **sgd.hyperparameters_of(setting),
             "lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
             "batch": float(phase.batch if phase.batch is not None else setting.batch),
             "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
@@ -134,6 +134,11 @@ class Protocol:
             "weight_decay_v": setting.weight_decay_v if setting.train_second_layer else 0.0,
             "tau": phase.anneal if phase.anneal is not None else math.inf,
         }
+
+    def rates(self, setting: Setting, phase: Phase) -> dict:
+        """Deprecated name of `hyperparameters` (they hold B, σ and the decays, not only rates)."""
+        warnings.warn("Protocol.rates is now Protocol.hyperparameters", DeprecationWarning, stacklevel=2)
+        return self.hyperparameters(setting, phase)
 
 
 def teachers_weights(setting: Setting, teachers: Teachers, N: int, seed: int = 0):
@@ -291,7 +296,7 @@ def _heads_of(protocol: Protocol) -> tuple[int, ...]:
 def _table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
     """The engine's phase table of `protocol` (`nndyn.core.sgd.phase_table`), with the rest
     after it."""
-    rows = [{**protocol.rates(setting, phase), "teacher": phase.teacher, "head": protocol.head(phase.teacher),
+    rows = [{**protocol.hyperparameters(setting, phase), "teacher": phase.teacher, "head": protocol.head(phase.teacher),
              "saves": round(phase.t / save_interval), "threshold": phase.threshold or -math.inf}
             for phase in protocol.phases]
     last = protocol.phases[-1].teacher
@@ -322,14 +327,14 @@ def integrate_protocol(
     """Integrate the flows through `protocol` from `init` and record them at the times `t`.
 
     **Arguments:** `init`, with R (..., K, count·M), T the joint teacher overlap, v_star the
-    teachers' readouts concatenated (count·M,), b for feedback alignment; leading batch
+    teachers' readouts concatenated (count·M,), b for feedback alignment; leading
     dimensions (seeds) are integrated one after the other (each switches on its own); `t` (n,),
     equally spaced from 0 to at least the protocol's duration, every phase's t a whole number of
     its spacing; `heads` (..., H, K), default: init.heads (a protocol trajectory's
     `initial_state()` carries them), else every head equal to init.v; `options`, fields of
     `ODEOptions` (adaptive only).
 
-    **Returns:** a protocol's `Trajectory` (batch dimensions as init's).
+    **Returns:** a protocol's `Trajectory` (leading dimensions as init's).
     """
     _isotropic(setting)
     options = ODEOptions(**options)
@@ -353,20 +358,20 @@ def integrate_protocol(
                              f"({spacing:g}): a phase switches at a saved time")
     if grid[-1] < protocol.duration * (1 - 1e-12):
         raise ValueError(f"t ends at {grid[-1]:g}, before the protocol does (t = {protocol.duration:g})")
-    batch = init.Q.shape[:-2]
+    leading = init.Q.shape[:-2]
     if heads is None and init.heads is not None:
         heads = init.heads
     if heads is None:
-        heads = np.broadcast_to(np.asarray(init.v)[..., None, :], batch + (H, setting.K))
-    elif np.shape(heads) != batch + (H, setting.K):
-        raise ValueError(f"heads must have shape {batch + (H, setting.K)} (batch, heads, K), got {np.shape(heads)}")
+        heads = np.broadcast_to(np.asarray(init.v)[..., None, :], leading + (H, setting.K))
+    elif np.shape(heads) != leading + (H, setting.K):
+        raise ValueError(f"heads must have shape {leading + (H, setting.K)} (..., heads, K), got {np.shape(heads)}")
     runs = [
         _integrate_one(setting, protocol, _element(init, index), np.asarray(heads)[index], grid, spacing, options)
-        for index in np.ndindex(*batch)
+        for index in np.ndindex(*leading)
     ]
-    fields = [np.stack([run[k] for run in runs]).reshape(batch + runs[0][k].shape) for k in range(len(runs[0]))]
+    fields = [np.stack([run[k] for run in runs]).reshape(leading + runs[0][k].shape) for k in range(len(runs[0]))]
     eg, Q, R, heads_t, phase = fields
-    v_star = np.asarray(init.v_star).reshape(batch + (count, M))
+    v_star = np.asarray(init.v_star).reshape(leading + (count, M))
     eg_active, v_active = active(protocol, phase, eg, heads_t)
     return Trajectory(
         jnp.asarray(grid), jnp.asarray(eg_active), jnp.asarray(Q), jnp.asarray(R), jnp.asarray(v_active),
@@ -378,7 +383,7 @@ def integrate_protocol(
 
 
 def _element(state: OrderParameters, index: tuple) -> OrderParameters:
-    """Batch element `index` of a state whose fields all carry the batch dimensions."""
+    """Batch element `index` of a state whose fields all carry the leading dimensions."""
     return jax.tree_util.tree_map(lambda value: np.asarray(value)[index], state)
 
 
@@ -425,16 +430,16 @@ def _integrate_one(
         if index == n - 1:
             break
         head = protocol.head(phase.teacher)
-        rates = protocol.rates(setting, phase)
+        hyper = protocol.hyperparameters(setting, phase)
         args = {
             **setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
-            **{name: rates[name] for name in sgd.RATES[:-1]},
+            **{name: hyper[name] for name in sgd.HYPERPARAMETERS[:-1]},
             "t_start": grid[index],
-            "tau": rates["tau"],
+            "tau": hyper["tau"],
         }
         end = min(n - 1, index + round(phase.t / spacing))
         y0 = {"Q": Q, "R": R, "v": heads[head]}
-        solution = solve_batch(setting, y0, args, np.clip(grid, grid[index], grid[end]), options, batch_dims=0)
+        solution = solve_many(setting, y0, args, np.clip(grid, grid[index], grid[end]), options, leading=0)
         ys = solution.ys
         if int(solution.status) != Status.ok:
             raise DivergenceError(

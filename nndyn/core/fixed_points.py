@@ -29,6 +29,7 @@ from jax.typing import ArrayLike
 from nndyn.core import spectrum, symmetric
 from nndyn.core.kernels import load
 from nndyn.core.setting import Setting
+from nndyn.core.solver import FULL, compiled
 from nndyn.core.state import OrderParameters
 from nndyn.core.symmetric import SymmetricState
 
@@ -151,9 +152,10 @@ def _field(setting: Setting):
 def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool, levels: int = 0):
     flatten, unflatten = _coordinates(K, M, trained, levels)
     kernels = load(activation, teacher)
+    rhs, _ = compiled(FULL, kernels)  # the solves' trace of the flows, reused
 
     def field(x, v, args):
-        return flatten(kernels.rhs(0.0, unflatten(x, v), args))
+        return flatten(rhs(0.0, unflatten(x, v), args))
 
     def eg(x, v, args):
         return kernels.eg(unflatten(x, v), args)

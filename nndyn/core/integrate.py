@@ -12,7 +12,7 @@ from jax.typing import ArrayLike
 
 from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.setting import Setting
-from nndyn.core.solver import ORDER_PARAMETERS, ODEOptions, resolve_options, solve, solve_batch
+from nndyn.core.solver import ORDER_PARAMETERS, ODEOptions, resolve_options, solve, solve_many
 from nndyn.core.state import OrderParameters
 from nndyn.core.trajectory import Trajectory
 
@@ -34,7 +34,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
     **Arguments:**
 
     - `setting`: the `Setting`.
-    - `init`: the `OrderParameters` at t[0]; leading batch dimensions (e.g. one
+    - `init`: the `OrderParameters` at t[0]; leading dimensions (e.g. one
       state per seed, from `Trajectory.initial_state()`) are integrated in one vmapped call.
     - `t` (n,): increasing save times, t[0] the start.
     - `dt`: the step of method="euler" (e.g. 1/N for parity with SGD).
@@ -57,7 +57,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
     options = resolve_options(ODEOptions(**options), ts, dt)
     args = setting.ode_args(init.T_levels if setting.structured else init.T, init.v_star, init.b)
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
-    solution = solve_batch(setting, init.as_ode_state(), args, ts, options, dt, batch_dims=init.Q.ndim - 2)
+    solution = solve_many(setting, init.as_ode_state(), args, ts, options, dt, leading=init.Q.ndim - 2)
     _raise_if_failed(np.asarray(solution.status), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
     ys, eg = solution.ys, solution.eg
     if (options.method != "euler" and options.refine_tail and not setting.structured
@@ -71,7 +71,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
 
 
 def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, options: ODEOptions, teacher):
-    """ys, eg with the convergent tail of each batch element re-integrated about its fixed point.
+    """ys, eg with the convergent tail of each element re-integrated about its fixed point.
 
     The adaptive controller keeps errors below rtol relative to |Q|, |R|, |v| = O(1), while in the
     tail ε_g = O(δ²) for a deviation δ from the fixed point it approaches: its relative error
@@ -145,7 +145,7 @@ def _raise_if_failed(status, failed_at, bad, options: ODEOptions) -> None:
     if not np.any(failed):
         return
     index = np.unravel_index(np.argmax(failed), failed.shape)
-    where = f" (batch element {tuple(int(i) for i in index)})" if failed.ndim else ""
+    where = f" (element {tuple(int(i) for i in index)})" if failed.ndim else ""
     if status[index] == Status.diverged:
         parameter = ORDER_PARAMETERS[int(np.argmax(bad[index]))]
         reason = f"went non-finite or exceeded {options.divergence_threshold:g} in magnitude{where}"

@@ -1,5 +1,5 @@
 """The one set-up of an ODE solve (Diffrax) of the flows: `ODEOptions`, the pure, jitted,
-vmappable `solve` of one state, and `solve_batch`, a batch of them through the persistent cache.
+vmappable `solve` of one state, and `solve_many`, many of them (stacked) through the persistent cache.
 `integrate`, a protocol's phases, the verdict's restarts, the tail refinement and the symmetric
 reduction all solve through it."""
 
@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -77,6 +78,11 @@ class Flows:
     def error(self, kernels):
         return kernels.eg
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The files whose code `field` and `error` run beyond the kernels' (for cache keys)."""
+        return ()
+
 
 #: The full flows (`Flows`).
 FULL = Flows()
@@ -120,6 +126,16 @@ def _affine(center, scale):
     return lambda w: jax.tree_util.tree_map(lambda c, x: c + scale * x, center, w)
 
 
+@functools.cache
+def compiled(flows: Flows, kernels) -> tuple[Callable, Callable]:
+    """`flows`' field and error of `kernels` (`load` returns one object per model), each jitted
+    once per process. A solver evaluates the field at every stage of a step, and every solve
+    program (another shape, method or batch, the verdict's restarts, a fixed point's Newton
+    steps) calls it again: a jitted function is traced once per signature and its later calls
+    reuse that trace (the ReLU flows' trace takes seconds)."""
+    return jax.jit(flows.field(kernels)), jax.jit(flows.error(kernels))
+
+
 @functools.partial(jax.jit, static_argnames=("activation", "options", "teacher", "flows"))
 def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None,
           teacher: str | None = None, center: dict | None = None, scale=1.0, flows: Flows = FULL):
@@ -144,7 +160,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     kernels = load(activation, teacher)
     adaptive = options.method != "euler"
     state = _affine(center, scale)
-    field, error = flows.field(kernels), flows.error(kernels)
+    field, error = compiled(flows, kernels)
 
     def rhs(t, y, args):
         if "tau" in args:  # a protocol's phase: η(t) = η/(1 + (t − t_start)/τ), η_v likewise
@@ -209,28 +225,30 @@ def resolve_options(options: ODEOptions, ts: np.ndarray, dt: float | None) -> OD
     return options
 
 
-#: The arguments of `solve` that differ between the elements of a batch (`solve_batch`): the
+#: The arguments of `solve` that differ between the elements of a stack (`solve_many`): the
 #: teacher, the feedback vector, and a protocol phase's start.
 PER_ELEMENT = ("T", "v_star", "b", "t_start")
 
 
-def solve_batch(setting: Setting, y0: dict, args: dict, ts, options: ODEOptions, dt: float | None = None, *,
-                batch_dims: int) -> Solution:
-    """`solve` of the flows of `setting` vmapped over `batch_dims` leading dimensions of y0
-    (`OrderParameters.as_ode_state`) and of the `PER_ELEMENT` entries of `args`, the other args
-    shared; saved at `ts` (n,). One program per shape, kept in the persistent cache
-    (`nndyn.core.cache`), so a fresh process skips its tracing. The one set-up of a solve for
-    `integrate`, a protocol's phases and the verdict's restarts."""
+def solve_many(setting: Setting, y0, args: dict, ts, options: ODEOptions, dt: float | None = None, *,
+               leading: int, flows: Flows = FULL) -> Solution:
+    """`solve` of the `flows` of `setting` vmapped over `leading` leading dimensions (0: one
+    state) of y0 (`OrderParameters.as_ode_state`, or the state of other flows) and of the
+    `PER_ELEMENT` entries of `args`, the other args shared; saved at `ts` (n,). One program per
+    shape, kept in the persistent cache (`nndyn.core.cache`), so a fresh process skips its
+    tracing. The one set-up of a solve for `integrate`, a protocol's phases, the verdict's
+    restarts and the symmetric reduction."""
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
 
     def program(y0, args, ts, dt):
-        solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt, teacher=teacher)
-        for _ in range(batch_dims):
+        solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt, teacher=teacher,
+                                   flows=flows)
+        for _ in range(leading):
             solver = jax.vmap(solver, in_axes=(0, {name: 0 if name in PER_ELEMENT else None for name in args}))
         return tuple(solver(y0, args))
 
-    sources = (__file__, *setting.kernels.sources)
+    sources = (__file__, *setting.kernels.sources, *flows.sources)
     return Solution(*cache.call(program, (y0, args, jnp.asarray(ts), dt),
-                                static=(setting.activation, teacher, options, batch_dims), sources=sources))
+                                static=(setting.activation, teacher, options, leading, flows), sources=sources))
 
 

@@ -32,7 +32,7 @@ def measure_levels(W, W_teacher, indicators) -> tuple[Array, Array, Array]:
 def measure(W, W_teacher) -> tuple[Array, Array, Array]:
     """The overlaps Q = W Wᵀ/N (..., K, K), R = W W*ᵀ/N (..., K, M), T = W* W*ᵀ/N (..., M, M) of
     student weights W (..., K, N) and teacher weights W* (..., M, N), NumPy or JAX arrays (leading
-    batch dimensions broadcast). The one place order parameters are measured from weights."""
+    dimensions broadcast). The one place order parameters are measured from weights."""
     N = W.shape[-1]
     return (W @ W.swapaxes(-1, -2) / N, W @ W_teacher.swapaxes(-1, -2) / N,
             W_teacher @ W_teacher.swapaxes(-1, -2) / N)
@@ -50,7 +50,7 @@ class OrderParameters:
     of the spectrum, `Q_levels` (L, K, K) = W P_ℓ Wᵀ/N, `R_levels` (L, K, M), `T_levels`
     (L, M, M), whose sums over levels are Q, R, T (None for isotropic inputs). `heads` (H, K),
     for a student with a readout per task (a protocol's multi-head student,
-    `nndyn.integrate_protocol`), every readout (v is the one in use), else None. Leading batch
+    `nndyn.integrate_protocol`), every readout (v is the one in use), else None. Leading
     dimensions are allowed (e.g. one state per seed) and are shared by all fields.
     """
 
@@ -153,7 +153,7 @@ class OrderParameters:
         """Raise ValueError naming the problem: inconsistent shapes, non-finite or asymmetric
         entries, or a joint covariance Ω that is not positive semi-definite."""
         K, M = self.Q.shape[-1], self.T.shape[-1]
-        batch = self.Q.shape[:-2]
+        leading = self.Q.shape[:-2]
         expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
         if self.b is not None:
             expected["b"] = (K,)
@@ -167,8 +167,8 @@ class OrderParameters:
             expected |= {"Q_levels": (L, K, K), "R_levels": (L, K, M), "T_levels": (L, M, M)}
         for name, shape in expected.items():
             actual = getattr(self, name).shape
-            if actual != batch + shape:
-                raise ValueError(f"{name} has shape {actual}; expected {batch + shape} for K={K}, M={M}")
+            if actual != leading + shape:
+                raise ValueError(f"{name} has shape {actual}; expected {leading + shape} for K={K}, M={M}")
         if K < 1 or M < 1:
             raise ValueError(f"K and M must be >= 1, got K={K}, M={M}")
         for name in expected:

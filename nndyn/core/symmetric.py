@@ -35,7 +35,7 @@ from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.flows import is_zero
 from nndyn.core.kernels import Kernels
 from nndyn.core.setting import Setting
-from nndyn.core.solver import Flows, ODEOptions, solve
+from nndyn.core.solver import Flows, ODEOptions, solve_many
 from nndyn.core.state import OrderParameters
 
 #: The reduced flow targets, in the order of `SymmetricState`.
@@ -172,6 +172,7 @@ def evaluate(kernels: Kernels, targets: tuple[str, ...], y: SymmetricState, args
     return tuple(sums[target] for target in targets)
 
 
+@functools.cache  # one jitted field per kernels (`kernels.load` returns one object per model)
 def field(kernels: Kernels) -> Callable:
     """The reduced vector field f(t, y, args) of `kernels`, in Diffrax's signature: y a
     `SymmetricState`, args as `arguments` returns them; dv/dt is multiplied by args["train_v"]."""
@@ -214,14 +215,19 @@ class SymmetricTrajectory:
 
 @dataclass(frozen=True)
 class ReducedFlows(Flows):
-    """The reduction's flows for `nndyn.core.solver.solve`: y a `SymmetricState`, args as
-    `arguments` returns them."""
+    """The reduction's flows for `nndyn.core.solver.solve`: y the fields of a `SymmetricState`
+    as a plain tuple (which an exported program can take), args as `arguments` returns them."""
 
     def field(self, kernels: Kernels) -> Callable:
-        return field(kernels)
+        reduced = field(kernels)
+        return lambda t, y, args: tuple(reduced(t, SymmetricState(*y), args))
 
     def error(self, kernels: Kernels) -> Callable:
-        return lambda y, args: evaluate(kernels, ("eg",), y, args)[0]
+        return lambda y, args: evaluate(kernels, ("eg",), SymmetricState(*y), args)[0]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (__file__, str(_table().__file__))
 
 
 #: The symmetric reduction's flows (`ReducedFlows`).
@@ -246,9 +252,8 @@ def integrate(setting: Setting, start: SymmetricState, t: np.ndarray, *, v_star:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be 'Kvaerno5' or 'Tsit5', got {solver!r}")
     options = ODEOptions(method=SOLVERS[solver], rtol=rtol, atol=atol, max_steps=max_steps)
-    teacher = None if setting.teacher_activation in (None, setting.activation) else setting.teacher_activation
-    solution = solve(setting.activation, start.as_arrays(), arguments(setting, v_star), jnp.asarray(t), options,
-                     teacher=teacher, flows=REDUCED)
+    solution = solve_many(setting, tuple(start.as_arrays()), arguments(setting, v_star), t, options, leading=0,
+                           flows=REDUCED)
     if int(solution.status) != Status.ok:
         raise DivergenceError(float(solution.failed_at), None, "the state went non-finite or the solver used up its "
                               f"{max_steps} steps", subject="the symmetric reduction")

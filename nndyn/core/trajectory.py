@@ -35,7 +35,7 @@ PROTOCOL_DIMS = {
 class Trajectory:
     """Order parameters at the times `t`, of a plain run or of a protocol of phases.
 
-    **Fields** (`...` are optional leading batch dimensions, e.g. seeds, shared by all fields):
+    **Fields** (`...` are optional leading dimensions, e.g. seeds, shared by all fields):
 
     - `t` (n,): the times, in units of SGD steps / N.
     - `eg` (..., n): the generalisation error ε_g (without label noise) of the order
@@ -85,7 +85,7 @@ class Trajectory:
         return self.phase is not None
 
     def state_at(self, index: int) -> OrderParameters:
-        """The order parameters at time `t[index]`, with the batch dimensions kept. For a
+        """The order parameters at time `t[index]`, with the leading dimensions kept. For a
         protocol: v the head trained then, v_star the teachers' readouts concatenated
         (count·M₁,), and `heads` every readout."""
         levels = {} if self.Q_levels is None or self.R_levels is None else {
@@ -133,7 +133,7 @@ class Trajectory:
         return tidy.to_dataframe(self.to_numpy(), self.dims)
 
     def metrics(self, protocol) -> dict:
-        """A protocol's figures of merit per task, arrays over the batch dimensions: `final`,
+        """A protocol's figures of merit per task, arrays over the leading dimensions: `final`,
         ε_g at the end; `forgetting`, its ε_g at the end minus when training last left it (NaN
         for a task never trained, or still in training at the end); `transfer`, its ε_g at t = 0
         minus at the moment it is first trained (how much earlier tasks helped; NaN for a task
@@ -143,10 +143,10 @@ class Trajectory:
         eg = np.asarray(self.eg_teacher)
         t, starts = np.asarray(self.t), np.asarray(self.starts)
         count = eg.shape[-1]
-        batch = eg.shape[:-2]
-        final, forgetting, transfer = (np.full(batch + (count,), np.nan) for _ in range(3))
+        leading = eg.shape[:-2]
+        final, forgetting, transfer = (np.full(leading + (count,), np.nan) for _ in range(3))
         final[...] = eg[..., -1, :]
-        for index in np.ndindex(*batch):
+        for index in np.ndindex(*leading):
             times = starts[index]
             for task in range(count):
                 trained = [p for p, phase in enumerate(protocol.phases) if phase.teacher == task]
