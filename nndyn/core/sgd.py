@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nndyn.core import normals, schema, spectrum
+from nndyn.core import cache, flows, normals, schema, spectrum, state
 from nndyn.core.errors import DivergenceError
 from nndyn.core.flows import readouts
 from nndyn.core.kernels import step_table
@@ -193,9 +193,25 @@ def initial_carry(W, heads, W_joint, dtype):
     return weights, heads.astype(dtype), zeros, zeros, zeros
 
 
-@functools.partial(jax.jit, static_argnames=("setting", "heads_of", "save_every", "largest", "varying", "dtype"))
 def train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry, W_joint, v_star, b, X_test, labels,
           saves, *, save_every: int, largest: int, varying: bool, dtype):
+    """`_train` through the persistent cache (`nndyn.core.cache`): one exported program per
+    structure and shape, so that a fresh process skips its tracing."""
+    dtype = jnp.dtype(dtype)
+
+    def program(table, keys, carry, W_joint, v_star, b, X_test, labels, saves):
+        return _train(setting, heads_of, table, keys, carry, W_joint, v_star, b, X_test, labels, saves,
+                      save_every=save_every, largest=largest, varying=varying, dtype=dtype)
+
+    sources = (__file__, normals.__file__, spectrum.__file__, state.__file__, flows.__file__,
+               *setting.kernels.sources)
+    return cache.call(program, (table, keys, carry, W_joint, v_star, b, X_test, labels, saves),
+                      static=(setting, heads_of, save_every, largest, varying, str(dtype)), sources=sources)
+
+
+@functools.partial(jax.jit, static_argnames=("setting", "heads_of", "save_every", "largest", "varying", "dtype"))
+def _train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry, W_joint, v_star, b, X_test, labels,
+           saves, *, save_every: int, largest: int, varying: bool, dtype):
     """Advance students through the save intervals `saves` (indices) of the phase `table`, each
     seed switching phases on its own (at a save, when its phase's saves are done or ε_g on its
     teacher fell below its threshold); returns the new carry (`initial_carry`) and the records at
