@@ -42,8 +42,8 @@ def test_one_phase_is_the_plain_model():
     np.testing.assert_array_equal(heads, state.heads)
     with pytest.warns(DeprecationWarning, match="Trajectory"):
         assert nndyn.ContinualTrajectory is nndyn.Trajectory
-    with pytest.warns(DeprecationWarning, match="hyperparameters"):
-        assert single.rates(setting, single.phases[0]) == single.hyperparameters(setting, single.phases[0])
+    with pytest.warns(DeprecationWarning, match="flow_parameters"):
+        assert single.rates(setting, single.phases[0]) == single.flow_parameters(setting, single.phases[0])
 
 
 def test_teachers_have_the_stated_similarity():

@@ -1,5 +1,5 @@
 """The simulator's step is the symbolic update the flows are derived from, and its
-hyperparameters are data: a new learning rate or weight decay compiles nothing new."""
+flow parameters are data: a new learning rate or weight decay compiles nothing new."""
 
 import itertools
 import math
@@ -66,10 +66,10 @@ def test_the_simulators_step_is_the_symbolic_update(pair, scaling, feedback, tra
     v, v_star = rng.normal(size=3), rng.normal(size=2)
     b = rng.normal(size=3) if feedback == "alignment" else None
     x, xi = rng.normal(size=(batch, N)), rng.normal(size=batch)
-    first = {**sgd.hyperparameters_of(setting), "teacher": 0, "head": 0, "saves": 1, "threshold": -math.inf}
+    first = {**sgd.flow_parameters_of(setting), "teacher": 0, "head": 0, "saves": 1, "threshold": -math.inf}
     row = {name: value[0] for name, value in sgd.phase_table(setting, [first], v_star[None]).items()}
     fields, v_new = sgd.sgd_step(setting.kernels, jnp.asarray(np.concatenate([W, W_star])), jnp.asarray(v),
-                                 jnp.asarray(x), jnp.asarray(xi), sgd.step_hyperparameters(setting, row), b)
+                                 jnp.asarray(x), jnp.asarray(xi), sgd.step_parameters(setting, row), b)
     W_expected, v_expected = symbolic_step(setting, W, v, W_star, v_star, b, x, xi)
     np.testing.assert_allclose(np.asarray(fields[:3]), W_expected, rtol=0, atol=1e-12 * np.max(np.abs(W)))
     np.testing.assert_array_equal(np.asarray(fields[3:]), W_star)
@@ -84,10 +84,10 @@ def test_a_parameter_missing_from_the_step_is_seen():
     W, W_star, v_star = rng.normal(size=(3, 40)), rng.normal(size=(2, 40)), np.ones(2)
     x, xi = rng.normal(size=(1, 40)), rng.normal(size=1)
     row = {name: value[0] for name, value in sgd.phase_table(setting.replace(weight_decay=0.0), [
-        {**sgd.hyperparameters_of(setting), "weight_decay": 0.0, "teacher": 0, "head": 0, "saves": 1,
+        {**sgd.flow_parameters_of(setting), "weight_decay": 0.0, "teacher": 0, "head": 0, "saves": 1,
          "threshold": -math.inf}], v_star[None]).items()}
     fields, _ = sgd.sgd_step(setting.kernels, jnp.asarray(np.concatenate([W, W_star])), jnp.ones(3),
-                             jnp.asarray(x), jnp.asarray(xi), sgd.step_hyperparameters(setting, row))
+                             jnp.asarray(x), jnp.asarray(xi), sgd.step_parameters(setting, row))
     W_expected, _ = symbolic_step(setting, W, np.ones(3), W_star, v_star, None, x, xi)
     assert np.max(np.abs(np.asarray(fields[:3]) - W_expected)) > 1e-3
 
@@ -116,9 +116,9 @@ def compilations(run) -> int:
 
 
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
-def test_hyperparameters_are_data_for_simulate_and_integrate():
+def test_flow_parameters_are_data_for_simulate_and_integrate():
     """Eight learning rates and weight decays, one after another, compile nothing after the first
-    (the hyperparameters travel as traced values; only shapes and activations are static)."""
+    (the flow parameters travel as traced values; only shapes and activations are static)."""
     base = nndyn.Setting(K=2, M=2, lr=0.5, train_second_layer=True)
     settings = [base.replace(lr=0.3 + 0.1 * j, weight_decay=0.01 * j, lr_v=0.2 + 0.05 * j) for j in range(8)]
     init = nndyn.OrderParameters.from_weights(np.eye(2, 20), np.eye(2, 20)[::-1] * 2, v=np.ones(2), v_star=np.ones(2))

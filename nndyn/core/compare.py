@@ -164,7 +164,7 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
               options: dict) -> Restarts:
     """The flows restarted from every recorded state of every seed of `sim` over one recording
     interval: one vmapped solve per phase (a plain run is one phase on one teacher), under the
-    phase that trained in the interval (its teacher's masked readout, its hyperparameters and annealing),
+    phase that trained in the interval (its teacher's masked readout, its flow parameters and annealing),
     v the head it trained; NaN predictions for intervals after a protocol (the student rests).
     With structured inputs Q and R are per level (their sums follow from them)."""
     from nndyn.core import sgd
@@ -186,7 +186,7 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
     T = np.asarray(sim.T if sim.T_levels is None else sim.T_levels)
     v_star, b = np.asarray(sim.v_star), None if sim.b is None else np.asarray(sim.b)
     if protocol is None:
-        trained = np.zeros((seeds, n - 1), dtype=int)  # one phase: every interval, the setting's hyperparameters
+        trained = np.zeros((seeds, n - 1), dtype=int)  # one phase: every interval, the setting's flow parameters
 
         def args_of(phase: int, s: int, k: int) -> dict:
             return setting.ode_args(T[s], v_star[s], None if b is None else b[s])
@@ -200,10 +200,11 @@ def _restarts(setting: Setting, sim: Trajectory, protocol: Protocol | None, dt: 
         starts = np.asarray(sim.starts)
 
         def args_of(phase: int, s: int, k: int) -> dict:
-            hyper, teacher = protocol.hyperparameters(setting, protocol.phases[phase]), protocol.phases[phase].teacher
+            parameters = protocol.flow_parameters(setting, protocol.phases[phase])
+            teacher = protocol.phases[phase].teacher
             return {**setting.ode_args(T[s], sgd.masked_readout(v_star[s], teacher), None if b is None else b[s]),
-                    **{name: hyper[name] for name in sgd.HYPERPARAMETERS[:-1]}, "t_start": starts[s, phase] - t[k],
-                    "tau": hyper["tau"]}
+                    **{name: parameters[name] for name in sgd.FLOW_PARAMETERS[:-1]}, "t_start": starts[s, phase] - t[k],
+                    "tau": parameters["tau"]}
     predicted = {name: np.full(end.shape, np.nan) for name, (_, end) in pairs.items()}
     for phase in range(1 if protocol is None else len(protocol.phases)):
         chosen = np.argwhere(trained == phase)

@@ -120,12 +120,12 @@ class Protocol:
         """The head that learns and evaluates `teacher`."""
         return teacher if self.teachers.heads == "multi" else 0
 
-    def hyperparameters(self, setting: Setting, phase: Phase) -> dict:
-        """The hyperparameters of `phase` (`nndyn.core.sgd.HYPERPARAMETERS`: η, η_v, σ, B, λ, λ_v,
+    def flow_parameters(self, setting: Setting, phase: Phase) -> dict:
+        """The flow parameters of `phase` (`nndyn.core.sgd.FLOW_PARAMETERS`: η, η_v, σ, B, λ, λ_v,
         every other flow parameter of the Setting, and τ, inf without annealing), as floats."""
         frozen = phase.frozen
         return {
-            **sgd.hyperparameters_of(setting),
+            **sgd.flow_parameters_of(setting),
             "lr": 0.0 if frozen else (phase.lr if phase.lr is not None else setting.lr),
             "batch": float(phase.batch if phase.batch is not None else setting.batch),
             "lr_v": (phase.lr_v if phase.lr_v is not None else setting.lr_v) if setting.train_second_layer else 0.0,
@@ -136,9 +136,9 @@ class Protocol:
         }
 
     def rates(self, setting: Setting, phase: Phase) -> dict:
-        """Deprecated name of `hyperparameters` (they hold B, σ and the decays, not only rates)."""
-        warnings.warn("Protocol.rates is now Protocol.hyperparameters", DeprecationWarning, stacklevel=2)
-        return self.hyperparameters(setting, phase)
+        """Deprecated name of `flow_parameters` (they hold B, σ and the decays, not only rates)."""
+        warnings.warn("Protocol.rates is now Protocol.flow_parameters", DeprecationWarning, stacklevel=2)
+        return self.flow_parameters(setting, phase)
 
 
 def teachers_weights(setting: Setting, teachers: Teachers, N: int, seed: int = 0):
@@ -296,7 +296,7 @@ def _heads_of(protocol: Protocol) -> tuple[int, ...]:
 def _table(setting: Setting, protocol: Protocol, v_star, save_interval: float) -> dict:
     """The engine's phase table of `protocol` (`nndyn.core.sgd.phase_table`), with the rest
     after it."""
-    rows = [{**protocol.hyperparameters(setting, phase), "teacher": phase.teacher, "head": protocol.head(phase.teacher),
+    rows = [{**protocol.flow_parameters(setting, phase), "teacher": phase.teacher, "head": protocol.head(phase.teacher),
              "saves": round(phase.t / save_interval), "threshold": phase.threshold or -math.inf}
             for phase in protocol.phases]
     last = protocol.phases[-1].teacher
@@ -383,7 +383,7 @@ def integrate_protocol(
 
 
 def _element(state: OrderParameters, index: tuple) -> OrderParameters:
-    """Batch element `index` of a state whose fields all carry the leading dimensions."""
+    """Element `index` of a state whose fields all carry the leading dimensions."""
     return jax.tree_util.tree_map(lambda value: np.asarray(value)[index], state)
 
 
@@ -430,12 +430,12 @@ def _integrate_one(
         if index == n - 1:
             break
         head = protocol.head(phase.teacher)
-        hyper = protocol.hyperparameters(setting, phase)
+        parameters = protocol.flow_parameters(setting, phase)
         args = {
             **setting.ode_args(T, masked_readout(v_star, phase.teacher), init.b),
-            **{name: hyper[name] for name in sgd.HYPERPARAMETERS[:-1]},
+            **{name: parameters[name] for name in sgd.FLOW_PARAMETERS[:-1]},
             "t_start": grid[index],
-            "tau": hyper["tau"],
+            "tau": parameters["tau"],
         }
         end = min(n - 1, index + round(phase.t / spacing))
         y0 = {"Q": Q, "R": R, "v": heads[head]}

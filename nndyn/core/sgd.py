@@ -43,9 +43,9 @@ from nndyn.core.state import measure, measure_levels
 
 MAX_DRAW = 256  # steps whose inputs are drawn at once
 SEED_GROUP = 4  # seeds stepped together (vmapped); groups run in turn, their weights stay in cache
-#: The hyperparameters of a phase, as the step and the table name them: the flow parameters of the schema
+#: The flow parameters of a phase, as the step and the table name them: those of the schema
 #: (`Setting`'s fields declared flow=True) and τ of the annealing η(t) = η/(1 + (t − t_start)/τ).
-HYPERPARAMETERS = (*(name for name, rule in schema.parameters(Setting).items() if rule.flow), "tau")
+FLOW_PARAMETERS = (*(name for name, rule in schema.parameters(Setting).items() if rule.flow), "tau")
 
 
 def steps_per_draw(save_every: int) -> int:
@@ -55,15 +55,15 @@ def steps_per_draw(save_every: int) -> int:
 
 def structure(setting: Setting) -> Setting:
     """What of `setting` shapes the compiled programs (a static jit argument): the setting with
-    its hyperparameters (the schema's flow fields) at fixed values, each its default or 1 where it
-    has none, so that settings apart only in hyperparameters share programs."""
+    its flow parameters (the schema's flow fields) at fixed values, each its default or 1 where it
+    has none, so that settings apart only in flow parameters share programs."""
     return setting.replace(**{name: 1 if rule.required or rule.default is None else rule.default
                               for name, rule in schema.parameters(Setting).items() if rule.flow})
 
 
-def hyperparameters_of(setting: Setting) -> dict:
-    """The `HYPERPARAMETERS` of `setting`, without annealing (τ = inf): a phase-table row's."""
-    return {**{name: getattr(setting, name) for name in HYPERPARAMETERS[:-1]}, "tau": math.inf}
+def flow_parameters_of(setting: Setting) -> dict:
+    """The `FLOW_PARAMETERS` of `setting`, without annealing (τ = inf): a phase-table row's."""
+    return {**{name: getattr(setting, name) for name in FLOW_PARAMETERS[:-1]}, "tau": math.inf}
 
 
 def masked_readout(v_star, teacher):
@@ -76,30 +76,30 @@ def masked_readout(v_star, teacher):
 def phase_table(setting: Setting, rows: list[dict], v_star) -> dict:
     """The table the scan reads, one entry per phase (and the caller's last row for "over").
 
-    **Arguments:** `rows`, per phase: the `HYPERPARAMETERS` (τ = inf without annealing), "teacher" (its
+    **Arguments:** `rows`, per phase: the `FLOW_PARAMETERS` (τ = inf without annealing), "teacher" (its
     index), "head", "saves" (the most save intervals it lasts) and "threshold" (−inf for none);
     `v_star` (count, M) the teachers' readouts. **Returns:** arrays (P,) per rate and key, and
     "v_star" (P, count·M), the active teacher's readout masked to its units.
     """
-    table = {name: jnp.asarray([float(row[name]) for row in rows]) for name in (*HYPERPARAMETERS, "threshold")}
+    table = {name: jnp.asarray([float(row[name]) for row in rows]) for name in (*FLOW_PARAMETERS, "threshold")}
     table |= {name: jnp.asarray([int(row[name]) for row in rows]) for name in ("teacher", "head", "saves")}
     table["v_star"] = jnp.stack([masked_readout(jnp.asarray(v_star), row["teacher"]) for row in rows])
     table["train_v"] = jnp.full(len(rows), 1.0 if setting.train_second_layer else 0.0)
     return table
 
 
-def step_hyperparameters(setting: Setting, row: dict) -> dict:
-    """The hyperparameters `sgd_step` takes, from a row of the phase table: the row's and κ, κ*."""
+def step_parameters(setting: Setting, row: dict) -> dict:
+    """The flow parameters `sgd_step` takes, from a row of the phase table: the row's and κ, κ*."""
     return {"kappa": setting.kappa, "kappa_star": setting.kappa_star,
-            **{name: row[name] for name in (*HYPERPARAMETERS, "train_v", "v_star")}}
+            **{name: row[name] for name in (*FLOW_PARAMETERS, "train_v", "v_star")}}
 
 
-def sgd_step(kernels, weights, v, x, xi, hyper: dict, b=None, used=None):
+def sgd_step(kernels, weights, v, x, xi, parameters: dict, b=None, used=None):
     """One online-SGD step on a minibatch (module docstring): returns the new (weights, v).
 
     **Arguments:** `weights` (K + M', N), the student's W above the teachers' W* (so that one
     pass over x gives every local field; the step leaves the teachers' rows unchanged); `v`
-    (K,); `x` (B, N) and `xi` (B,), float32 draws; `hyper`, the hyperparameters, numbers or
+    (K,); `x` (B, N) and `xi` (B,), float32 draws; `parameters`, the flow parameters, numbers or
     traced scalars: "lr", "lr_v", "sigma", "batch", "weight_decay", "weight_decay_v", "kappa", "kappa_star",
     "train_v", and "v_star" (M',), the active teacher's readout on the teachers' rows; `b` (K,)
     the feedback vector of feedback alignment, or None; `used` (B,), when given, marks the
@@ -107,13 +107,14 @@ def sgd_step(kernels, weights, v, x, xi, hyper: dict, b=None, used=None):
     """
     step = step_table()
     K, N = v.shape[0], weights.shape[-1]
-    hyper = {name: jnp.asarray(value, weights.dtype) for name, value in hyper.items()}  # float32 steps stay float32
+    # float32 steps stay float32
+    parameters = {name: jnp.asarray(value, weights.dtype) for name, value in parameters.items()}
     x = x.astype(weights.dtype)  # converted inside the step's fusions, not stored as a copy
     local = x @ weights.T / jnp.sqrt(N)  # (B, K + M')
     lam, rho = local[:, :K], local[:, K:]
     g, g_prime = kernels.g(lam), kernels.g_prime(lam)
-    readout = readouts(v, hyper["v_star"], b, hyper["kappa"], hyper["kappa_star"])
-    values = dict(hyper, signal=jnp.concatenate([g, kernels.g_star(rho)], axis=-1) @ readout["a"], xi=xi,
+    readout = readouts(v, parameters["v_star"], b, parameters["kappa"], parameters["kappa_star"])
+    values = dict(parameters, signal=jnp.concatenate([g, kernels.g_star(rho)], axis=-1) @ readout["a"], xi=xi,
                   g=g, g_prime=g_prime, e=readout["e"])
     delta = _evaluate(step["delta"], values)
     if used is not None:
@@ -121,9 +122,10 @@ def sgd_step(kernels, weights, v, x, xi, hyper: dict, b=None, used=None):
     values["delta"] = delta[:, None]
     F, G = _evaluate(step["F"], values), _evaluate(step["G"], values)
     student = weights[:K]
-    student = student - (_evaluate(step["decay"], values) / N) * student + (F.T @ x) / (jnp.sqrt(N) * hyper["batch"])
-    step_v = jnp.sum(G, axis=0) / (N * hyper["batch"]) - (_evaluate(step["decay_v"], values) / N) * v
-    return weights.at[:K].set(student), v + hyper["train_v"] * step_v
+    student = (student - (_evaluate(step["decay"], values) / N) * student
+               + (F.T @ x) / (jnp.sqrt(N) * parameters["batch"]))
+    step_v = jnp.sum(G, axis=0) / (N * parameters["batch"]) - (_evaluate(step["decay_v"], values) / N) * v
+    return weights.at[:K].set(student), v + parameters["train_v"] * step_v
 
 
 def _evaluate(entry, values: dict):
@@ -237,13 +239,13 @@ def _train(setting: Setting, heads_of: tuple[int, ...], table: dict, keys, carry
         def one_save(carry, index):
             weights, heads, count, phase, start = carry
             row = {name: value[phase] for name, value in table.items()}
-            hyper = step_hyperparameters(setting, row)
+            parameters = step_parameters(setting, row)
 
             def one_step(inner, sample):
                 weights, heads, count = inner
                 x, xi = sample
                 anneal = 1.0 / (1.0 + (count - start * save_every) / N / row["tau"])
-                annealed = hyper | {"lr": anneal * hyper["lr"], "lr_v": anneal * hyper["lr_v"]}
+                annealed = parameters | {"lr": anneal * parameters["lr"], "lr_v": anneal * parameters["lr_v"]}
                 used = (jnp.arange(largest) < row["batch"]) if varying else None
                 weights, v = sgd_step(kernels, weights, heads[row["head"]], x, xi, annealed, b_step, used)
                 return (weights, heads.at[row["head"]].set(v), count + 1), None
@@ -302,5 +304,5 @@ def raise_if_diverged(states: dict, times: np.ndarray, seeds: list[int]) -> None
 
 def rest_row(setting: Setting, teacher: int, head: int) -> dict:
     """The table's last row: the protocol is over and nothing learns (the student rests)."""
-    return {**dict.fromkeys(HYPERPARAMETERS, 0.0), "batch": float(setting.batch), "tau": math.inf, "teacher": teacher,
+    return {**dict.fromkeys(FLOW_PARAMETERS, 0.0), "batch": float(setting.batch), "tau": math.inf, "teacher": teacher,
             "head": head, "saves": 2**30, "threshold": -math.inf}

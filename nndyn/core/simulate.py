@@ -134,7 +134,7 @@ def simulate(setting: Setting, N: int, t_max: float, *, seeds: int | Sequence[in
         b = jnp.broadcast_to(jnp.asarray(b), (len(seeds), setting.K))
     OrderParameters.from_weights(W0[0], W_teacher, v0[0], v_star)  # validates shapes
     static = sgd.structure(setting)
-    rows = [{**sgd.hyperparameters_of(setting), "teacher": 0, "head": 0, "saves": n_saves, "threshold": -math.inf},
+    rows = [{**sgd.flow_parameters_of(setting), "teacher": 0, "head": 0, "saves": n_saves, "threshold": -math.inf},
             sgd.rest_row(setting, 0, 0)]
     table = sgd.phase_table(setting, rows, v_star[None])
     if setting.input_spectrum is not None:
