@@ -41,7 +41,7 @@ def in_process(*arguments, cwd=None) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def in_subprocess(*arguments, cwd=None) -> subprocess.CompletedProcess:
-    """`python -m nndyn ARGUMENTS` in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "nndyn", *map(str, arguments)],
-                          capture_output=True, text=True, cwd=cwd, check=False)
+def in_subprocess(*arguments, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`python -m nndyn ARGUMENTS` in a fresh process, with `env` added to the environment."""
+    return subprocess.run([sys.executable, "-m", "nndyn", *map(str, arguments)], capture_output=True, text=True,
+                          cwd=cwd, check=False, env={**os.environ, **(env or {})})

@@ -3,14 +3,13 @@ the observables mean what their definitions say, and the learning-rate phase dia
 soft committee machine shows its known features."""
 
 import csv
-import os
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
-from command import in_process
+from command import in_process, in_subprocess
 
 import nndyn
 from nndyn.sweeps.observables import plateau, specialisation
@@ -29,11 +28,6 @@ M = 2
 lr = [0.5, 1.0, 3.0]
 sigma = [0.0, 0.2]
 """
-
-
-def nndyn_command(*arguments, env=None):
-    return subprocess.run([sys.executable, "-m", "nndyn", *map(str, arguments)], capture_output=True, text=True,
-                          check=False, env={**os.environ, **(env or {})})
 
 
 def chunks(folder):
@@ -61,7 +55,7 @@ def unsharded(config, tmp_path_factory):
 
 @pytest.mark.slow
 def test_sharded_over_four_devices_equals_unsharded(config, unsharded, tmp_path):
-    result = nndyn_command("sweep", config, "--out", tmp_path / "out",
+    result = in_subprocess("sweep", config, "--out", tmp_path / "out",
                            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     assert result.returncode == 0, result.stderr
     assert "on 4 cpu device(s)" in result.stdout
