@@ -138,6 +138,31 @@ def flow_expectations(levels: bool = False) -> dict[str, sp.Expr]:
     }
 
 
+#: The names the random increments are printed in (`increments`): the step's updates of student
+#: units i and k (F, G of `sgd_step`, per sample) and the fields of student units i, k and teacher
+#: unit n.
+INCREMENT_NAMES = {name: sp.Symbol(name, real=True) for name in ("F_i", "F_k", "G_i", "u_i", "u_k", "u_n")}
+
+
+def increments() -> dict[str, sp.Expr]:
+    """The random part ζ of one sample's contribution to N ΔX, per target R, Q, v (docs/conventions.md,
+    "Finite N: fluctuations"): the integrand of `flow_expectations` whose expectation is the flow,
+    without the decays (deterministic, not part of ζ), with the step's updates and fields named
+    per unit (`INCREMENT_NAMES`). A minibatch's ζ is the mean of B samples', so the diffusion
+    matrix is D = Cov[ζ]/B over the fields and the noise of one sample."""
+    F_i, G_i = updates(i, c)
+    F_k, F_k_other = updates(k, c)[0], updates(k, d)[0]
+    names = INCREMENT_NAMES
+    named = {F_i: names["F_i"], F_k: names["F_k"], F_k_other: names["F_k"], G_i: names["G_i"],
+             u(i): names["u_i"], u(k): names["u_k"], u(n): names["u_n"]}
+    deterministic = {rate: 0 for rate in DECAYS.values()}
+    increment = {target: integrand.subs(deterministic).subs(named)
+                 for target, integrand in flow_expectations().items() if target != "eg"}
+    for target, expression in increment.items():  # every random factor named: nothing of the step left over
+        assert expression.free_symbols <= {*names.values(), batch}, (target, expression)
+    return increment
+
+
 @dataclass(frozen=True)
 class FlowTerm:
     """One term of a flow: ``scalar · Σ_summed Π weights · integral(indices)``, or for a state

@@ -222,11 +222,13 @@ def _term(term: flows.FlowTerm) -> TermSpec:
 
 def flow_spec(command: str) -> FlowSpec:
     """The flow table, the same for every activation."""
-    step = tuple((name, tuple(sorted(map(str, expression.free_symbols))), print_scalar(expression))
-                 for name, expression in flows.sgd_step().items())
+    def printed(expressions: dict[str, sp.Expr]) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+        return tuple((name, tuple(sorted(map(str, expression.free_symbols))), print_scalar(expression))
+                     for name, expression in expressions.items())
+
     return FlowSpec(tuple(str(p) for p in (*flows.PARAMETERS, flows.level_weight)),
                     tuple(map(_term, flows.derive_flows(levels=True))),
-                    dict(DEFINITIONS), step, flow_hash(), command)
+                    dict(DEFINITIONS), printed(flows.sgd_step()), printed(flows.increments()), flow_hash(), command)
 
 
 def symmetric_spec(command: str) -> SymmetricSpec:

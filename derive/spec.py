@@ -154,12 +154,14 @@ class TermSpec:
 class FlowSpec:
     """The flow table: the flow `parameters` the coefficients use, every term in order, the
     `factors` of each integral's slots ("g", "g_prime", "u"), and the SGD `step` the flows come
-    from: (name, arguments, printed expression) per quantity of the step."""
+    from: (name, arguments, printed expression) per quantity of the step; the `increments`, the
+    random part of one sample's increment of each target, likewise (target, arguments, expression)."""
 
     parameters: tuple[str, ...]
     terms: tuple[TermSpec, ...]
     factors: dict[str, tuple[str, ...]]
     step: tuple[tuple[str, tuple[str, ...], str], ...]
+    increments: tuple[tuple[str, tuple[str, ...], str], ...]
     input_hash: str
     command: str
 

@@ -18,6 +18,9 @@ The public API:
 - `fixed_point` (a `FixedPoint`), `learning_rate_threshold`: fixed points of
   the flows, their eigenvalues and stability, and η_max; from a `SymmetricState`, those of
   Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
+- `fluctuations`, `stationary_fluctuations`, `diffusion_matrix` (`Fluctuations`): SGD's
+  spread about the ODE at finite N, the linear-noise prediction along a trajectory and at a
+  stable fixed point, from the diffusion matrix of one step;
 - `plateaus`, `plateau_threshold`: the two unspecialised plateaus (identical and distinct
   students), their unstable directions and escape rates, and η_c, above which learning stays
   unspecialised;
@@ -60,6 +63,8 @@ _HOMES = {
     **dict.fromkeys(("ContinualTrajectory", "Phase", "Protocol", "Teachers", "integrate_protocol",
                      "simulate_protocol"), "nndyn.core.continual"),
     **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
+    **dict.fromkeys(("Fluctuations", "diffusion_matrix", "fluctuations", "stationary_fluctuations"),
+                    "nndyn.core.fluctuations"),
     **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
     "integrate": "nndyn.core.integrate",
     **dict.fromkeys(("ODEOptions", "Solution", "solve"), "nndyn.core.solver"),
@@ -80,6 +85,7 @@ __all__ = [
     "Comparison",
     "DivergenceError",
     "FixedPoint",
+    "Fluctuations",
     "ODEOptions",
     "OrderParameters",
     "PanelData",
@@ -96,7 +102,9 @@ __all__ = [
     "Trajectory",
     "agreement",
     "compare",
+    "diffusion_matrix",
     "fixed_point",
+    "fluctuations",
     "grid",
     "integrate",
     "integrate_protocol",
@@ -110,6 +118,7 @@ __all__ = [
     "simulate",
     "simulate_protocol",
     "solve",
+    "stationary_fluctuations",
     "sweep",
     "sweep_dataframe",
     "verdict",
@@ -137,6 +146,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as if imported her
     from nndyn.core.continual import Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
     from nndyn.core.errors import DivergenceError, Status
     from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
+    from nndyn.core.fluctuations import Fluctuations, diffusion_matrix, fluctuations, stationary_fluctuations
     from nndyn.core.integrate import integrate
     from nndyn.core.plateaus import plateau_threshold, plateaus
     from nndyn.core.setting import Setting

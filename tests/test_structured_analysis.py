@@ -79,14 +79,14 @@ def test_a_power_law_plateau_is_left_at_its_escape_rate():
     # its most unstable eigenvector, the integrated flows leave it at λ_u (fitted over three
     # e-folds, 1 %); and it is left faster than the isotropic plateau (measured λ_u: 0.0671
     # against 0.0316 at η = 0.5).
-    from nndyn.core.fixed_points import _coordinates
+    from nndyn.core.fixed_points import coordinates
     from nndyn.core.plateaus import plateau
 
     setting = nndyn.Setting(K=2, M=2, lr=0.5, input_spectrum=spectrum.power_law(1.0, 4))
     point = plateau(setting, "distinct")
     assert point.unstable_directions == 1
     assert point.escape_rate > 2 * plateau(setting.replace(input_spectrum=None), "distinct").escape_rate
-    flatten, unflatten = _coordinates(2, 2, False, 4)
+    flatten, unflatten = coordinates(2, 2, False, 4)
     direction = np.real(point.eigenvectors[:, 0])
     y = unflatten(flatten(point.state.as_ode_state()) + 1e-7 * direction / np.max(np.abs(direction)),
                   point.state.v)

@@ -119,9 +119,11 @@ class FixedPoint:
         return float(np.log(1 / distance) / growth)
 
 
-def _coordinates(K: int, M: int, trained: bool, levels: int = 0):
-    """(flatten, unflatten) between {"Q", "R", "v"} and the independent coordinates; with
-    `levels` > 0, Q (levels, K, K) and R (levels, K, M) per level of a structured input."""
+def coordinates(K: int, M: int, trained: bool, levels: int = 0):
+    """(flatten, unflatten) between {"Q", "R", "v"} and the independent coordinates (module
+    docstring): flatten(y) -> x (P,), unflatten(x, v) -> y, taking v from `v` where it is no
+    coordinate; with `levels` > 0, Q (levels, K, K) and R (levels, K, M) per level of a
+    structured input."""
     upper = np.triu_indices(K)
     count = max(levels, 1)
     lead = (levels,) if levels else ()
@@ -150,7 +152,7 @@ def _field(setting: Setting):
 
 @functools.cache
 def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool, levels: int = 0):
-    flatten, unflatten = _coordinates(K, M, trained, levels)
+    flatten, unflatten = coordinates(K, M, trained, levels)
     kernels = load(activation, teacher)
     rhs, _ = compiled(FULL, kernels)  # the solves' trace of the flows, reused
 

@@ -210,6 +210,12 @@ def step_table() -> dict:
     return _flow_table().STEP
 
 
+def increment_table() -> dict:
+    """The generated random increments of one sample (`nndyn.generated.flows.INCREMENTS`):
+    target -> (arguments, function)."""
+    return _flow_table().INCREMENTS
+
+
 def load(activation: str, teacher: str | None = None) -> Kernels:
     """The kernels of a student `activation` and, when it differs, a `teacher` activation: each
     the built-in module `nndyn.generated.<name>` for a built-in name, or the module file at the
