@@ -20,7 +20,8 @@ The public API:
   Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
 - `fluctuations`, `stationary_fluctuations`, `diffusion_matrix` (`Fluctuations`): SGD's
   spread about the ODE at finite N, the linear-noise prediction along a trajectory and at a
-  stable fixed point, from the diffusion matrix of one step;
+  stable fixed point, from the diffusion matrix of one step; `sample_paths`, the SDE of SGD at
+  finite N beyond the linear noise (through a plateau), and `escape_times`;
 - `plateaus`, `plateau_threshold`: the two unspecialised plateaus (identical and distinct
   students), their unstable directions and escape rates, and η_c, above which learning stays
   unspecialised;
@@ -63,8 +64,9 @@ _HOMES = {
     **dict.fromkeys(("ContinualTrajectory", "Phase", "Protocol", "Teachers", "integrate_protocol",
                      "simulate_protocol"), "nndyn.core.continual"),
     **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
-    **dict.fromkeys(("Fluctuations", "diffusion_matrix", "fluctuations", "stationary_fluctuations"),
-                    "nndyn.core.fluctuations"),
+    "diffusion_matrix": "nndyn.core.diffusion",
+    **dict.fromkeys(("Fluctuations", "fluctuations", "stationary_fluctuations"), "nndyn.core.fluctuations"),
+    **dict.fromkeys(("escape_times", "sample_paths"), "nndyn.core.sde"),
     **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
     "integrate": "nndyn.core.integrate",
     **dict.fromkeys(("ODEOptions", "Solution", "solve"), "nndyn.core.solver"),
@@ -103,6 +105,7 @@ __all__ = [
     "agreement",
     "compare",
     "diffusion_matrix",
+    "escape_times",
     "fixed_point",
     "fluctuations",
     "grid",
@@ -115,6 +118,7 @@ __all__ = [
     "plateaus",
     "read_sweep",
     "run_sweep",
+    "sample_paths",
     "simulate",
     "simulate_protocol",
     "solve",
@@ -144,11 +148,13 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as if imported her
     from nndyn.app.results import PanelData, SweepPoint, load_run, load_sweep, sweep_dataframe
     from nndyn.core.compare import Agreement, Comparison, agreement, compare, verdict
     from nndyn.core.continual import Phase, Protocol, Teachers, integrate_protocol, simulate_protocol
+    from nndyn.core.diffusion import diffusion_matrix
     from nndyn.core.errors import DivergenceError, Status
     from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
-    from nndyn.core.fluctuations import Fluctuations, diffusion_matrix, fluctuations, stationary_fluctuations
+    from nndyn.core.fluctuations import Fluctuations, fluctuations, stationary_fluctuations
     from nndyn.core.integrate import integrate
     from nndyn.core.plateaus import plateau_threshold, plateaus
+    from nndyn.core.sde import escape_times, sample_paths
     from nndyn.core.setting import Setting
     from nndyn.core.simulate import Simulation, simulate
     from nndyn.core.solver import ODEOptions, Solution, solve

@@ -280,6 +280,10 @@ def test_analyse_finds_the_fixed_points_of_a_config(tmp_path, repo):
     distinct, identical = points["plateau, distinct students"], points["plateau, identical students"]
     assert distinct["unstable_directions"] == 1 and identical["unstable_directions"] > 1
     assert distinct["escape_rate"] > 0 and "η_c (T = I, within the symmetric ansatz)" in result.stdout
+    # at N: a saddle's escape ln N/(2λ_u); no spread at perfect learning without label noise (every
+    # increment vanishes at the teacher; the diffusion matrix's rule leaves ~1e-13, see test_fluctuations)
+    assert distinct["escape_time"] == pytest.approx(np.log(500) / (2 * distinct["escape_rate"]), rel=1e-12)
+    assert points["perfect learning"]["eg_std"] < 1e-10 and "SGD's ε_g spreads ±" in result.stdout
 
 
 def test_derive_is_a_subcommand(tmp_path):

@@ -14,7 +14,9 @@ Each point found is reported once (points closer than 1e-8 are one, its other st
 "also_from"), with its ε_g, kind, unstable
 directions and largest eigenvalues (a saddle's largest is its escape rate λ_u). For a realizable
 setting without label noise, η_max and η_opt of that teacher too, and η_c (the symmetric
-reduction's: T = I exactly, stability within the ansatz).
+reduction's: T = I exactly, stability within the ansatz). At the config's N: each stable
+point's predicted stationary spread of ε_g (`nndyn.stationary_fluctuations`) and each saddle's
+leading-order escape time ln N/(2λ_u).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from nndyn.core.fixed_points import (
     learning_rate_threshold,
     optimal_learning_rate,
 )
+from nndyn.core.fluctuations import stationary_fluctuations
 from nndyn.core.integrate import integrate
 from nndyn.core.plateaus import PLATEAUS, plateau, plateau_threshold
 from nndyn.core.state import OrderParameters
@@ -85,6 +88,18 @@ def _record(name: str, point: FixedPoint) -> dict:
             "R": np.asarray(point.state.R).tolist(), "v": np.asarray(point.state.v).tolist()}
 
 
+def _finite_N(setting, point: FixedPoint, N: int) -> dict:
+    """What the point means for SGD at the config's N (docs/conventions.md, "Finite N"): a stable
+    point's stationary standard deviation of ε_g (linear noise, "eg_std": zero at perfect learning
+    without label noise, where every step's increment vanishes), a saddle's leading-order escape
+    time from a deviation N^−1/2, ln N/(2λ_u) ("escape_time")."""
+    if point.kind == "stable":
+        return {"eg_std": float(np.sqrt(stationary_fluctuations(setting, point, N).eg_var[0]))}
+    if point.kind == "saddle":
+        return {"escape_time": point.escape_time(N ** -0.5)}
+    return {}
+
+
 def refuse(panel) -> None:
     """Raise ValueError (one line) for a panel `analyse` does not take: structured inputs."""
     if panel.setting.input_spectrum is not None:
@@ -115,7 +130,7 @@ def analyse(panel, report=None) -> dict:
         if same:
             same[0]["also_from"].append(name)
         else:
-            found.append((_record(name, point), x))
+            found.append((_record(name, point) | _finite_N(setting, point, panel.simulation.N), x))
     T, v_star = np.asarray(teacher.T), np.asarray(teacher.v_star)
     result = {"setting": vars(setting), "teacher": {"seed": 0, "N": panel.simulation.N, "T": T.tolist(),
                                                     "v_star": v_star.tolist()},
@@ -156,6 +171,13 @@ def table(result: dict) -> str:
                      f"{record['eg']:>12.4g}  {values}")
     for failure in result["failures"]:
         lines.append(f"{failure['start']:<{width}}no fixed point found: {failure['error']}")
+    for record in result["fixed_points"]:
+        if "eg_std" in record:
+            lines.append(f"{names[id(record)]}: at N = {teacher['N']}, SGD's ε_g spreads ±{record['eg_std']:.3g} (1σ, "
+                         "stationary, linear noise)")
+        if "escape_time" in record:
+            lines.append(f"{names[id(record)]}: at N = {teacher['N']}, left after ≈ ln N/(2λ_u) = "
+                         f"{record['escape_time']:.3g} from a deviation N^-1/2 (to leading order)")
     if "eta_max" in result:
         lines.append(f"η_max = {result['eta_max']:.8g} (perfect learning loses stability); η_opt = "
                      f"{result['eta_opt']:.6g} (fastest learning: ε_g decays at {result['rate_at_eta_opt']:.4g})")

@@ -69,8 +69,9 @@ class ODEOptions:
 @dataclass(frozen=True)
 class Flows:
     """The flows a `solve` integrates, of the full order parameters y = {"Q", "R", "v"} (per
-    level with structured inputs): `field(kernels)` is f(t, y, args) and `error(kernels)` is
-    ε_g(y, args). `nndyn.core.symmetric.REDUCED` is the symmetric reduction's."""
+    level with structured inputs): `field(kernels)` is f(t, y, args), `error(kernels)` is
+    ε_g(y, args) and `noise(kernels)` None (an SDE's flows give their noise).
+    `nndyn.core.symmetric.REDUCED` is the symmetric reduction's."""
 
     def field(self, kernels):
         return kernels.rhs
@@ -78,9 +79,14 @@ class Flows:
     def error(self, kernels):
         return kernels.eg
 
+    def noise(self, kernels) -> tuple[Callable, Callable] | None:
+        """None for an ODE; for an SDE dy = f dt + S dW (`nndyn.core.sde`), (size, S): the
+        dimension of W, size(y), and S(t, y, args), a linear operator (lineax) from dW to dy."""
+        return None
+
     @property
     def sources(self) -> tuple[str, ...]:
-        """The files whose code `field` and `error` run beyond the kernels' (for cache keys)."""
+        """The files whose code `field`, `error` and `noise` run beyond the kernels' (for cache keys)."""
         return ()
 
 
@@ -143,7 +149,8 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
 
     **Arguments:** `y0` = {"Q": (K, K), "R": (K, M), "v": (K,)} (or the state of another
-    `flows`, e.g. a `SymmetricState`); `args` as for `Kernels.rhs`
+    `flows`, e.g. a `SymmetricState`); `args` as for `Kernels.rhs` (with "key", a PRNG key, for
+    the Brownian path of flows with noise: an SDE, method euler)
     (`Setting.ode_args`; arrays under vmap over η, σ, …), with "t_start" and "tau" for a
     protocol's phase annealed as η(t) = η/(1 + (t − t_start)/τ) (τ = inf: none); `ts` (n,)
     increasing; `dt` the Euler step (traced: changing it does not recompile; ignored by the
@@ -162,11 +169,14 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     state = _affine(center, scale)
     field, error = compiled(flows, kernels)
 
-    def rhs(t, y, args):
+    def annealed(t, args):
         if "tau" in args:  # a protocol's phase: η(t) = η/(1 + (t − t_start)/τ), η_v likewise
             anneal = 1.0 / (1.0 + (t - args["t_start"]) / args["tau"])
             args = {**args, "lr": anneal * args["lr"], "lr_v": anneal * args["lr_v"]}
-        return field(t, y, args)
+        return args
+
+    def rhs(t, y, args):
+        return field(t, y, annealed(t, args))
 
     if center is None:
         vector_field, start = rhs, y0
@@ -177,8 +187,18 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     methods = {"adaptive": diffrax.Tsit5, "euler": diffrax.Euler,
                "implicit": lambda: diffrax.Kvaerno5(root_finder=optimistix.Chord(rtol=100 * options.rtol,
                                                                                  atol=options.atol / 100))}
+    terms, adjoint = diffrax.ODETerm(vector_field), diffrax.RecursiveCheckpointAdjoint()
+    noise = flows.noise(kernels)
+    if noise is not None:  # an SDE: Euler–Maruyama on one Brownian path per key
+        if adaptive or center is not None:
+            raise ValueError("an SDE is solved by the euler method, without a center")
+        size, operator = noise
+        brownian = diffrax.UnsafeBrownianPath(shape=(size(y0),), key=args["key"])
+        terms = diffrax.MultiTerm(terms, diffrax.ControlTerm(lambda t, y, args: operator(t, y, annealed(t, args)),
+                                                             brownian))
+        adjoint = diffrax.ForwardMode()  # the path is drawn as the solve steps: no reverse pass
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field),
+        terms,
         methods[options.method](),
         t0=ts[0], t1=ts[-1], dt0=None if adaptive else dt, y0=start, args=args,
         saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)]),
@@ -189,6 +209,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
         event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(state(y), options.divergence_threshold))
                             | (False if center is None else _at_floor(y))),
         max_steps=ADAPTIVE_MAX_STEPS if options.max_steps is None else options.max_steps,
+        adjoint=adjoint,
         throw=False,
     )
     assert solution.ys is not None and solution.ts is not None and solution.stats is not None  # saved by SaveAt
@@ -226,8 +247,8 @@ def resolve_options(options: ODEOptions, ts: np.ndarray, dt: float | None) -> OD
 
 
 #: The arguments of `solve` that differ between the elements of a stack (`solve_many`): the
-#: teacher, the feedback vector, and a protocol phase's start.
-PER_ELEMENT = ("T", "v_star", "b", "t_start")
+#: teacher, the feedback vector, a protocol phase's start and an SDE's random key.
+PER_ELEMENT = ("T", "v_star", "b", "t_start", "key")
 
 
 def solve_many(setting: Setting, y0, args: dict, ts, options: ODEOptions, dt: float | None = None, *,
