@@ -20,7 +20,8 @@ The public API:
   Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
 - `fluctuations`, `stationary_fluctuations`, `diffusion_matrix` (`Fluctuations`): SGD's
   spread about the ODE at finite N, the linear-noise prediction along a trajectory and at a
-  stable fixed point, from the diffusion matrix of one step; `sample_paths`, the SDE of SGD at
+  stable fixed point, from the diffusion matrix of one step, and `spread_verdict`, whether SGD's
+  seeds spread so; `sample_paths`, the SDE of SGD at
   finite N beyond the linear noise (through a plateau), and `escape_times`;
 - `plateaus`, `plateau_threshold`: the two unspecialised plateaus (identical and distinct
   students), their unstable directions and escape rates, and η_c, above which learning stays
@@ -65,7 +66,8 @@ _HOMES = {
                      "simulate_protocol"), "nndyn.core.continual"),
     **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
     "diffusion_matrix": "nndyn.core.diffusion",
-    **dict.fromkeys(("Fluctuations", "fluctuations", "stationary_fluctuations"), "nndyn.core.fluctuations"),
+    **dict.fromkeys(("Fluctuations", "fluctuations", "spread_verdict", "stationary_fluctuations"),
+                    "nndyn.core.fluctuations"),
     **dict.fromkeys(("escape_times", "sample_paths"), "nndyn.core.sde"),
     **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
     "integrate": "nndyn.core.integrate",
@@ -122,6 +124,7 @@ __all__ = [
     "simulate",
     "simulate_protocol",
     "solve",
+    "spread_verdict",
     "stationary_fluctuations",
     "sweep",
     "sweep_dataframe",
@@ -151,7 +154,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as if imported her
     from nndyn.core.diffusion import diffusion_matrix
     from nndyn.core.errors import DivergenceError, Status
     from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
-    from nndyn.core.fluctuations import Fluctuations, fluctuations, stationary_fluctuations
+    from nndyn.core.fluctuations import Fluctuations, fluctuations, spread_verdict, stationary_fluctuations
     from nndyn.core.integrate import integrate
     from nndyn.core.plateaus import plateau_threshold, plateaus
     from nndyn.core.sde import escape_times, sample_paths

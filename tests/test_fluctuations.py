@@ -167,7 +167,7 @@ def seed_spread_ratios(setting, N, S, t_max, W_scale, seed):
                                 np.asarray(sim.eg - ode.eg)[..., None]], axis=-1)
     predicted = np.concatenate([np.diagonal(prediction.covariance, axis1=-2, axis2=-1),
                                 prediction.eg_var[:, None]], axis=-1)
-    return deviation[:, 1:].var(axis=0, ddof=1) / predicted[1:]
+    return deviation[:, 1:].var(axis=0, ddof=1) / predicted[1:], sim
 
 
 @pytest.mark.slow
@@ -177,13 +177,22 @@ def test_the_predicted_spread_is_the_spread_of_sgd_seeds():
     one (module docstring)."""
     setting = nndyn.Setting(activation="erf", K=2, M=2, lr=0.5, sigma=0.2, train_second_layer=True)
     S = 64
-    ratios = np.stack([seed_spread_ratios(setting, N, S, 1.0, 0.5, seed=N) for N in (250, 1000, 4000)])
+    runs = {N: seed_spread_ratios(setting, N, S, 1.0, 0.5, seed=N) for N in (250, 1000, 4000)}
+    ratios = np.stack([ratio for ratio, _ in runs.values()])
     count = ratios.size
     low, high = (chi2.ppf(q, S - 1) / (S - 1) for q in (FAMILY_LEVEL / (2 * count), 1 - FAMILY_LEVEL / (2 * count)))
     assert np.all((ratios > low) & (ratios < high)), f"s²/σ² {ratios.min():.2f}..{ratios.max():.2f} outside " \
                                                      f"[{low:.2f}, {high:.2f}]"
     assert abs(np.mean(np.log(ratios))) < 0.25, f"geometric mean of s²/σ² {np.exp(np.mean(np.log(ratios))):.2f}"
     assert abs(np.mean(np.log(ratios / 2))) > 0.25  # a prediction off by 2 fails
+    # the spread verdict: yes at every N, and no to the same seeds judged at N/2 or 2N (the
+    # predicted variance off by a factor of 2 either way)
+    for N, (_, sim) in runs.items():
+        answer = fl.spread_verdict(setting, sim, N)
+        assert answer.passed, f"N = {N}: spread score {answer.scores} above {answer.threshold:.2f}"
+    sim = runs[1000][1]
+    for wrong in (500, 2000):
+        assert not fl.spread_verdict(setting, sim, wrong).passed, f"the spread at N = 1000 passed as N = {wrong}'s"
 
 
 @pytest.mark.slow

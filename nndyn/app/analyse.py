@@ -88,12 +88,17 @@ def _record(name: str, point: FixedPoint) -> dict:
             "R": np.asarray(point.state.R).tolist(), "v": np.asarray(point.state.v).tolist()}
 
 
+#: The most units K + M for which a stable point's spread is reported: the diffusion matrix's
+#: rule costs P² per point for P ~ K²/2 + K M coordinates (4 s at K = M = 8 with compilation).
+SPREAD_UNITS = 16
+
+
 def _finite_N(setting, point: FixedPoint, N: int) -> dict:
     """What the point means for SGD at the config's N (docs/conventions.md, "Finite N"): a stable
     point's stationary standard deviation of ε_g (linear noise, "eg_std": zero at perfect learning
-    without label noise, where every step's increment vanishes), a saddle's leading-order escape
-    time from a deviation N^−1/2, ln N/(2λ_u) ("escape_time")."""
-    if point.kind == "stable":
+    without label noise, where every step's increment vanishes; for K + M ≤ SPREAD_UNITS), a
+    saddle's leading-order escape time from a deviation N^−1/2, ln N/(2λ_u) ("escape_time")."""
+    if point.kind == "stable" and setting.K + setting.M <= SPREAD_UNITS:
         return {"eg_std": float(np.sqrt(stationary_fluctuations(setting, point, N).eg_var[0]))}
     if point.kind == "saddle":
         return {"escape_time": point.escape_time(N ** -0.5)}

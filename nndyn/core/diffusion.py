@@ -36,7 +36,7 @@ from nndyn.core import schema
 from nndyn.core.blocks import joint_covariance
 from nndyn.core.fixed_points import coordinates
 from nndyn.core.flows import readouts
-from nndyn.core.kernels import Kernels, increment_table, step_table
+from nndyn.core.kernels import Kernels, increment_table, load, step_table
 from nndyn.core.setting import Setting
 from nndyn.core.state import OrderParameters
 
@@ -107,7 +107,7 @@ def increments(kernels: Kernels, y: dict, args: dict, points: dict) -> dict:
         broadcast = []
         for name in arguments:
             quantity, _, index = name.partition("_")
-            if not index:  # a flow parameter
+            if quantity not in per_unit or index not in "ikn" or len(index) != 1:  # a flow parameter
                 broadcast.append(values[name])
                 continue
             array = per_unit[quantity][:, K:] if index == "n" else per_unit[quantity][:, :K]
@@ -150,8 +150,6 @@ def diffusion_matrix(setting: Setting, state: OrderParameters) -> np.ndarray:
 
 @functools.cache
 def _moments(activation: str, teacher: str, trained: bool) -> Callable:
-    from nndyn.core.kernels import load
-
     kernels = load(activation, teacher)
     return jax.jit(lambda y, args, points: moments(kernels, y, args, points, trained))
 
