@@ -11,12 +11,11 @@ help text or a docstring stales nothing.
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import io
-import tokenize
 
 import sympy as sp
+
+from nndyn.code import code_of
 
 from .activations import Activation
 from .paths import DERIVE_DIR, TEMPLATES_DIR
@@ -33,23 +32,6 @@ FLOW_TEMPLATE = "flows.py.jinja"
 #: The derive/ modules whose code the symmetric reduction depends on, and its template.
 SYMMETRIC_SOURCES = ("symmetric.py", *FLOW_SOURCES)
 SYMMETRIC_TEMPLATE = "symmetric.py.jinja"
-
-
-def code_of(source: str) -> str:
-    """The tokens of Python `source` without its comments and docstrings, one per line (so
-    that reformatting or documenting code does not change it)."""
-    docstrings = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(
-                node, clean=False) is not None:
-            docstrings.add((node.body[0].lineno, node.body[0].col_offset))
-    kept = []
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                          tokenize.ENDMARKER) or (token.type == tokenize.STRING and token.start in docstrings):
-            continue
-        kept.append(token.string)
-    return "\n".join(kept)
 
 
 def _digest(modules: tuple[str, ...], template: str, *activations: Activation) -> str:

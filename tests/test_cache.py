@@ -49,6 +49,9 @@ def test_the_key_follows_sources_and_options(tmp_path):
     other = tmp_path / "other.py"
     other.write_text("a = 2\n")
     assert key != cache._key(arguments, ("erf",), (str(other),))
+    documented = tmp_path / "documented.py"  # comments and docstrings are not the trace's
+    documented.write_text('"""A module."""\n\na = 1  # one\n')
+    assert key == cache._key(arguments, ("erf",), (str(documented),))
 
 
 def test_an_unreadable_file_is_exported_again(folder, monkeypatch):

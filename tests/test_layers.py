@@ -53,6 +53,8 @@ def test_generated_modules_import_only_the_runtime_helpers_written_for_them():
 def test_the_file_helper_needs_only_the_standard_library():
     assert {name.split(".")[0] for name in imports(REPO / "nndyn" / "files.py")} <= {"__future__", "os", "tempfile",
                                                                                      "collections", "pathlib", "typing"}
+    assert {name.split(".")[0] for name in imports(REPO / "nndyn" / "code.py")} <= {"__future__", "ast", "io",
+                                                                                    "tokenize"}
 
 
 def test_templates_hold_no_hand_written_runtime_code():

@@ -6,8 +6,9 @@ cache (unless JAX's cache folder was configured already), which skips compiling 
 process, and ``exported/``: solves serialised by `jax.export`, which skip tracing. Tracing
 Diffrax's solve costs ~1.5 s per process, more than loading its compiled program.
 
-An exported program is stored under a hash of everything its trace depends on: the source of
-nndyn's solver and of the kernel module with its generated helpers, the versions of JAX,
+An exported program is stored under a hash of everything its trace depends on: the code
+(comments and docstrings left out) of nndyn's solver and of the kernel module with its
+generated helpers, the versions of JAX,
 jaxlib, Diffrax and Equinox, ``EQX_ON_ERROR``, the backend, the static options, and the
 structure, shapes and dtypes of the arguments. Files are written atomically; an unreadable one
 is replaced.
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import jax
 
+from nndyn.code import code_of
 from nndyn.files import write_atomically
 
 
@@ -205,10 +207,19 @@ def _lapack_left_alone():
 
 @functools.cache
 def _digest_of(sources: tuple[str, ...]) -> str:
+    """SHA-256 of the code of the `sources` (`nndyn.code.code_of`: comments and docstrings left
+    out, so that documenting a module does not stale its programs)."""
     digest = hashlib.sha256()
     for source in sources:
-        digest.update(Path(source).read_bytes())
+        status = os.stat(source)
+        digest.update(_code_digest(source, status.st_mtime_ns, status.st_size).encode())
     return digest.hexdigest()
+
+
+@functools.cache
+def _code_digest(source: str, modified: int, size: int) -> str:
+    """The digest of one file's code, kept per version of the file (its time and size)."""
+    return hashlib.sha256(code_of(Path(source).read_text(encoding="utf-8")).encode()).hexdigest()
 
 
 def _key(arguments: tuple, static: tuple, sources: tuple[str, ...]) -> str:

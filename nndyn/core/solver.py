@@ -1,7 +1,8 @@
 """The one set-up of an ODE solve (Diffrax) of the flows: `ODEOptions`, the pure, jitted,
 vmappable `solve` of one state, and `solve_many`, many of them (stacked) through the persistent cache.
-`integrate`, a protocol's phases, the verdict's restarts, the tail refinement and the symmetric
-reduction all solve through it."""
+`integrate`, a protocol's phases, the verdict's restarts, the tail refinement, the symmetric
+reduction, the linear-noise covariance (`nndyn.core.fluctuations`) and the SDE of SGD
+(`nndyn.core.sde`, a `Flows` with noise) all solve through it."""
 
 from __future__ import annotations
 
