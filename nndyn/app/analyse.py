@@ -135,6 +135,8 @@ def analyse(panel, report=None) -> dict:
         if same:
             same[0]["also_from"].append(name)
         else:
+            if point.kind == "stable":
+                report.stage(f"the stationary spread at N = {panel.simulation.N} about the point from {name}")
             found.append((_record(name, point) | _finite_N(setting, point, panel.simulation.N), x))
     T, v_star = np.asarray(teacher.T), np.asarray(teacher.v_star)
     result = {"setting": vars(setting), "teacher": {"seed": 0, "N": panel.simulation.N, "T": T.tolist(),
