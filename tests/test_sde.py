@@ -35,7 +35,7 @@ def symmetric_start(setting, N, seeds, seed, q=0.25):
 def test_the_sde_escapes_a_plateau_as_sgd_does():
     setting = nndyn.Setting(activation="erf", K=2, M=2, lr=1.0)
     level = 0.5 * min(point.eg for point in nndyn.plateaus(setting).values())
-    for N, t_max in ((100, 150.0), (200, 200.0)):
+    for N, t_max in ((100, 140.0), (200, 140.0)):
         W_teacher, W0 = symmetric_start(setting, N, SEEDS, seed=N)
         sim = nndyn.simulate(setting, N, t_max, seeds=SEEDS, W0=W0, W_teacher=W_teacher, save_every=N // 2)
         paths = nndyn.sample_paths(setting, sim.initial_state(), sim.t, N, seeds=range(1000, 1000 + SEEDS))
