@@ -1,10 +1,9 @@
 """The linear-noise prediction of SGD's fluctuations about the ODE at finite N (docs/conventions.md,
 "Finite N: fluctuations"): the covariance along a trajectory (`fluctuations`: dC/dt = J C + C Jᵀ
-+ D, C(0) = 0, integrated beside the ODE by the one solve) and at a stable fixed point
++ D, C(0) = 0, integrated beside the ODE by the one solve), at a stable fixed point
 (`stationary_fluctuations`: J C + C Jᵀ + D = 0), and whether SGD's seeds spread as predicted
-(`spread_verdict`), D the diffusion matrix of one step
-(`nndyn.core.diffusion`), in the coordinates of X (`nndyn.core.diffusion.coordinate_names`).
-Isotropic inputs.
+(`spread_verdict`); D is the diffusion matrix of one step (`nndyn.core.diffusion`), C is in the
+coordinates of X (`nndyn.core.diffusion.coordinate_names`). Isotropic inputs.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from nndyn.core.diffusion import (
 from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.fixed_points import FixedPoint, coordinates
 from nndyn.core.integrate import integrate
-from nndyn.core.kernels import Kernels
+from nndyn.core.kernels import Kernels, load
 from nndyn.core.setting import Setting
 from nndyn.core.solver import ORDER_PARAMETERS, Flows, ODEOptions, resolve_options, solve_many
 from nndyn.core.state import OrderParameters
@@ -87,9 +86,9 @@ class Fluctuations:
     **Fields:** `t` (n,) the times (one time, inf, for a stationary prediction); `N`; `K`, `M`,
     `trained`, the model's units and whether v is a coordinate; `covariance` (..., n, P, P),
     Cov[X_N(t) − X(t)] = C(t)/N in the coordinates `names` (P of them), leading dimensions as
-    the trajectory's; `eg_var` (..., n), the variance of ε_g,
-    ∇ε_gᵀ C ∇ε_g/N; `names`, the coordinates' names (`coordinate_names`); `ode`, the ODE's
-    `Trajectory` the covariance is about (the mean), or None for a stationary prediction.
+    the trajectory's; `eg_var` (..., n), the variance of ε_g, ∇ε_gᵀ C ∇ε_g/N; `names`, the
+    coordinates' names (`coordinate_names`); `ode`, the ODE's `Trajectory` the covariance is
+    about (the mean), or None for a stationary prediction.
     """
 
     t: np.ndarray
@@ -202,8 +201,7 @@ def stationary_fluctuations(setting: Setting, point: FixedPoint, N: int) -> Fluc
 
 @functools.cache
 def _jacobian_of(activation: str, teacher: str, trained: bool) -> Callable:
-    from nndyn.core.kernels import load
-
+    """The jitted Jacobian of the flows in the coordinates of X, J(y, args) (P, P)."""
     kernels = load(activation, teacher)
 
     def jacobian(y, args):
@@ -216,7 +214,6 @@ def _jacobian_of(activation: str, teacher: str, trained: bool) -> Callable:
 
 def _jacobian(setting: Setting) -> Callable:
     return _jacobian_of(setting.activation, setting.teacher_activation, setting.train_second_layer)
-
 
 
 #: Directions of the predicted covariance with eigenvalues below this share of the largest are
@@ -246,6 +243,7 @@ def spread_verdict(setting: Setting, sim: Trajectory, N: int, *, family_level: f
         raise ValueError("spread_verdict takes a plain run's trajectory with a seed axis of at least 2 seeds")
     start = sim.initial_state()
     ode = integrate(setting, start, np.asarray(sim.t))
+
     def averaged(value):
         return jnp.mean(jnp.asarray(value), axis=0)
 
@@ -261,9 +259,9 @@ def spread_verdict(setting: Setting, sim: Trajectory, N: int, *, family_level: f
         kept = values > KEPT * values[-1]
         whitened = deviation[:, k] @ vectors[:, kept] / np.sqrt(values[kept])
         statistic, freedom = float(np.sum(whitened**2)), whitened.size
-        lower = special.chdtr(freedom, statistic)
-        scores.append(float(special.ndtri(lower)) if lower < 0.5 else -float(special.ndtri(special.chdtrc(freedom,
-                                                                                                          statistic))))
+        lower = special.chdtr(freedom, statistic)  # the upper tail from its own function, accurate far out
+        upper = special.chdtrc(freedom, statistic)
+        scores.append(float(special.ndtri(lower)) if lower < 0.5 else -float(special.ndtri(upper)))
     comparisons = len(scores)
     threshold = -float(special.ndtri(family_level / (2 * comparisons)))
     return Agreement({"spread": max(abs(score) for score in scores)}, threshold, comparisons)

@@ -77,7 +77,7 @@ def sample_paths(setting: Setting, init: OrderParameters, t, N: int, *, seeds: i
     **Arguments:** `init`, one state (every path starts there) or one per seed (leading axis S,
     e.g. SGD's `Trajectory.initial_state()`); `seeds`, a count S (seeds 0..S−1) or the seeds,
     each its own Brownian path (from fold_in(PRNGKey(seed), 2)); `dt`, the Euler–Maruyama step
-    (default: the largest divisor of the saves' spacing up to STEP).
+    (default: the longest step up to STEP that divides the saves' smallest spacing).
 
     **Returns:** a `Trajectory` with a leading seed axis, like `simulate`'s. Raises
     `DivergenceError` naming the seed where a path blows up.
@@ -86,7 +86,7 @@ def sample_paths(setting: Setting, init: OrderParameters, t, N: int, *, seeds: i
     N = input_dimension(N)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         seeds = list(range(seeds))
-    elif isinstance(seeds, Sequence) or isinstance(seeds, (range, np.ndarray)):
+    elif isinstance(seeds, (Sequence, np.ndarray)):
         seeds = list(seeds)
     if not isinstance(seeds, list) or not seeds or any(
             isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0 for seed in seeds):
