@@ -2,7 +2,7 @@
 follow it: the escape from a plateau entered exactly on its symmetric subspace, which the ODE
 never leaves (its escape is the noise's alone).
 
-Statistics: at each N, the escape times of 48 SGD seeds and 48 SDE paths (independent Brownian
+Statistics: at each N, the escape times of 40 SGD seeds and 40 SDE paths (independent Brownian
 paths, each from its seed's initial order parameters) are compared by a two-sample
 Kolmogorov–Smirnov test at level 1e-3/2 (two N, Bonferroni); paths that have not escaped by
 t_max count as escaping at t_max (censored alike on both sides, which the KS test allows).
@@ -14,10 +14,10 @@ from scipy.stats import ks_2samp
 
 import nndyn
 
-pytestmark = pytest.mark.slow  # SGD and the SDE through a plateau, 48 paths each at two N
+pytestmark = pytest.mark.slow  # SGD and the SDE through a plateau, 40 paths each at two N
 
 FAMILY_LEVEL = 1e-3
-SEEDS = 48
+SEEDS = 40
 
 
 def symmetric_start(setting, N, seeds, seed, q=0.25):
@@ -34,7 +34,7 @@ def symmetric_start(setting, N, seeds, seed, q=0.25):
 
 def test_the_sde_escapes_a_plateau_as_sgd_does():
     setting = nndyn.Setting(activation="erf", K=2, M=2, lr=1.0)
-    level = 0.5 * min(point.eg for point in nndyn.plateaus(setting).values())
+    level = 0.01  # half the plateaus' ε_g (0.0212 and 0.0207, nndyn.plateaus), far above the learned one
     for N, t_max in ((100, 140.0), (200, 140.0)):
         W_teacher, W0 = symmetric_start(setting, N, SEEDS, seed=N)
         sim = nndyn.simulate(setting, N, t_max, seeds=SEEDS, W0=W0, W_teacher=W_teacher, save_every=N // 2)
