@@ -8,7 +8,6 @@ coordinates of X (`nndyn.core.diffusion.coordinate_names`). Isotropic inputs.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +27,9 @@ from nndyn.core.diffusion import (
 )
 from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.fixed_points import FixedPoint, coordinates
+from nndyn.core.fixed_points import _field as fixed_point_field
 from nndyn.core.integrate import integrate
-from nndyn.core.kernels import Kernels, load
+from nndyn.core.kernels import Kernels
 from nndyn.core.setting import Setting
 from nndyn.core.solver import ORDER_PARAMETERS, Flows, ODEOptions, resolve_options, solve_many
 from nndyn.core.state import OrderParameters
@@ -189,31 +189,14 @@ def stationary_fluctuations(setting: Setting, point: FixedPoint, N: int) -> Fluc
     state = point.state
     names = coordinate_names(setting.K, setting.M, setting.train_second_layer)
     args = setting.ode_args(jnp.asarray(state.T), jnp.asarray(state.v_star), state.b)
-    y = {name: jnp.asarray(value) for name, value in state.as_ode_state().items()}
     D = diffusion_matrix(setting, state)
-    J = _jacobian(setting)(y, args)
+    _, jacobian, flatten, *_ = fixed_point_field(setting)  # fixed_point's compiled Jacobian
+    J = jacobian(flatten(state.as_ode_state()), jnp.asarray(state.v), args)
     C = solve_continuous_lyapunov(np.asarray(J), -D)
     C = 0.5 * (C + C.T)
     gradient = np.asarray(point.eg_gradient)
     return Fluctuations(np.array([np.inf]), N, setting.K, setting.M, setting.train_second_layer, C[None] / N,
                         np.array([gradient @ C @ gradient / N]), names)
-
-
-@functools.cache
-def _jacobian_of(activation: str, teacher: str, trained: bool) -> Callable:
-    """The jitted Jacobian of the flows in the coordinates of X, J(y, args) (P, P)."""
-    kernels = load(activation, teacher)
-
-    def jacobian(y, args):
-        K, M = y["R"].shape
-        flatten, unflatten = coordinates(K, M, trained)
-        return jax.jacfwd(lambda x: flatten(kernels.rhs(0.0, unflatten(x, y["v"]), args)))(flatten(y))
-
-    return jax.jit(jacobian)
-
-
-def _jacobian(setting: Setting) -> Callable:
-    return _jacobian_of(setting.activation, setting.teacher_activation, setting.train_second_layer)
 
 
 #: Directions of the predicted covariance with eigenvalues below this share of the largest are
