@@ -2,8 +2,8 @@
 schema (nndyn.core.schema) and the command's parser, so that it is never written twice.
 
 A page asks for a table with a line ``<!-- nndyn:parameters NAME -->`` (NAME: Setting,
-Simulation, ODEOptions, Teachers, Phase, Sweep, grid or inputs) and for the commands' help with
-``<!-- nndyn:cli -->``.
+Simulation, ODEOptions, Teachers, Phase, Sweep, grid, inputs or run: a run config's own keys)
+and for the commands' help with ``<!-- nndyn:cli -->``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ def _declared(name: str) -> dict:
         from nndyn.app.config import INPUTS
 
         return INPUTS
+    if name == "run":
+        from nndyn.app.config import BAND, RUN_NAME
+
+        return {"name": RUN_NAME, "band": BAND}
     classes = {"Setting": nndyn.Setting, "Simulation": nndyn.Simulation, "ODEOptions": nndyn.ODEOptions,
                "Teachers": Teachers, "Phase": Phase, "Sweep": nndyn.Sweep}
     return schema.parameters(classes[name])

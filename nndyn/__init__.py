@@ -20,7 +20,8 @@ The public API:
   Saad & Solla's symmetric reduction for any K (`nndyn.core.symmetric` integrates it);
 - `fluctuations`, `stationary_fluctuations`, `diffusion_matrix` (`Fluctuations`): SGD's
   spread about the ODE at finite N, the linear-noise prediction along a trajectory and at a
-  stable fixed point, from the diffusion matrix of one step, and `spread_verdict`, whether SGD's
+  stable fixed point, from the diffusion matrix of one step (`initial_covariance`: random
+  students' initial spread), and `spread_verdict`, whether SGD's
   seeds spread so; `sample_paths`, the SDE of SGD at
   finite N beyond the linear noise (through a plateau), and `escape_times`;
 - `plateaus`, `plateau_threshold`: the two unspecialised plateaus (identical and distinct
@@ -66,7 +67,7 @@ _HOMES = {
                      "simulate_protocol"), "nndyn.core.continual"),
     **dict.fromkeys(("FixedPoint", "fixed_point", "learning_rate_threshold"), "nndyn.core.fixed_points"),
     "diffusion_matrix": "nndyn.core.diffusion",
-    **dict.fromkeys(("Fluctuations", "fluctuations", "spread_verdict", "stationary_fluctuations"),
+    **dict.fromkeys(("Fluctuations", "fluctuations", "initial_covariance", "spread_verdict", "stationary_fluctuations"),
                     "nndyn.core.fluctuations"),
     **dict.fromkeys(("escape_times", "sample_paths"), "nndyn.core.sde"),
     **dict.fromkeys(("DivergenceError", "Status"), "nndyn.core.errors"),
@@ -111,6 +112,7 @@ __all__ = [
     "fixed_point",
     "fluctuations",
     "grid",
+    "initial_covariance",
     "integrate",
     "integrate_protocol",
     "learning_rate_threshold",
@@ -154,7 +156,13 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as if imported her
     from nndyn.core.diffusion import diffusion_matrix
     from nndyn.core.errors import DivergenceError, Status
     from nndyn.core.fixed_points import FixedPoint, fixed_point, learning_rate_threshold
-    from nndyn.core.fluctuations import Fluctuations, fluctuations, spread_verdict, stationary_fluctuations
+    from nndyn.core.fluctuations import (
+        Fluctuations,
+        fluctuations,
+        initial_covariance,
+        spread_verdict,
+        stationary_fluctuations,
+    )
     from nndyn.core.integrate import integrate
     from nndyn.core.plateaus import plateau_threshold, plateaus
     from nndyn.core.sde import escape_times, sample_paths

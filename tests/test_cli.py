@@ -129,6 +129,10 @@ def test_reproduce_mismatch(tmp_path):
     ('teacher_activation = "tanh"', "teacher_activation: unknown activation 'tanh'"),
     ("weight_decay = -0.5", "weight_decay must be a finite number >= 0, got -0.5"),
     ('feedback = "random"', "feedback must be one of 'backprop', 'alignment', got 'random'"),
+    ('band = "yes"', "band must be true or false"),
+    ("band = true\ninput_spectrum = [[1.5, 0.5], [0.5, 0.5]]", "band: the linear-noise band is predicted for "
+                                                               "isotropic inputs without phases"),
+    ("band = true\ntrain_second_layer = true", "band: with a trained second layer the seeds' v are drawn at random"),
 ])
 def test_bad_config_field_is_one_line_and_leaves_no_folder(tmp_path, line, message):
     text = "\n".join(l for l in CONFIG.splitlines() if not l.startswith(line.split()[0] + " ")) + "\n" + line + "\n"
@@ -320,3 +324,40 @@ def test_a_sweep_and_a_run_the_machine_cannot_hold_are_refused(tmp_path):
     (tmp_path / "w.toml").write_text('name = "w"\nN = 100\nK = 2\nM = 5000\nlr = 0.5\nt_max = 1\nseeds = 4\n')
     (panel,) = read_config(tmp_path / "w.toml").panels
     assert budget.panel_cost(panel).bytes > 20 * 2**30
+
+
+@pytest.mark.slow
+def test_reproduce_fluctuations(tmp_path, monkeypatch):
+    """`nndyn reproduce fluctuations` at a toy scale (a K = M = 2 panel, escapes at two N): the
+    band, the SDE's paths and the escape times in the arrays, the summary and the table; a path
+    that never escaped is null in the JSON and "never" in the table, not a crash."""
+    from dataclasses import replace
+
+    from nndyn.app import cli
+    from nndyn.app.experiments import figure
+
+    def toy(name, full=False):
+        experiment = figure(name, full)
+        (panel,) = experiment.panels
+        return replace(experiment, panels=(replace(panel, setting=panel.setting.replace(K=2, M=2), band_points=256),),
+                       escapes=replace(experiment.escapes, sizes=(50, 100), paths=4, t_max=60.0))
+
+    monkeypatch.setattr(cli, "figure", toy)
+    folder = tmp_path / "fluctuations"
+    result = nndyn("reproduce", "fluctuations", *TINY, "--out", folder)
+    assert result.returncode == 0, result.stderr
+    data = np.load(folder / "fluctuations.npz")
+    assert data["sde_eg"].shape == data["p0_sim_eg"].shape == (3, 5) and data["p0_band_eg_var"].shape == (5,)
+    assert data["p0_band_covariance"].shape == (5, 7, 7)
+    assert data["escape_sgd"].shape == data["escape_sde"].shape == (2, 4)
+    finite = json.loads((folder / "summary.json").read_text())["fluctuations"]["finite_N"]
+    assert set(finite["spread"]) == {"early", "late"} and finite["spread"]["late"]["eg_std_predicted"] > 0
+    escapes = finite["escapes"]
+    assert escapes["N"] == [50, 100] and escapes["ode_escaped"] is False
+    assert escapes["law_slope"] == pytest.approx(1 / (2 * escapes["escape_rate"]))
+    assert len(escapes["sgd_median"]) == len(escapes["ks_pvalue_sgd_vs_sde"]) == 2
+    assert "plateau escape times" in result.stdout and "the ODE never leaves the plateau" in result.stdout
+    config = json.loads((folder / "config.json").read_text())["experiments"]["fluctuations"][0]
+    assert config["escapes"]["sizes"] == [50, 100] and config["band"] is True and config["band_points"] == 256
+    panel = json.loads((folder / "summary.json").read_text())["fluctuations"]["panels"][0]
+    assert panel["eg_std_predicted_rms"] > 0 and panel["eg_std_sgd_rms"] > 0

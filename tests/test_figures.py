@@ -48,6 +48,37 @@ def synthetic(panel, rng, seeds=3, n=25, offset=0.0) -> Trajectory:
                       reached=np.ones((seeds, phases), bool))
 
 
+def synthetic_band(panel, sim):
+    """A linear-noise band (`Fluctuations`) about the seeds' mean of `sim`."""
+    from nndyn.core.diffusion import coordinate_names
+    from nndyn.core.fluctuations import Fluctuations
+
+    setting = panel.setting
+    names = coordinate_names(setting.K, setting.M, setting.train_second_layer)
+    t = np.asarray(sim.t)
+    mean = Trajectory(t=t, eg=np.asarray(sim.eg).mean(axis=0), Q=np.asarray(sim.Q)[0], R=np.asarray(sim.R)[0],
+                      v=np.asarray(sim.v)[0], T=np.asarray(sim.T)[0], v_star=np.asarray(sim.v_star)[0])
+    return Fluctuations(t, panel.simulation.N, setting.K, setting.M, setting.train_second_layer,
+                        np.zeros((len(t), len(names), len(names))), (0.01 * mean.eg) ** 2, names, mean)
+
+
+def synthetic_finite(experiment, results, rng):
+    """For the "fluctuations" layout, a `FiniteResult` of the panel's shapes: SDE paths and escape
+    times (some paths never escaping), else None."""
+    if experiment.layout != "fluctuations":
+        return None
+    from nndyn.app.finite import EscapeResult, FiniteResult
+    from nndyn.core.fixed_points import FixedPoint
+
+    (result,) = results
+    escapes = experiment.escapes
+    times = 50 + 10 * rng.random((2, len(escapes.sizes), escapes.paths))
+    times[:, 0, 0] = np.inf
+    times[1, 1, :] = np.inf  # the SDE's median at the second N beyond t_max
+    plateau = FixedPoint(None, 0.02, 0.0, 0, np.array([0.06, -0.1]), np.eye(2), 1e-9)
+    return FiniteResult(synthetic(result.panel, rng), EscapeResult(escapes, *times, plateau, 0.01, False))
+
+
 def experiments():
     """Every figure `nndyn reproduce` draws, and those of the example run configs."""
     for name in FIGURES:
@@ -63,8 +94,9 @@ def test_every_figure_reads_without_the_docs(make):
     results = []
     for panel in experiment.panels:
         sim, ode = synthetic(panel, rng), synthetic(panel, rng, offset=0.01)
-        results.append(PanelResult(panel, sim, ode, compare(sim, ode), Agreement({"Q": 1.0}, 3.0, 10, 0.1)))
-    fig = figure(experiment, results)
+        spread = synthetic_band(panel, sim) if panel.protocol is None else None  # as if every panel had one
+        results.append(PanelResult(panel, sim, ode, compare(sim, ode), Agreement({"Q": 1.0}, 3.0, 10, 0.1), spread))
+    fig = figure(experiment, results, synthetic_finite(experiment, results, rng))
     fig.set_dpi(110)  # as written (plot_experiment)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
@@ -82,8 +114,10 @@ def test_every_figure_reads_without_the_docs(make):
     for text in texts:
         box = text.get_window_extent(renderer)
         assert box.x1 <= text.axes.bbox.x1 + 1 and box.x0 >= text.axes.bbox.x0 - 1, text.get_text()
-    if experiment.layout == "similarity":
+    if experiment.layout in ("similarity", "fluctuations"):
         assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+        if experiment.layout == "fluctuations":  # each panel's setting in its title
+            assert all("η = " in ax.get_title() and "teacher" in ax.get_title() for ax in fig.axes)
         return
     grid = np.array(fig.axes).reshape(len(experiment.rows), len(results))
     for column, result in enumerate(results):
@@ -94,6 +128,9 @@ def test_every_figure_reads_without_the_docs(make):
         assert labels, "time ticks on every bottom axis"
         for row, ax in zip(experiment.rows, grid[:, column]):
             assert ax.get_ylabel(), f"row {row} has no y-label"
+            if row == "eg" and result.spread is not None:  # the linear-noise band, and its legend entry
+                assert any(collection.get_hatch() == "////" for collection in ax.collections)
+                assert any("linear noise" in text.get_text() for text in fig.legends[0].get_texts())
             if row in ("R", "Q"):  # every entry its colour, the same for SGD and the ODE
                 colours = [tuple(line.get_color()) for line in ax.get_lines()]
                 entries = len(colours) // 2

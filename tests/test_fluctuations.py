@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy.stats import chi2
 
 import nndyn
@@ -263,3 +265,48 @@ def test_variance_is_shaped_like_the_order_parameters():
     assert np.all(result.covariance[0] == 0) and np.all(np.diagonal(result.covariance[1:], axis1=1, axis2=2) > 0)
     assert Q[-1, 0, 1] == Q[-1, 1, 0] == result.covariance[-1, 1, 1]
     np.testing.assert_allclose(result.covariance[-1], result.covariance[-1].T, rtol=1e-12)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(K=st.integers(1, 3), M=st.integers(1, 3), scale=st.floats(0.2, 2.0), seed=st.integers(0, 2**16))
+def test_the_initial_spread_of_random_students(K, M, scale, seed):
+    """`initial_covariance` against S draws of students with i.i.d. N(0, s²) weights before a
+    fixed random teacher: every entry of N·Cov of the independent coordinates within Z_STEPS
+    standard errors, SE² = (C_aa C_bb + C_ab²)/(S − 1) (the fields are near-Gaussian at N = 200:
+    their fourth cumulants are O(1/N))."""
+    N, S = 200, 3000
+    rng = np.random.default_rng(seed)
+    teacher = rng.standard_normal((M, N))
+    students = scale * rng.standard_normal((S, K, N))
+    Q, R = students @ np.swapaxes(students, -1, -2) / N, students @ teacher.T / N
+    rows, columns = np.triu_indices(K)
+    X = np.concatenate([Q[:, rows, columns], R.reshape(S, -1)], axis=1)
+    empirical = N * np.cov(X.T).reshape(X.shape[1], X.shape[1])
+    predicted = fl.initial_covariance(teacher @ teacher.T / N, scale, K, trained=False)
+    assert predicted.shape == empirical.shape
+    diagonal = np.diagonal(predicted)
+    error = np.sqrt((np.outer(diagonal, diagonal) + predicted**2) / (S - 1))
+    z = np.abs(empirical - predicted) / error
+    assert z.max() < Z_STEPS, f"largest |z| {z.max():.2f}"
+    trained = fl.initial_covariance(teacher @ teacher.T / N, scale, K, trained=True)
+    P = len(diagonal)
+    assert np.all(trained[:P, :P] == predicted) and np.all(trained[P:] == 0) and np.all(trained[:, P:] == 0)
+
+
+def test_without_label_noise_the_rule_drops_its_noise_nodes():
+    """At σ = 0 no increment depends on ξ: the rule of one node ξ = 0 (a third of the points)
+    gives the moments of the rule of three nodes, to round-off; bad `points` are one line."""
+    setting = nndyn.Setting(activation="erf", K=2, M=2, lr=0.5, train_second_layer=True)
+    _, _, _, state = random_state(setting, 400, seed=6)
+    y = {name: jnp.asarray(value) for name, value in state.as_ode_state().items()}
+    args = setting.ode_args(jnp.asarray(state.T), jnp.asarray(state.v_star))
+    small = dm.rule_of(setting, 512)
+    assert small["xi"].shape == (512,) and np.all(np.asarray(small["xi"]) == 0)
+    three = {name: jnp.asarray(value) for name, value in dm.rule(4, 512, False, True).items()}
+    for one, other in zip(dm.moments(setting.kernels, y, args, small, True),
+                          dm.moments(setting.kernels, y, args, three, True)):
+        np.testing.assert_allclose(np.asarray(one), np.asarray(other), rtol=1e-12, atol=1e-15)
+    assert dm.rule_of(setting.replace(sigma=0.1), 512)["xi"].shape == (3 * 512,)
+    for points in (100, 1000, True):
+        with pytest.raises(ParameterError, match="^points must be a power of two"):
+            dm.rule_of(setting, points)

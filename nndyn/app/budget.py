@@ -105,7 +105,8 @@ def machine_memory() -> float:
 
 
 def check(experiments) -> None:
-    """Raise ValueError (one line, with the estimate) when the panels of `experiments` would
-    need more than MEMORY_SHARE of the machine's memory or more than MAX_SECONDS."""
-    costs = [panel_cost(panel) for experiment in experiments for panel in experiment.panels]
+    """Raise ValueError (one line, with the estimate) when the runs of `experiments`
+    (`Experiment.runs`) would need more than MEMORY_SHARE of the machine's memory or more than
+    MAX_SECONDS."""
+    costs = [panel_cost(panel) for experiment in experiments for panel in experiment.runs()]
     refuse_if_too_big(Estimate(sum(cost.seconds for cost in costs), max(cost.bytes for cost in costs)))

@@ -1,5 +1,6 @@
-"""The `nndyn` command: `nndyn reproduce fig1|fig2|fig3|mismatch|continual|all`, `nndyn run CONFIG.toml`,
-`nndyn analyse CONFIG.toml` and `nndyn sweep SWEEP.toml`."""
+"""The `nndyn` command: `nndyn reproduce FIGURE|all` (FIGURE one of
+`nndyn.app.experiments.FIGURES`), `nndyn run CONFIG.toml`, `nndyn analyse CONFIG.toml`,
+`nndyn sweep SWEEP.toml` and `nndyn cache info|clear`."""
 
 from __future__ import annotations
 
@@ -65,7 +66,27 @@ def _table(summaries: dict) -> str:
                              f"{panel['max_relative_eg_gap_mean']:.0%} while the ODE restarted at every recorded "
                              "state follows SGD: the seeds leave a plateau at different times, and a mean over "
                              "them is not a solution of the ODE")
+        if "finite_N" in summary:
+            notes += _finite_lines(name, summary["finite_N"])
     return "\n".join(lines + notes)
+
+
+def _finite_lines(name: str, finite: dict) -> list[str]:
+    """The finite-N lines of the table (`nndyn.app.finite.FiniteResult.summary`): the spread of
+    ε_g over seeds against the linear noise's, and the escape times against N."""
+    spread = "; ".join(f"t in [{at['t'][0]:.0f}, {at['t'][1]:.0f}]: {at['eg_std_sgd']:.2g} / {at['eg_std_sde']:.2g} / "
+                       f"{at['eg_std_predicted']:.2g}" for at in finite["spread"].values())
+    escapes = finite["escapes"]
+
+    def time(value) -> str:
+        return "never" if value is None or not math.isfinite(value) else f"{value:.0f}"
+
+    rows = ", ".join(f"{N}: {time(sgd)} / {time(sde)} / {time(law)} (KS p {p:.2g})" for N, sgd, sde, law, p in zip(
+        escapes["N"], escapes["sgd_median"], escapes["sde_median"], escapes["law"], escapes["ks_pvalue_sgd_vs_sde"]))
+    ode = "leaves" if escapes["ode_escaped"] else "never leaves"
+    return [f"{name}: spread of ε_g over seeds (rms of the standard deviation), SGD / SDE / linear noise: {spread}",
+            f"{name}: plateau escape times, median SGD / SDE / c + ln N/(2λ_u) (λ_u = {escapes['escape_rate']:.3g}, "
+            f"c = {time(escapes['law_intercept'])} fitted to the SDE) at N = {rows}; the ODE {ode} the plateau"]
 
 
 def _schema_type(rule: schema.Parameter):
@@ -90,15 +111,21 @@ def _run_experiments(experiments, folder: Path, force: bool, extra_config: dict,
         stage = staging.stage
         for experiment in experiments:
             print(f"{experiment.name}: {experiment.title}", file=sys.stderr)
+            finite = None
             with panels() as line:
                 results = [run_panel(panel, line(panel.label)) for panel in experiment.panels]
-            summaries[experiment.name] = save_experiment(stage, experiment, results)
+                if experiment.layout == "fluctuations":
+                    from nndyn.app.finite import run_finite
+
+                    finite = run_finite(experiment, results[0], line("finite N"))
+            summaries[experiment.name] = save_experiment(stage, experiment, results, finite)
         write_json(stage / "config.json", {
             **environment(), **extra_config,
             "experiments": {name: summary["config"] for name, summary in summaries.items()},
         })
         write_json(stage / "summary.json", {
-            name: {"title": summary["title"], "panels": summary["panels"]} for name, summary in summaries.items()
+            name: {key: summary[key] for key in ("title", "panels", "finite_N") if key in summary}
+            for name, summary in summaries.items()
         })
     print(_table(summaries))
     for summary in summaries.values():
@@ -221,7 +248,7 @@ def _run(options) -> int:
         experiments, name, extra = [experiment], experiment.name, {"config_file": str(options.config)}
     if not options.yes:
         budget.check(experiments)
-    seconds = sum(budget.panel_cost(panel).seconds for experiment in experiments for panel in experiment.panels)
+    seconds = sum(budget.panel_cost(panel).seconds for experiment in experiments for panel in experiment.runs())
     if seconds > 60:
         print(f"estimated: about {seconds / 60:.0f} min of SGD and ODE from the sizes (rough, compilation not "
               "included)", file=sys.stderr)

@@ -3,7 +3,8 @@ SWEEP.toml` (ODEs over a grid). Every key is a parameter of the schema (`nndyn.c
 checked by the same rule as in the Python API; every problem of a file is reported, one line each.
 
 A run config takes `name` and the fields of `Setting`, `Simulation`
-(seeds >= 2: the verdict estimates fluctuations from the seeds) and `ODEOptions`;
+(seeds >= 2: the verdict estimates fluctuations from the seeds) and `ODEOptions`, and `band`
+(`BAND`);
 structured inputs in an [inputs] table (`INPUTS`: `spectrum = [[ρ, f], …]`, or `power_law = a`
 with `levels = L` and `normalise`; `teacher_spectrum`), or as the Setting's `input_spectrum`;
 for continual learning also a [teachers] table (`Teachers`) and [[phases]] tables
@@ -22,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from nndyn.app.experiments import Experiment, Panel
+from nndyn.app.experiments import Experiment, Panel, band_problem
 from nndyn.core import schema, spectrum
 from nndyn.core.continual import Phase, Protocol, Teachers
 from nndyn.core.schema import Parameter
@@ -33,6 +34,9 @@ from nndyn.sweeps.grid import GRID_PARAMETERS, SWEEP_WIDE, Sweep, check_point, g
 
 #: A run's name.
 RUN_NAME = Parameter("name", str, False, "run", "the run's name (its folder is runs/<name>-<time>)", identifier=True)
+#: Whether a run draws the linear-noise band of ε_g (`Panel.band`).
+BAND = Parameter("band", bool, False, False, "draw the linear-noise ±2σ band of ε_g about the ODE from the seeds' "
+                 "mean start (nndyn.fluctuations; isotropic inputs, no phases, v not trained)")
 #: The keys of a run config's [inputs] table: a spectrum given as levels, or a power law.
 INPUTS = {
     "spectrum": schema.parameters(Setting)["input_spectrum"].replace(name="spectrum"),
@@ -57,7 +61,7 @@ def run_parameters() -> dict[str, Parameter]:
     """The keys of a run config and their rules."""
     simulation = schema.parameters(Simulation)
     simulation["seeds"] = simulation["seeds"].replace(minimum=2)
-    return {"name": RUN_NAME, **schema.parameters(Setting), **simulation, **schema.parameters(ODEOptions)}
+    return {"name": RUN_NAME, **schema.parameters(Setting), **simulation, **schema.parameters(ODEOptions), "band": BAND}
 
 
 def _load(path: Path) -> dict:
@@ -96,12 +100,16 @@ def read_config(path: Path) -> Experiment:
     options = _build(lambda: ODEOptions(**fields[ODEOptions]), problems)
     problems += [problem for problem in _ignored(raw, values, protocol)
                  if not any(other.startswith(problem.split()[0] + " ") for other in problems)]  # one line per key
+    if values.get("band") and setting is not None:
+        problem = band_problem(setting, protocol)
+        if problem:
+            problems.append(f"band: {problem}")
     if problems:
         raise ConfigError(path, problems)
     assert setting is not None and simulation is not None and options is not None  # built without problems
     inputs = "" if setting.input_spectrum is None else f", Σ in {setting.levels} levels"
     panel = Panel(f"{setting.activation}, K = {setting.K}, M = {setting.M}{inputs}", setting, simulation, options,
-                  protocol)
+                  protocol, band=values["band"])
     if protocol is not None:
         rows = ("eg_teacher", "R", "Q", "v") if setting.train_second_layer else ("eg_teacher", "R", "Q")
         return Experiment(values["name"], f"{panel.label}, {protocol.teachers.count} teachers", (panel,), rows)

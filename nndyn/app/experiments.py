@@ -18,38 +18,72 @@ from nndyn.core.continual import (
     readout_cosines,
     simulate_protocol,
 )
+from nndyn.core.diffusion import SOBOL_POINTS
+from nndyn.core.fluctuations import Fluctuations, fluctuations, initial_covariance
 from nndyn.core.integrate import integrate
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation, simulate
 from nndyn.core.solver import ODEOptions
+from nndyn.core.state import OrderParameters
 from nndyn.core.trajectory import Trajectory
+
+#: Sobol' points of the rule a band's diffusion matrix is taken on (`nndyn.fluctuations`'
+#: `points`): about 1 % in D, 8× cheaper than the default 2^15.
+BAND_POINTS = 1 << 12
 
 
 @dataclass(frozen=True)
 class Panel:
     """One column of a figure: `setting` simulated by SGD at the scale `simulation`, and
     integrated with `options` from each seed's initial state (with method "euler", at the SGD's
-    step dt = 1/N); with a `protocol`, trained through its phases (continual learning)."""
+    step dt = 1/N); with a `protocol`, trained through its phases (continual learning). With
+    `band`, also the linear-noise prediction of the seeds' spread about the ODE from their mean
+    start (`nndyn.fluctuations`, C(0) the random students' spread, D on `band_points` Sobol'
+    points; isotropic inputs, no protocol, v not trained: `band_problem`)."""
 
     label: str
     setting: Setting
     simulation: Simulation
     options: ODEOptions = field(default_factory=ODEOptions)
     protocol: Protocol | None = None
+    band: bool = False
+    band_points: int = BAND_POINTS
 
     def config(self) -> dict:
         """The panel as plain data (for config.json): label, setting, the simulation's and the
-        solver's fields, and the protocol when there is one."""
+        solver's fields, the protocol when there is one, and the band's when there is one."""
         protocol = {} if self.protocol is None else {"teachers": asdict(self.protocol.teachers),
                                                      "phases": [asdict(phase) for phase in self.protocol.phases]}
+        band = {"band": True, "band_points": self.band_points} if self.band else {}
         return {"label": self.label, "setting": asdict(self.setting), **asdict(self.simulation),
-                **asdict(self.options), **protocol}
+                **asdict(self.options), **protocol, **band}
+
+
+@dataclass(frozen=True)
+class Escapes:
+    """Plateau escapes against N (`nndyn reproduce fluctuations`): `setting` learned by SGD and
+    by the SDE of SGD (`nndyn.sample_paths`) from students orthogonal to the teachers and to each
+    other (Q = init_scale² I, R = 0; teachers orthonormal, T = I), a plateau whose ODE never
+    leaves it; `paths` seeds at each input dimension of `sizes`, up to `t_max`. A path escapes
+    when its ε_g falls below half the plateau's."""
+
+    setting: Setting
+    sizes: tuple[int, ...]
+    paths: int
+    t_max: float
+    init_scale: float = 0.5
+
+    def panels(self) -> tuple[Panel, ...]:
+        """Its SGD runs as panels (one per N; for their cost, `nndyn.app.budget`)."""
+        return tuple(Panel(f"escapes at N = {N}", self.setting, Simulation(N=N, t_max=self.t_max, seeds=self.paths,
+                                                                          init_scale=self.init_scale))
+                     for N in self.sizes)
 
 
 @dataclass(frozen=True)
 class Experiment:
     """A figure: its panels and the rows to plot ("eg", "eg_seeds", "R", "Q", "v", "alignment",
-    "feedback")."""
+    "feedback"); for the "fluctuations" layout also its `escapes`."""
 
     name: str
     title: str
@@ -60,19 +94,26 @@ class Experiment:
     layout: str = "panels"
     #: time on a log axis (power laws in t are then lines; the ε_g row reports the ODE's slope)
     log_time: bool = False
+    escapes: Escapes | None = None
+
+    def runs(self) -> tuple[Panel, ...]:
+        """Every SGD run it makes, as panels: its panels, and its escapes' runs."""
+        return self.panels + (() if self.escapes is None else self.escapes.panels())
 
 
 @dataclass(frozen=True)
 class PanelResult:
     """A panel's simulation (seed axis first), its ODEs, how well they agree, and the verdict
     (`verdict`) on whether the simulation follows the flows; for a protocol's panel, the
-    trajectories carry its phases (`Trajectory.protocol`)."""
+    trajectories carry its phases (`Trajectory.protocol`); with the panel's `band`, `spread`,
+    the linear-noise prediction about the ODE from the seeds' mean start (its `ode`)."""
 
     panel: Panel
     sim: Trajectory
     ode: Trajectory
     comparison: Comparison = field(repr=False)
     agreement: Agreement
+    spread: Fluctuations | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
         """Agreement metrics, all finite numbers: the largest gap in ε_g over time (of the seed
@@ -99,6 +140,9 @@ class PanelResult:
         }
         if protocol is not None:
             summary.update(_protocol_summary(self.sim, self.ode, protocol))
+        if self.spread is not None:  # root mean squares over the times after the first
+            summary["eg_std_sgd_rms"] = float(np.sqrt(np.mean(np.var(np.asarray(self.sim.eg), axis=0, ddof=1)[1:])))
+            summary["eg_std_predicted_rms"] = float(np.sqrt(np.mean(self.spread.eg_var[1:])))
         return {**summary, "verdict_scores": self.agreement.scores, "verdict_threshold": self.agreement.threshold,
                 "agrees": self.agreement.passed, "verdict_answer": self.agreement.answer,
                 "verdict_resolution": self.agreement.resolution}
@@ -134,6 +178,7 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
     end (`report.finish()`): `nndyn.app.progress.Line`."""
     report = report or Silent()
     setting, protocol, options = panel.setting, panel.protocol, asdict(panel.options)
+    spread = None
     report.stage("simulating SGD", measured=protocol is None)
     if protocol is None:
         sim = simulate(setting, progress=report.fraction, **asdict(panel.simulation))
@@ -142,6 +187,9 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
         ode = integrate(setting, sim.initial_state(), sim.t, dt=dt, **options)
         report.stage("the verdict: the ODE restarted at every recorded state")
         answer = verdict(setting, sim, dt=dt, **options)
+        if panel.band:
+            report.stage("the linear-noise band about the ODE from the seeds' mean start")
+            spread = band(panel, sim)
     else:
         scale = {key: value for key, value in asdict(panel.simulation).items() if key != "held_out"}
         sim = simulate_protocol(setting, protocol, **scale)
@@ -151,17 +199,51 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
         report.stage("the verdict: the ODE restarted at every recorded state")
         answer = verdict(setting, sim, protocol=protocol, **options)
     report.finish()
-    return PanelResult(panel, sim, ode, compare(sim, ode), answer)
+    return PanelResult(panel, sim, ode, compare(sim, ode), answer, spread)
+
+
+def mean_state(state: OrderParameters) -> OrderParameters:
+    """The seeds' (leading axis) mean order parameters."""
+    names = ("Q", "R", "T", "v", "v_star", "b")
+    return OrderParameters(*(None if getattr(state, name) is None else np.mean(np.asarray(getattr(state, name)), axis=0)
+                             for name in names))
+
+
+def band_problem(setting: Setting, protocol: Protocol | None) -> str | None:
+    """Why a panel of `setting` (and `protocol`) cannot have a band, in one line; None where it can."""
+    if setting.structured or protocol is not None:
+        return ("the linear-noise band is predicted for isotropic inputs without phases; remove band or the "
+                + ("input spectrum" if setting.structured else "[teachers] and [[phases]] tables"))
+    if setting.train_second_layer:
+        return ("with a trained second layer the seeds' v are drawn at random, O(1) apart, and have no common start "
+                "for one band: use nndyn.fluctuations about each seed's own ODE (docs/fluctuations.md)")
+    return None
+
+
+def band(panel: Panel, sim: Trajectory) -> Fluctuations:
+    """The linear-noise prediction of the seeds' spread about the ODE from their mean start, C(0)
+    the initial spread of random students (`initial_covariance`), at the times of `sim`;
+    ValueError (`band_problem`) where the seeds have no common start or the prediction is not
+    derived."""
+    problem = band_problem(panel.setting, panel.protocol)
+    if problem:
+        raise ValueError(f"{panel.label}: {problem}")
+    start = mean_state(sim.initial_state())
+    initial = initial_covariance(start.T, panel.simulation.init_scale, panel.setting.K,
+                                 panel.setting.train_second_layer)
+    return fluctuations(panel.setting, start, panel.simulation.N, t=np.asarray(sim.t), points=panel.band_points,
+                        initial=initial)
 
 
 N_BLOG, M_BLOG = 784, 4
 
 
 def figure(name: str, full: bool = False) -> Experiment:
-    """The figure `name`: the blog's "fig1", "fig2", "fig3", or "mismatch" (models the blog's
-    ODEs cannot express: a ReLU student on an erf teacher, and feedback alignment); the quick
-    variant (3 seeds, short t, the same N = 784) unless `full`, which runs at blog scale (10
-    seeds, t = 1000)."""
+    """The figure `name` (one of FIGURES, each in a line in DESCRIPTIONS): the blog's "fig1",
+    "fig2", "fig3", or "mismatch" (models the blog's ODEs cannot express: a ReLU student on an
+    erf teacher, and feedback alignment), "continual", "spectrum" or "fluctuations"; the quick
+    variant (for the blog's: 3 seeds, short t, the same N = 784) unless `full`, which runs at blog
+    scale (for the blog's: 10 seeds, t = 1000)."""
     seeds, t_max = (10, 1000.0) if full else (3, 300.0)
 
     def scale(init_scale: float) -> Simulation:
@@ -203,6 +285,8 @@ def figure(name: str, full: bool = False) -> Experiment:
         return _continual(full)
     if name == "spectrum":
         return _spectrum(full)
+    if name == "fluctuations":
+        return _fluctuations(full)
     raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
 
 
@@ -254,7 +338,22 @@ def _spectrum(full: bool) -> Experiment:
                       "init 0.01", (*panels, linear), log_time=True)
 
 
-FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual", "spectrum")
+def _fluctuations(full: bool) -> Experiment:
+    """SGD at finite N beside its predictions (docs/fluctuations.md): fig1's K = 6 panel, its
+    seeds' ε_g with the linear-noise ±2σ band about the ODE and the SDE's paths; and the
+    escape times from a plateau the ODE never leaves (erf, K = M = 2, η = 1) against N, from SGD,
+    the SDE and the saddle's ln N/(2λ_u) law. The quick variant's band takes D on 2^12 Sobol'
+    points (about 1 % in D, 8× cheaper than the default 2^15)."""
+    seeds, t_max, sizes, paths, points = ((16, 400.0, (100, 200, 400, 800, 1600), 48, SOBOL_POINTS) if full
+                                          else (8, 300.0, (100, 200, 400, 800), 24, BAND_POINTS))
+    panel = Panel("fig1's K = 6 panel", Setting(K=6, M=M_BLOG, lr=0.5),
+                  Simulation(N=N_BLOG, t_max=t_max, seeds=seeds, init_scale=0.5), band=True, band_points=points)
+    escapes = Escapes(Setting(K=2, M=2, lr=1.0), sizes, paths, t_max=200.0 if full else 150.0)
+    return Experiment("fluctuations", "SGD at finite N beside the linear noise and the SDE of SGD", (panel,),
+                      rows=("eg",), layout="fluctuations", escapes=escapes)
+
+
+FIGURES = ("fig1", "fig2", "fig3", "mismatch", "continual", "spectrum", "fluctuations")
 #: Each figure in one line (`nndyn reproduce --help`).
 DESCRIPTIONS = {
     "fig1": "the blog's Figure 1: soft committee machines, K = 2, 4, 6 on M = 4",
@@ -263,7 +362,9 @@ DESCRIPTIONS = {
     "mismatch": "a ReLU student on an erf teacher, and feedback alignment",
     "continual": "continual learning: forgetting and transfer against the teachers' similarity",
     "spectrum": "power-law input spectra: the plateau giving way to a scaling law",
+    "fluctuations": "finite N: the seeds' spread against its prediction, plateau escape times against N",
 }
 #: Wall time of the quick variant, a whole `nndyn reproduce NAME` process with warm caches,
 #: measured on the reference 2-core machine (AMD EPYC; README).
-QUICK_SECONDS = {"fig1": 28, "fig2": 30, "fig3": 28, "mismatch": 19, "continual": 18, "spectrum": 26}
+QUICK_SECONDS = {"fig1": 28, "fig2": 30, "fig3": 28, "mismatch": 19, "continual": 18, "spectrum": 26,
+                 "fluctuations": 65}

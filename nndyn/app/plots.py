@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
-SIM, ODE = "tab:blue", "tab:red"
+SIM, ODE, SDE, BAND = "tab:blue", "tab:red", "tab:green", "tab:orange"
 ROW_LABELS = {
     "eg": "ε_g (mean over seeds)", "eg_seeds": "ε_g of each seed", "R": "R_in (seed 0)",
     "Q": "Q_ik, i ≤ k (seed 0)", "v": "v_i (seed 0)",
@@ -66,9 +66,13 @@ def _title(result) -> str:
     to the column between its parts."""
     described = describe(result.panel.setting)
     said = all(part in described for part in result.panel.label.split(", "))
-    lines = [] if said else textwrap.wrap(result.panel.label, TITLE_WIDTH)
+    return _wrapped([] if said else textwrap.wrap(result.panel.label, TITLE_WIDTH), _parts(result.panel.setting))
+
+
+def _wrapped(lines: list[str], parts: list[str]) -> str:
+    """`lines`, then `parts` joined by commas and wrapped to TITLE_WIDTH between parts."""
     line = ""
-    for part in _parts(result.panel.setting):
+    for part in parts:
         if line and len(line) + 2 + len(part) > TITLE_WIDTH:
             lines.append(line + ",")
             line = part
@@ -123,6 +127,10 @@ def _row(ax, row, result, log_time=False) -> None:
     if row == "eg":
         eg = np.asarray(sim.eg)
         ax.fill_between(t, eg.min(axis=0), eg.max(axis=0), color=SIM, alpha=0.25, lw=0)
+        if result.spread is not None:  # the linear noise about the ODE from the seeds' mean start
+            band, std = np.asarray(result.spread.ode.eg), np.sqrt(result.spread.eg_var)
+            ax.fill_between(t, np.maximum(band - 2 * std, 1e-3 * band), band + 2 * std, facecolor="none",
+                            edgecolor=BAND, hatch="////", lw=0.8)
         mean_ode = np.asarray(ode.eg).mean(axis=0)
         ax.plot(t, eg.mean(axis=0), color=SIM)
         ax.plot(t, mean_ode, color=ODE, ls="--")
@@ -177,6 +185,9 @@ def _legend(fig, rows, results, log_time: bool) -> None:
                     Line2D([], [], color=ODE, ls="--", label="ODE, mean over seeds")]
     if "eg" in rows:
         handles.append(Patch(color=SIM, alpha=0.25, label="ε_g of SGD: range over seeds"))
+        if any(result.spread is not None for result in results):
+            handles.append(Patch(facecolor="none", edgecolor=BAND, hatch="////",
+                                 label="linear noise: ODE from the seeds' mean start ± 2σ"))
         if log_time:
             handles.append(Patch(color="0.9", label="window of the fitted slopes"))
     if any(row in rows for row in ("R", "Q", "v")):
@@ -243,11 +254,78 @@ def similarity_figure(experiment, results) -> Figure:
     return fig
 
 
-def figure(experiment, results) -> Figure:
-    """The figure of `results` (one `PanelResult` per panel): rows × panels, or the continual
-    similarity layout."""
+def fluctuations_figure(experiment, results, finite) -> Figure:
+    """The "fluctuations" layout: (a) the panel's seeds' ε_g (SGD and the SDE) beside the ODE from
+    their mean start and its linear-noise ±2σ band (the panel's `spread`); (b) the spread of ε_g over seeds, SGD's and
+    the SDE's against the prediction; (c) plateau escape times against N, medians and quartiles
+    of SGD and the SDE beside the ln N law (`nndyn.app.finite.FiniteResult`)."""
+    from nndyn.app.finite import quartiles_of
+
+    (result,) = results
+    spread, escapes = result.spread, finite.escapes
+    fig = Figure(figsize=(14, 5.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    t = np.asarray(spread.t)
+    ode, std = np.asarray(spread.ode.eg), np.sqrt(spread.eg_var)
+    axes[0].fill_between(t, np.maximum(ode - 2 * std, 1e-3 * ode), ode + 2 * std, color=BAND, alpha=0.35, lw=0)
+    for trajectory, colour in ((result.sim, SIM), (finite.paths, SDE)):
+        axes[0].plot(t, np.asarray(trajectory.eg).T, color=colour, lw=0.7, alpha=0.6)
+    axes[0].plot(t, ode, color="k", ls="--", lw=1.2)
+    _log_axis(axes[0])
+    axes[0].set_ylabel("ε_g of each seed")
+    axes[1].plot(t, std, color=BAND, lw=2)
+    for trajectory, colour in ((result.sim, SIM), (finite.paths, SDE)):
+        axes[1].plot(t, np.std(np.asarray(trajectory.eg), axis=0, ddof=1), color=colour)
+    _log_axis(axes[1])
+    axes[1].set_ylabel("standard deviation of ε_g over seeds")
+    for ax, letter in zip(axes[:2], "ab"):
+        ax.set_xlabel("t = steps / N")
+        ax.set_title(f"({letter}) {_title(result)}", fontsize=8)
+    sizes = np.asarray(escapes.escapes.sizes, dtype=float)
+    for times, colour, shift in ((escapes.sgd, SIM, 0.97), (escapes.sde, SDE, 1.03)):
+        low, median, high = quartiles_of(times)
+        escaped = np.isfinite(median)
+        low, median, high = low[escaped], median[escaped], np.minimum(high[escaped], escapes.escapes.t_max)
+        axes[2].errorbar((sizes * shift)[escaped], median, yerr=[median - low, high - median], fmt="o", color=colour,
+                         capsize=3)
+        axes[2].plot((sizes * shift)[~escaped], np.full(np.sum(~escaped), escapes.escapes.t_max), ls="", marker="^",
+                     color=colour, markerfacecolor="white")
+    axes[2].plot(sizes, escapes.law(sizes), color="k", lw=1)
+    axes[2].set_xscale("log")
+    axes[2].set_xticks(sizes, [f"{size:g}" for size in sizes])
+    axes[2].minorticks_off()
+    axes[2].set_xlabel("input dimension N (log)")
+    axes[2].set_ylabel("escape time (ε_g below half the plateau's)")
+    setting = escapes.escapes.setting
+    axes[2].set_title(_wrapped(["(c) plateau escapes"], [*_parts(setting), "students orthogonal to the teachers",
+                                                          f"Q = {escapes.escapes.init_scale ** 2:g} I, R = 0"]),
+                      fontsize=8)
+    axes[2].text(0.03, 0.96, "the ODE " + ("leaves the plateau" if escapes.ode_escaped else "never leaves the plateau"),
+                 transform=axes[2].transAxes, va="top", fontsize=7)
+    handles: list[Artist] = [
+        Line2D([], [], color=SIM, label=f"SGD seeds ({result.panel.simulation.seeds} in a, b; "
+                                        f"{escapes.escapes.paths} per N in c)"),
+        Line2D([], [], color=SDE, label="SDE of SGD from each seed's start (sample_paths)"),
+        Line2D([], [], color="k", ls="--", label="ODE from the seeds' mean start"),
+        Patch(color=BAND, alpha=0.35, label="linear noise: ODE ± 2σ (a), σ (b)"),
+        Line2D([], [], color="0.3", marker="o", ls="", label="escape time: median, bars the quartiles (to t_max)"),
+        Line2D([], [], color="0.3", marker="^", ls="", markerfacecolor="white",
+               label=f"median beyond t_max = {escapes.escapes.t_max:g}: half never escaped"),
+        Line2D([], [], color="k", label=f"law c + ln N/(2λ_u), λ_u = {escapes.plateau.escape_rate:.3g} (c fitted)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7.5, frameon=False)
+    fig.suptitle(f"{experiment.name}: {experiment.title}\n(a, b) N = {result.panel.simulation.N}, "
+                 f"{result.panel.simulation.seeds} seeds; (c) N = {', '.join(f'{size:g}' for size in sizes)}, "
+                 f"{escapes.escapes.paths} seeds each", fontsize=10)
+    return fig
+
+
+def figure(experiment, results, finite=None) -> Figure:
+    """The figure of `results` (one `PanelResult` per panel): rows × panels, the continual
+    similarity layout, or the "fluctuations" layout with its `finite` (`fluctuations_figure`)."""
     if experiment.layout == "similarity":
         return similarity_figure(experiment, results)
+    if experiment.layout == "fluctuations":
+        return fluctuations_figure(experiment, results, finite)
     rows, columns = experiment.rows, len(results)
     fig = Figure(figsize=(max(6.0, 3.6 * columns), 2.3 * len(rows) + 1.6), layout="constrained")
     axes = fig.subplots(len(rows), columns, sharex=True, squeeze=False)
@@ -267,6 +345,6 @@ def figure(experiment, results) -> Figure:
     return fig
 
 
-def plot_experiment(experiment, results, path) -> None:
+def plot_experiment(experiment, results, path, finite=None) -> None:
     """Write the figure of `results` (`figure`) to `path`."""
-    figure(experiment, results).savefig(path, dpi=110)
+    figure(experiment, results, finite).savefig(path, dpi=110)

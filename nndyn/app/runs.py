@@ -25,6 +25,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
@@ -226,24 +227,40 @@ def _finite(data):
     return data
 
 
-def save_experiment(folder: Path, experiment, results) -> dict:
-    """Write <name>.png, <name>.npz (every trajectory: p<i>_sim_<field>, p<i>_ode_<field>; for
-    a continual run also sim_eg_teacher, ode_eg_teacher (seeds, times, teachers), T and v_star)
-    and return the experiment's summary (one entry per panel)."""
+def save_experiment(folder: Path, experiment, results, finite=None) -> dict:
+    """Write <name>.png, <name>.npz (every trajectory: p<i>_sim_<field>, p<i>_ode_<field>; a
+    panel's band: p<i>_band_eg (the ODE from the seeds' mean start), p<i>_band_eg_var,
+    p<i>_band_covariance; for a continual run also sim_eg_teacher, ode_eg_teacher (seeds, times,
+    teachers), T and v_star; with `finite`, a `nndyn.app.finite.FiniteResult`: the SDE's paths
+    sde_<field>, the escape times escape_sgd, escape_sde (sizes, paths) and escape_N) and return
+    the experiment's summary (one entry per panel, and with `finite` its "finite_N")."""
     arrays = {}
     for index, result in enumerate(results):
         for kind, trajectory in (("sim", result.sim), ("ode", result.ode)):
             for name, value in trajectory.to_numpy().items():
                 arrays[f"p{index}_{kind}_{name}"] = value
+        if result.spread is not None:
+            arrays.update({f"p{index}_band_eg": np.asarray(result.spread.ode.eg),
+                           f"p{index}_band_eg_var": result.spread.eg_var,
+                           f"p{index}_band_covariance": result.spread.covariance})
     continual = [result for result in results if result.panel.protocol is not None]
     if len(results) == 1 and continual:  # a continual run: its main arrays by their own names too
         sim, ode = continual[0].sim, continual[0].ode
         arrays.update(sim_eg_teacher=np.asarray(sim.eg_teacher), ode_eg_teacher=np.asarray(ode.eg_teacher),
                       T=np.asarray(sim.T), v_star=np.asarray(sim.v_star))
+    if finite is not None:
+        arrays.update({f"sde_{name}": value for name, value in finite.paths.to_numpy().items()})
+        arrays.update(escape_sgd=finite.escapes.sgd, escape_sde=finite.escapes.sde,
+                      escape_N=np.asarray(finite.escapes.escapes.sizes))
     np.savez_compressed(folder / f"{experiment.name}.npz", **arrays)
-    plot_experiment(experiment, results, folder / f"{experiment.name}.png")
-    return {
+    plot_experiment(experiment, results, folder / f"{experiment.name}.png", finite)
+    summary = {
         "title": experiment.title,
         "panels": [result.summary() for result in results],
         "config": [result.panel.config() for result in results],
     }
+    if finite is not None:
+        (result,) = results
+        summary["finite_N"] = finite.summary(result)
+        summary["config"][0]["escapes"] = asdict(experiment.escapes)
+    return summary

@@ -9,7 +9,8 @@ printed by the generator from the same symbolic step as the flows
 (`nndyn.generated.flows.INCREMENTS`), its moments over the fields u ~ N(0, Ω) and the label
 noise ξ ~ N(0, 1) taken by a fixed rule (`rule`):
 
-- ξ by 3-point Gauss–Hermite, exact (ζ ζᵀ is a polynomial of degree 4 in ξ);
+- ξ by 3-point Gauss–Hermite, exact (ζ ζᵀ is a polynomial of degree 4 in ξ); at σ = 0 the one
+  node ξ = 0 (no increment depends on ξ then: a third of the cost);
 - u = L z, L the Cholesky factor of Ω (+ JITTER·max diag Ω, for singular Ω such as a student
   equal to a teacher). Where both activations are polynomials of degree ≤ 2 (linear,
   quadratic) and K + M ≤ 6, z runs over a tensor Gauss–Hermite grid of GAUSS_HERMITE nodes per
@@ -47,12 +48,13 @@ JITTER = 1e-12
 
 
 @functools.cache
-def rule(fields: int, points: int = SOBOL_POINTS, exact: bool = False) -> dict[str, np.ndarray]:
+def rule(fields: int, points: int = SOBOL_POINTS, exact: bool = False, noise: bool = True) -> dict[str, np.ndarray]:
     """The rule for moments over `fields` standard normal fields and the noise ξ (module
     docstring): "z" (P, fields), "xi" (P,) and "weight" (P,), the weights summing to 1. With
     `exact`, the tensor Gauss–Hermite grid (GAUSS_HERMITE nodes per field), else `points` Sobol'
-    points (a power of two); each times the 3 nodes of ξ."""
-    xi, xi_weight = np.polynomial.hermite_e.hermegauss(3)
+    points (a power of two); each times the 3 nodes of ξ, or only ξ = 0 without `noise` (σ = 0,
+    where no increment depends on ξ)."""
+    xi, xi_weight = np.polynomial.hermite_e.hermegauss(3) if noise else (np.zeros(1), np.ones(1))
     if exact:
         nodes, weights = np.polynomial.hermite_e.hermegauss(GAUSS_HERMITE)
         z = np.array(list(itertools.product(nodes, repeat=fields))).reshape(-1, fields)
@@ -156,10 +158,14 @@ def _moments(activation: str, teacher: str, trained: bool) -> Callable:
 
 def rule_of(setting: Setting, points: int = SOBOL_POINTS) -> dict:
     """The rule for `setting` as arrays (module docstring): exact for polynomial activations of
-    degree ≤ 2 and K + M ≤ MAX_EXACT, else `points` Sobol' points."""
+    degree ≤ 2 and K + M ≤ MAX_EXACT, else `points` Sobol' points (`ParameterError` naming
+    points unless a power of two ≥ 2^8); ξ's nodes only where the label noise σ > 0."""
+    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 256 or points & (points - 1):
+        raise schema.ParameterError("points", f"points must be a power of two ≥ 256 (Sobol' points), got {points!r}")
     kernels = setting.kernels
     exact = setting.K + setting.M <= MAX_EXACT and polynomial(kernels.g) and polynomial(kernels.g_star)
-    return {name: jnp.asarray(value) for name, value in rule(setting.K + setting.M, points, exact).items()}
+    arrays = rule(setting.K + setting.M, int(points), exact, setting.sigma != 0)
+    return {name: jnp.asarray(value) for name, value in arrays.items()}
 
 
 def require_isotropic(setting: Setting) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from nndyn.core import schema
 from nndyn.core.compare import Agreement
 from nndyn.core.diffusion import (
+    SOBOL_POINTS,
     coordinate_names,
     diffusion_matrix,
     input_dimension,
@@ -118,15 +119,41 @@ class Fluctuations:
         return np.sqrt(self.variance(name))
 
 
-def fluctuations(setting: Setting, trajectory: Trajectory | OrderParameters, N: int, t=None,
-                 **options) -> Fluctuations:
+def initial_covariance(T, init_scale: float, K: int, trained: bool) -> np.ndarray:
+    """N times the covariance of the initial order parameters of students with i.i.d.
+    N(0, init_scale²) weights (`nndyn.simulate`'s) before a fixed teacher of overlaps T (M, M),
+    in the coordinates of `coordinate_names` (P, P): N Cov(Q_ik, Q_jl) = s⁴(δ_ij δ_kl + δ_il δ_kj),
+    N Cov(R_in, R_jm) = δ_ij s² T_nm, Q and R uncorrelated (odd moments). v's rows are zero: a
+    random v is an O(1) draw, not an O(N^−1/2) fluctuation, and the soft committee machine's is 1."""
+    T, s = np.asarray(T, dtype=np.float64), float(init_scale)
+    names = coordinate_names(K, T.shape[0], trained)
+    entries = [(name[0], tuple(int(index) for index in name[2:-1].split(","))) for name in names]
+    C = np.zeros((len(names), len(names)))
+    for a, (kind, first) in enumerate(entries):
+        for b, (other, second) in enumerate(entries):
+            if kind == other == "Q":
+                (i, k), (j, l) = first, second
+                C[a, b] = s**4 * ((i == j) * (k == l) + (i == l) * (k == j))
+            elif kind == other == "R":
+                (i, n), (j, m) = first, second
+                C[a, b] = s**2 * T[n, m] * (i == j)
+    return C
+
+
+def fluctuations(setting: Setting, trajectory: Trajectory | OrderParameters, N: int, t=None, *,
+                 points: int = SOBOL_POINTS, initial=None, **options) -> Fluctuations:
     """The linear-noise prediction of SGD's fluctuations at input dimension N about the ODE
-    (docs/conventions.md): C(t) from dC/dt = J C + C Jᵀ + D(X(t)), C(t[0]) = 0, integrated
-    beside the ODE's X(t) by the one solve (`nndyn.core.solver`).
+    (docs/conventions.md): C(t) from dC/dt = J C + C Jᵀ + D(X(t)), C(t[0]) = `initial` (default
+    0), integrated beside the ODE's X(t) by the one solve (`nndyn.core.solver`).
 
     **Arguments:** `trajectory`, a `Trajectory` (e.g. SGD's: the prediction is about the ODE
     started at each seed's own initial order parameters, `Trajectory.initial_state()`, at the
     trajectory's times) or the `OrderParameters` to start from, with `t` (n,) the times;
+    `points`, the Sobol' points D is taken on where its rule is not exact (a power of 2; the
+    default's D is within about 2e-3, and the cost of a step is about proportional to it);
+    `initial` (P, P) or (..., P, P), N times the covariance of the initial order parameters
+    about the state started from (default 0: the prediction about each seed's own ODE;
+    `initial_covariance` for the spread of random students about their mean start);
     `options`, fields of `ODEOptions` (method "adaptive" or "implicit").
 
     **Returns:** `Fluctuations`, with the leading dimensions of the initial state.
@@ -155,7 +182,14 @@ def fluctuations(setting: Setting, trajectory: Trajectory | OrderParameters, N: 
     leading = init.Q.ndim - 2
     y0 = {**{name: jnp.asarray(value) for name, value in init.as_ode_state().items()},
           "C": jnp.zeros(init.Q.shape[:-2] + (len(names), len(names)))}
-    args = {**setting.ode_args(init.T, init.v_star, init.b), "rule": rule_of(setting)}
+    if initial is not None:
+        start = np.asarray(initial, dtype=np.float64)
+        if start.shape[-2:] != (len(names), len(names)) or not np.all(np.isfinite(start)) or np.any(
+                np.abs(start - np.swapaxes(start, -1, -2)) > 1e-12 * np.max(np.abs(start), initial=1.0)):
+            raise schema.ParameterError("initial", f"initial must be a finite symmetric ({len(names)}, {len(names)}) "
+                                                   f"covariance in the coordinates {names[0]}, …; got {start.shape}")
+        y0["C"] = jnp.broadcast_to(jnp.asarray(start), y0["C"].shape)
+    args = {**setting.ode_args(init.T, init.v_star, init.b), "rule": rule_of(setting, points)}
     solution = solve_many(setting, y0, args, ts, options, leading=leading,
                           flows=LinearNoise(setting.train_second_layer))
     status = np.asarray(solution.status)
