@@ -178,7 +178,9 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
     end (`report.finish()`): `nndyn.app.progress.Line`."""
     report = report or Silent()
     setting, protocol, options = panel.setting, panel.protocol, asdict(panel.options)
-    spread = None
+    spread, problem = None, band_problem(setting, protocol) if panel.band else None
+    if problem:  # before any work
+        raise ValueError(f"{panel.label}: {problem}")
     report.stage("simulating SGD", measured=protocol is None)
     if protocol is None:
         sim = simulate(setting, progress=report.fraction, **asdict(panel.simulation))
@@ -222,12 +224,8 @@ def band_problem(setting: Setting, protocol: Protocol | None) -> str | None:
 
 def band(panel: Panel, sim: Trajectory) -> Fluctuations:
     """The linear-noise prediction of the seeds' spread about the ODE from their mean start, C(0)
-    the initial spread of random students (`initial_covariance`), at the times of `sim`;
-    ValueError (`band_problem`) where the seeds have no common start or the prediction is not
-    derived."""
-    problem = band_problem(panel.setting, panel.protocol)
-    if problem:
-        raise ValueError(f"{panel.label}: {problem}")
+    the initial spread of random students (`initial_covariance`), at the times of `sim` (a panel
+    `band_problem` lets have one)."""
     start = mean_state(sim.initial_state())
     initial = initial_covariance(start.T, panel.simulation.init_scale, panel.setting.K,
                                  panel.setting.train_second_layer)

@@ -256,9 +256,10 @@ def similarity_figure(experiment, results) -> Figure:
 
 def fluctuations_figure(experiment, results, finite) -> Figure:
     """The "fluctuations" layout: (a) the panel's seeds' ε_g (SGD and the SDE) beside the ODE from
-    their mean start and its linear-noise ±2σ band (the panel's `spread`); (b) the spread of ε_g over seeds, SGD's and
-    the SDE's against the prediction; (c) plateau escape times against N, medians and quartiles
-    of SGD and the SDE beside the ln N law (`nndyn.app.finite.FiniteResult`)."""
+    their mean start and its linear-noise ±2σ band (the panel's `spread`); (b) the spread of ε_g
+    over seeds, SGD's and the SDE's against the prediction; (c) plateau escape times against N,
+    medians and quartiles of SGD and the SDE beside the ln N law (`finite`, a
+    `nndyn.app.finite.FiniteResult`)."""
     from nndyn.app.finite import quartiles_of
 
     (result,) = results
