@@ -19,12 +19,11 @@ from nndyn.core.continual import (
     simulate_protocol,
 )
 from nndyn.core.diffusion import SOBOL_POINTS
-from nndyn.core.fluctuations import Fluctuations, fluctuations, initial_covariance
+from nndyn.core.fluctuations import Fluctuations, fluctuations, initial_covariance, mean_state
 from nndyn.core.integrate import integrate
 from nndyn.core.setting import Setting
 from nndyn.core.simulate import Simulation, simulate
 from nndyn.core.solver import ODEOptions
-from nndyn.core.state import OrderParameters
 from nndyn.core.trajectory import Trajectory
 
 #: Sobol' points of the rule a band's diffusion matrix is taken on (`nndyn.fluctuations`'
@@ -202,13 +201,6 @@ def run_panel(panel: Panel, report=None) -> PanelResult:
         answer = verdict(setting, sim, protocol=protocol, **options)
     report.finish()
     return PanelResult(panel, sim, ode, compare(sim, ode), answer, spread)
-
-
-def mean_state(state: OrderParameters) -> OrderParameters:
-    """The seeds' (leading axis) mean order parameters."""
-    names = ("Q", "R", "T", "v", "v_star", "b")
-    return OrderParameters(*(None if getattr(state, name) is None else np.mean(np.asarray(getattr(state, name)), axis=0)
-                             for name in names))
 
 
 def band_problem(setting: Setting, protocol: Protocol | None) -> str | None:

@@ -75,7 +75,8 @@ class EscapeResult:
             summary[f"{name}_median"] = quartiles[1].tolist()
             summary[f"{name}_quartiles"] = quartiles[[0, 2]].T.tolist()
             summary[f"{name}_escaped"] = np.mean(np.isfinite(times), axis=1).tolist()
-        summary["ks_pvalue_sgd_vs_sde"] = [float(ks_2samp(a, b).pvalue) for a, b in zip(self.sgd, self.sde)]
+        tests = [ks_2samp(a, b) for a, b in zip(self.sgd, self.sde)]
+        summary["ks_pvalue_sgd_vs_sde"] = [float(test.pvalue) for test in tests]  # pyright: ignore[reportAttributeAccessIssue]
         return {**summary, "law": self.law(self.escapes.sizes).tolist(), "escape_rate": self.plateau.escape_rate,
                 "law_slope": self.slope, "law_intercept": self.intercept, "plateau_eg": self.plateau.eg,
                 "level": self.level, "ode_escaped": self.ode_escaped}
@@ -115,6 +116,8 @@ def run_finite(experiment: Experiment, result: PanelResult, report=None) -> Fini
     """The finite-N part of `experiment` (layout "fluctuations") beside its panel's `result` (a
     panel with a band): the SDE's paths from each seed's start, and its `escapes`
     (`run_escapes`). `report` is told each stage (`nndyn.app.progress.Line`)."""
+    if experiment.escapes is None:
+        raise ValueError(f"{experiment.name} has no escapes to run (layout {experiment.layout!r})")
     report = report or Silent()
     panel, sim = result.panel, result.sim
     report.stage("the SDE from each seed's start")

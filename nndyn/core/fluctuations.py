@@ -119,6 +119,17 @@ class Fluctuations:
         return np.sqrt(self.variance(name))
 
 
+def mean_state(state: OrderParameters) -> OrderParameters:
+    """The mean over the leading (seed) axis of `state`: the start of a prediction about seeds
+    that start alike."""
+
+    def averaged(value):
+        return jnp.mean(jnp.asarray(value), axis=0)
+
+    return OrderParameters(averaged(state.Q), averaged(state.R), averaged(state.T), averaged(state.v),
+                           averaged(state.v_star), None if state.b is None else averaged(state.b))
+
+
 def initial_covariance(T, init_scale: float, K: int, trained: bool) -> np.ndarray:
     """N times the covariance of the initial order parameters of students with i.i.d.
     N(0, init_scale²) weights (`nndyn.simulate`'s) before a fixed teacher of overlaps T (M, M),
@@ -260,13 +271,7 @@ def spread_verdict(setting: Setting, sim: Trajectory, N: int, *, family_level: f
         raise ValueError("spread_verdict takes a plain run's trajectory with a seed axis of at least 2 seeds")
     start = sim.initial_state()
     ode = integrate(setting, start, np.asarray(sim.t))
-
-    def averaged(value):
-        return jnp.mean(jnp.asarray(value), axis=0)
-
-    mean = OrderParameters(averaged(start.Q), averaged(start.R), averaged(start.T), averaged(start.v),
-                           averaged(start.v_star), None if start.b is None else averaged(start.b))
-    prediction = fluctuations(setting, mean, N, t=np.asarray(sim.t))
+    prediction = fluctuations(setting, mean_state(start), N, t=np.asarray(sim.t))
     flatten, _ = coordinates(setting.K, setting.M, setting.train_second_layer)
     on = jax.vmap(jax.vmap(flatten))
     deviation = np.asarray(on({"Q": sim.Q, "R": sim.R, "v": sim.v}) - on({"Q": ode.Q, "R": ode.R, "v": ode.v}))
