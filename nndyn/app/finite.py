@@ -64,9 +64,9 @@ class EscapeResult:
 
     def summary(self) -> dict:
         """Per N (lists over `sizes`): the medians and quartiles of SGD's and the SDE's escape
-        times (`quartiles_of`; inf, shown as null, where fewer than that share escaped), the shares that
-        escaped, a two-sample KS test's p-value of SGD against the SDE, and the law's values;
-        λ_u, the law's slope and fitted intercept, the level and whether the ODE escaped."""
+        times (`quartiles_of`; inf, shown as null, where fewer than that share escaped), the
+        shares that escaped, a two-sample KS test's p-value of SGD against the SDE, and the law's
+        values; λ_u, the law's slope and fitted intercept, the level and whether the ODE escaped."""
         from scipy.stats import ks_2samp
 
         summary: dict = {"N": list(self.escapes.sizes), "paths": self.escapes.paths}
