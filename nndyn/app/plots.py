@@ -120,6 +120,13 @@ def fitted_slope(t, eg, window) -> float:
     return float(np.polyfit(np.log(t[inside]), np.log(eg[inside]), 1)[0])
 
 
+def _band(ax, spread, **style) -> None:
+    """The linear-noise band of ε_g, the ODE's ± 2σ (`Fluctuations` `spread`), clipped above 0
+    for a log axis (at 1e-3 of the ODE's ε_g)."""
+    t, eg, std = np.asarray(spread.t), np.asarray(spread.ode.eg), np.sqrt(spread.eg_var)
+    ax.fill_between(t, np.maximum(eg - 2 * std, 1e-3 * eg), eg + 2 * std, **style)
+
+
 def _row(ax, row, result, log_time=False) -> None:
     """Draw one row's quantity of one panel."""
     t = np.asarray(result.sim.t)
@@ -128,9 +135,7 @@ def _row(ax, row, result, log_time=False) -> None:
         eg = np.asarray(sim.eg)
         ax.fill_between(t, eg.min(axis=0), eg.max(axis=0), color=SIM, alpha=0.25, lw=0)
         if result.spread is not None:  # the linear noise about the ODE from the seeds' mean start
-            band, std = np.asarray(result.spread.ode.eg), np.sqrt(result.spread.eg_var)
-            ax.fill_between(t, np.maximum(band - 2 * std, 1e-3 * band), band + 2 * std, facecolor="none",
-                            edgecolor=BAND, hatch="////", lw=0.8)
+            _band(ax, result.spread, facecolor="none", edgecolor=BAND, hatch="////", lw=0.8)
         mean_ode = np.asarray(ode.eg).mean(axis=0)
         ax.plot(t, eg.mean(axis=0), color=SIM)
         ax.plot(t, mean_ode, color=ODE, ls="--")
@@ -268,7 +273,7 @@ def fluctuations_figure(experiment, results, finite) -> Figure:
     axes = fig.subplots(1, 3)
     t = np.asarray(spread.t)
     ode, std = np.asarray(spread.ode.eg), np.sqrt(spread.eg_var)
-    axes[0].fill_between(t, np.maximum(ode - 2 * std, 1e-3 * ode), ode + 2 * std, color=BAND, alpha=0.35, lw=0)
+    _band(axes[0], spread, color=BAND, alpha=0.35, lw=0)
     for trajectory, colour in ((result.sim, SIM), (finite.paths, SDE)):
         axes[0].plot(t, np.asarray(trajectory.eg).T, color=colour, lw=0.7, alpha=0.6)
     axes[0].plot(t, ode, color="k", ls="--", lw=1.2)
