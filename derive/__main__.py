@@ -15,11 +15,13 @@ the built-in of that name).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from . import budget
 from .activations import BUILTINS, from_expression, get
 from .generate import check, check_hashes, generate, generate_user, write
 from .paths import GENERATED_DIR
@@ -43,6 +45,9 @@ def build_parser(prog: str = "python -m nndyn.derive") -> argparse.ArgumentParse
     parser.add_argument("--teacher-name", help="name of the teacher's activation, apart from the student's")
     parser.add_argument("--teacher-expr", help="the teacher's activation g* as an expression in x (without it, "
                         "--teacher-name names a built-in)")
+    parser.add_argument("--budget", type=float, default=BUDGET, metavar="SECONDS",
+                        help=f"for a user's activation: stop, writing nothing, after this long (default {BUDGET:g}; "
+                        "0: no limit)")
     return parser
 
 
@@ -61,9 +66,25 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
                        _activation(options.teacher_name, options.teacher_expr, True, "--teacher-expr"))
             if teacher is not None and teacher.name == student.name:
                 raise ValueError("the teacher's activation needs a name apart from the student's")
+            if options.budget < 0 or not math.isfinite(options.budget):
+                raise ValueError(f"--budget must be a number of seconds >= 0 (0: no limit), not {options.budget:g}")
+            limit = f"at most {options.budget:g} s" if options.budget else "no time limit"
             print(f"deriving {student.name}{'' if teacher is None else ' with ' + teacher.name}: every integral in "
-                  "closed form, as an erf mixture or by quadrature, each verified (minutes)", file=sys.stderr)
-            sources = generate_user(student, teacher)
+                  f"closed form, as an erf mixture or by quadrature, each verified ({limit})", file=sys.stderr)
+            results = []
+            start = time.perf_counter()
+
+            def report(kind: str, text: str) -> None:
+                if kind == "result":
+                    results.append(text)
+                print(f"  [{time.perf_counter() - start:4.0f} s] {text}", file=sys.stderr, flush=True)
+
+            with budget.limited(options.budget):
+                sources = generate_user(student, teacher, report)
+            print("accuracy each integral reached:", *(f"  {line}" for line in results), sep="\n", file=sys.stderr)
+        except budget.BudgetExceeded as error:
+            parser.error(f"cannot derive {options.name} within --budget {error.seconds:g} s, so nothing was "
+                         f"written: {error.stage} was still running; {_suggestion(error.stage)}")
         except QuadratureError as error:
             parser.error(f"no closed form, and no accurate quadrature: {error}")
         except VerificationError as error:
@@ -103,6 +124,20 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
     for path in write(sources, options.out):
         print(f"wrote {path}")
     return 0
+
+
+#: Seconds a user's activation may take to derive (`--budget`).
+BUDGET = 120.0
+
+
+def _suggestion(stage: str) -> str:
+    """What to try when the derivation ran past its budget in `stage`."""
+    if stage.endswith("the closed-form rules"):
+        return ("its Gaussian integrals expand into more terms than the rules reduce in that time (products of x, "
+                "exponentials and erf, e.g. x*erf(x)); an activation that is bounded and odd about g(0) (tanh, the "
+                "sigmoid, erf(b*x)) takes the erf mixture in under a minute, or allow more with --budget SECONDS "
+                "(0: no limit)")
+    return "allow more with --budget SECONDS (0: no limit)"
 
 
 def _activation(name: str, expression: str | None, builtin_allowed: bool, flag: str):

@@ -36,6 +36,7 @@ import functools
 import sympy as sp
 from sympy.integrals.manualintegrate import manualintegrate
 
+from . import budget
 from .special import SignPair, SignQuadruple, ZeroDensity
 
 
@@ -51,7 +52,10 @@ def expectation(f: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) -> sp.Expr:
     - `f`: the integrand, a SymPy expression in the symbols `u`.
     - `u`: the n Gaussian variables.
     - `C`: their n×n covariance, a symmetric SymPy matrix (entries may be symbols).
+
+    Checks the derivation's time budget (`.budget`) at every level of the recursion.
     """
+    budget.check()
     f = f.rewrite(sp.Heaviside).rewrite(sp.sign) if f.has(sp.Max, sp.Min, sp.Heaviside) else f
     terms = sp.Add.make_args(sp.expand(f, power_base=False, log=False, multinomial=True))
     return sp.Add(*[_monomial(term, tuple(u), C) for term in terms])

@@ -85,11 +85,12 @@ def generate(names: list[str] | None = None, report=None) -> dict[str, str]:
     return sources
 
 
-def generate_user(activation: Activation, teacher: Activation | None = None) -> dict[str, str]:
+def generate_user(activation: Activation, teacher: Activation | None = None, report=None) -> dict[str, str]:
     """Render the kernel module of a user's activation, or, with `teacher`, the modules of a
     student activation and a teacher activation apart: each one's own module (unless it is a
     built-in) and their pair module; file name -> source. The command each records holds SymPy's
-    printing of the expressions, never the text the user typed."""
+    printing of the expressions, never the text the user typed. `report(kind, text)` hears the
+    steps and results (`.lower.kernel_spec`); run it within `.budget.limited` to bound its time."""
     def options(prefix: str, chosen: Activation) -> str:
         if chosen.name in BUILTINS and chosen == get(chosen.name):
             return f" --{prefix}name {chosen.name}"
@@ -97,11 +98,11 @@ def generate_user(activation: Activation, teacher: Activation | None = None) -> 
 
     command = COMMAND + options("", activation) + ("" if teacher is None else options("teacher-", teacher))
     with _parallel_map() as parallel:
-        sources = {f"{chosen.name}.py": render_module(kernel_spec(chosen, command, parallel))
+        sources = {f"{chosen.name}.py": render_module(kernel_spec(chosen, command, parallel, report))
                    for chosen in (activation, teacher) if chosen is not None and chosen != BUILTINS.get(chosen.name)}
         if teacher is not None:
             sources[f"{pair_name(activation.name, teacher.name)}.py"] = render_module(
-                pair_spec(activation, teacher, command, parallel))
+                pair_spec(activation, teacher, command, parallel, report))
     return sources
 
 

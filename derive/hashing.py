@@ -5,8 +5,9 @@ A kernel module depends on its activation, SymPy's version, the kernel template 
 (not the comments or docstrings) of the derive/ modules that derive, verify, print and render
 integrals; the flow table on SymPy's version, its template and the modules that expand and
 print the flows; the symmetric reduction on those and the module that reduces them. The command
-line (__main__.py), the generator's driver (generate.py) and this module are in none: editing a
-help text or a docstring stales nothing.
+line (__main__.py), the generator's driver (generate.py), the time budget of a user's derivation
+(budget.py, which can only stop it) and this module are in none: editing a help text or a
+docstring stales nothing.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import itertools
 
 import sympy as sp
 
-from . import flows, symmetric
+from . import budget, flows, symmetric
 from .activations import Activation, x
 from .hashing import flow_hash, kernel_hash, symmetric_hash
 from .integrals import (
@@ -33,7 +33,11 @@ from .spec import (
     TermSpec,
     VariantSpec,
 )
+from .special import SignQuadruple
 from .verify import verify, verify_mixture, verify_quadrature
+
+#: The argument of a generic closed form that stands for the sign quadruple of its own block.
+QUADRUPLE = sp.Symbol("quadruple")
 
 
 def _variant(variant: DerivedIntegral) -> VariantSpec:
@@ -71,25 +75,66 @@ def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str
                             tuple(map(_quadrature, form.quadrature)))
     if variants:
         verification += f"; the same for its {len(variants)} coincidence variants"
-    return IntegralSpec(form.name, key, form.size, arguments, print_cse(form.expression), form.provenance,
-                        verification, tuple(map(_variant, variants)), ())
+    expression, quadruple = form.expression, None
+    own = SignQuadruple(*form.arguments) if form.size == 4 else None
+    if variants and own is not None and expression.has(own):  # evaluated once per set of units by the kernels
+        expression, quadruple = expression.subs(own, QUADRUPLE), print_scalar(own)
+    return IntegralSpec(form.name, key, form.size, arguments, print_cse(expression), form.provenance,
+                        verification, tuple(map(_variant, variants)), (), quadruple=quadruple)
 
 
-def kernel_spec(activation: Activation, command: str, map=map) -> KernelSpec:
+def _reporter(report):
+    """`say(kind, text)`: enter a step of the time budget (`.budget`, kind "step") and tell
+    `report(kind, text)`, when given, of each step and each integral's result (kind "result")."""
+    def say(kind: str, text: str) -> None:
+        if kind == "step":
+            budget.step(text)
+        if report is not None:
+            report(kind, text)
+    return say
+
+
+def _found(form: DerivedIntegral) -> str:
+    """What the rules found for `form`, in words."""
+    if form.quadrature:
+        return f"no closed form ({form.provenance.removeprefix('quadrature: ')})"
+    variants = f", with {len(form.variants)} coincidence variants" if form.variants else ""
+    return f"a closed form{variants}"
+
+
+def _verified(form: DerivedIntegral, key: str, say, map) -> IntegralSpec:
+    """The spec of a derived form after verifying it and its variants (`check` over `map`)."""
+    checks = "the quadrature's step against its reference" if form.quadrature else "Price's identity and Monte Carlo"
+    say("step", f"{key.strip(chr(34))}: verifying {1 + len(form.variants)} form(s) by {checks}")
+    return _integral(form, list(map(check, (form, *form.variants))), key)
+
+
+def kernel_spec(activation: Activation, command: str, map=map, report=None) -> KernelSpec:
     """Derive, verify and print every integral of `activation`. Each integral's forms (its
     generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
     process pool's map to verify them in parallel (the results do not depend on it). Integrals
-    without a closed form take the erf mixture where g admits one (`.mixture`), else quadrature."""
-    derived = [derive_integral(name, tuple(None if factor == "u" else activation for factor in factors))
-               for name, factors in DEFINITIONS.items()]
+    without a closed form take the erf mixture where g admits one (`.mixture`), else quadrature.
+    `report(kind, text)`, when given, hears each step ("step": which integral, which rule) and
+    each integral's result with the accuracy its checks reached ("result"); every step checks
+    the time budget (`.budget`)."""
+    say = _reporter(report)
+    derived = []
+    for name, factors in DEFINITIONS.items():
+        say("step", f"{name} of {activation.name}: the closed-form rules")
+        derived.append(derive_integral(name, tuple(None if factor == "u" else activation for factor in factors)))
+        say("step", f"{name}: {_found(derived[-1])}")
     fallback = [form for form in derived if form.quadrature]
+    if fallback:
+        say("step", f"{', '.join(form.name for form in fallback)}: an erf mixture, if g is bounded and odd about "
+                    "g(0), checked against the trapezoidal rule")
     fitted = verify_mixture(activation, fallback, map) if fallback else None
     integrals = []
     for form in derived:  # one integral at a time: a failure stops before the costlier ones
         if form.quadrature and fitted is not None:
             integrals.append(_mixture_integral(form, fitted[1][form.name]))
         else:
-            integrals.append(_integral(form, list(map(check, (form, *form.variants))), f'"{form.name}"'))
+            integrals.append(_verified(form, f'"{form.name}"', say, map))
+        say("result", f"{form.name}: {integrals[-1].provenance}; {integrals[-1].verification}")
     return KernelSpec(
         name=activation.name,
         description=activation.description,
@@ -147,10 +192,11 @@ def _alias(name: str, signature: str, canonical: str, order: tuple[int, ...]) ->
                      _function_name(name, canonical), arguments, permuted)
 
 
-def pair_spec(student: Activation, teacher: Activation, command: str, map=map) -> KernelSpec:
+def pair_spec(student: Activation, teacher: Activation, command: str, map=map, report=None) -> KernelSpec:
     """Derive, verify and print the mixed integrals of a student activation and a teacher
-    activation apart (`mixed_signatures`), like `kernel_spec`. Coincidence variants
-    never join a student slot with a teacher slot unless both activations are non-smooth."""
+    activation apart (`mixed_signatures`), like `kernel_spec` (`report` too). Coincidence
+    variants never join a student slot with a teacher slot unless both activations are non-smooth."""
+    say = _reporter(report)
     both_rough = all(activation.derivative.has(*NON_SMOOTH) for activation in (student, teacher))
     integrals, aliases, done = [], [], set()
     for (name, signature), (canonical, order) in mixed_signatures().items():
@@ -160,9 +206,12 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map) -
             continue
         done.add((name, canonical))
         slots = tuple({"s": student, "t": teacher, "-": None}[letter] for letter in canonical)
+        key = f'("{name}", "{canonical}")'
+        say("step", f"{key} of {student.name} with {teacher.name}: the closed-form rules")
         derived = derive_integral(name, slots, None if both_rough else canonical, _function_name(name, canonical))
-        integrals.append(_integral(derived, list(map(check, (derived, *derived.variants))),
-                                   f'("{name}", "{canonical}")'))
+        say("step", f"{key}: {_found(derived)}")
+        integrals.append(_verified(derived, key, say, map))
+        say("result", f"{key}: {integrals[-1].provenance}; {integrals[-1].verification}")
     return KernelSpec(
         name=f"{student.name}__{teacher.name}",
         description=f"the student activation {student.name} with the teacher activation {teacher.name}",

@@ -43,7 +43,9 @@ class IntegralSpec:
     non-smooth one), `quadrature` terms, or (`mixture`) the module's erf mixture, as a function
     of the block entries `arguments`
     (c{p}{q}, p ≤ q, row-major); `name` is its function's name, `key` its key in the module's
-    INTEGRALS, as code."""
+    INTEGRALS, as code. `quadruple`, when set, is the printed sign quadruple of the block itself,
+    which the generic closed form (`code`) then takes as its last argument `quadruple`: a
+    function symmetric in the slots, which the kernels evaluate once per set of units."""
 
     name: str
     key: str
@@ -55,6 +57,7 @@ class IntegralSpec:
     variants: tuple[VariantSpec, ...]
     quadrature: tuple[QuadratureSpec, ...]
     mixture: bool = False
+    quadruple: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class KernelSpec:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""
         printed = [*(p for p in (self.g, self.g_prime) if p is not None),
                    *(integral.code for integral in self.integrals if integral.code),
+                   *(PrintedExpression((), integral.quadruple) for integral in self.integrals if integral.quadruple),
                    *(variant.code for integral in self.integrals for variant in integral.variants),
                    *(term.integrand for integral in self.integrals for term in integral.quadrature)]
         return any(name in code for p in printed for code in (p.result, *(c for _, c in p.assignments)))

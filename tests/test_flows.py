@@ -148,7 +148,7 @@ def test_blocks_of_repeated_units_take_only_the_coincidence_variants(coincide):
     distinct units, and every value equals the full closed form's on every block (up to
     rounding), unfolded and folded."""
     relu = load("relu")
-    I4, variants = relu.module.INTEGRALS["I4"], relu.coincident("I4")
+    I4, variants = relu.module.INTEGRALS["I4"], blocks.Split(relu.module.COINCIDENT["I4"])
     seen = []
 
     def counted(*entries):
@@ -164,9 +164,34 @@ def test_blocks_of_repeated_units_take_only_the_coincidence_variants(coincide):
     whole = jax.jit(lambda Omega: blocks.block_tensor(I4, Omega, (S, S, J, J)))(Omega)
     np.testing.assert_allclose(split, whole, rtol=1e-14, atol=1e-16)  # compiled apart: rounding differs
     v, a = np.ones(K), np.concatenate([-np.ones(K), np.ones(M)])
-    folded = [jax.jit(lambda Omega, c=coincident: blocks.folded_contraction(I4, Omega, (S, J), (v, a), True, c))(Omega)
-              for coincident in (variants, None)]
+    folded = [jax.jit(lambda Omega, c=split: blocks.folded_contraction(I4, Omega, (S, J), (v, a), True, c))(Omega)
+              for split in (variants, None)]
     np.testing.assert_allclose(folded[0], folded[1], rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("coincide", [False, True])
+def test_the_sign_quadruple_is_evaluated_once_per_set_of_units(coincide):
+    """ReLU's I4 with its quadruple shared (QUADRUPLES): the quadruple runs once per set of four
+    distinct units, and every block's value equals the unshared closed form's up to the
+    quadrature's round-off under a permutation of the slots (~1e-14; tests/test_special.py)."""
+    relu = load("relu")
+    I4, split = relu.module.INTEGRALS["I4"], relu.split("I4")
+    assert split is not None and split.quadruple is not None
+    seen = []
+
+    def counted(*entries):
+        seen.append(np.broadcast_shapes(*(np.shape(entry) for entry in entries)))
+        return split.quadruple(*entries)
+
+    Omega = relu_state(coincide)
+    units = blocks.units(K, M)
+    S, J = units["S"], units["J"]
+    shared = blocks.Split(split.coincident, split.generic, counted)
+    tensor = jax.jit(lambda Omega: blocks.block_tensor(I4, Omega, (S, S, J, J), shared))(Omega)
+    sets = {frozenset((i, k, c, d)) for i in S for k in S for c in J for d in J if len({i, k, c, d}) == 4}
+    assert seen == [(len(sets),)]
+    whole = jax.jit(lambda Omega: blocks.block_tensor(I4, Omega, (S, S, J, J)))(Omega)
+    np.testing.assert_allclose(tensor, whole, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("teacher", ["relu", "erf"])
@@ -178,7 +203,7 @@ def test_vector_fields_split_by_repeated_units_equal_the_unsplit_ones(monkeypatc
     _, state, args = random_state(seed=3)
     args = {**args, "T": jnp.asarray(args["T"]), "batch": 1.0}
     split = jax.jit(kernels.rhs)(0.0, state, args)
-    monkeypatch.setattr(type(kernels), "coincident", lambda self, name, signature=None: None)
+    monkeypatch.setattr(type(kernels), "split", lambda self, name, signature=None: None)
     whole = jax.jit(kernels.rhs)(0.0, state, args)
     for name in split:
         np.testing.assert_allclose(split[name], whole[name], rtol=1e-13, atol=1e-15, err_msg=name)

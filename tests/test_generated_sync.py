@@ -122,4 +122,5 @@ def test_input_hashes_cover_the_code_that_shapes_the_output_and_nothing_else():
                 module = f"{(node.module or node.names[0].name).split('.')[0]}.py"
                 if module not in reached and module != "hashing.py":
                     todo.append(module)
-    assert reached - {"paths.py"} <= inputs, sorted(reached - inputs)
+    # paths.py says where files go, budget.py when a user's derivation stops: neither shapes a file
+    assert reached - {"paths.py", "budget.py"} <= inputs, sorted(reached - inputs)

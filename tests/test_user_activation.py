@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -31,13 +32,30 @@ def derive(*arguments, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def scaled(tmp_path_factory):
-    """g(x) = erf(2x), written by the command line (a process of its own) into a fresh folder."""
+def derived_scaled(tmp_path_factory):
+    """g(x) = erf(2x), written by the command line (a process of its own) into a fresh folder:
+    (the folder, what the command printed on stderr)."""
     out = tmp_path_factory.mktemp("kernels")
     result = subprocess.run([sys.executable, "-m", "nndyn.derive", "--name", "scaled", "--expr", "erf(2*x)",
                              "--out", str(out)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    return out
+    return out, result.stderr
+
+
+@pytest.fixture(scope="module")
+def scaled(derived_scaled):
+    return derived_scaled[0]
+
+
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
+def test_a_derivation_shows_each_step_and_the_accuracy_each_integral_reached(derived_scaled):
+    stderr = derived_scaled[1]
+    for name in ("I2", "J2", "I3", "I4"):
+        assert f"{name} of scaled: the closed-form rules" in stderr and f"{name}: a closed form" in stderr
+        assert f"{name}: verifying 1 form(s) by Price's identity and Monte Carlo" in stderr
+    summary = stderr.split("accuracy each integral reached:")[1].strip().splitlines()
+    assert [line.split(":")[0].strip() for line in summary] == ["I2", "J2", "I3", "I4"]
+    assert all("Monte Carlo within" in line for line in summary)
 
 
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
@@ -144,6 +162,26 @@ def test_tanh_integrates(tanh, tmp_path):
     start = nndyn.OrderParameters(0.5 * jnp.eye(2), jnp.full((2, 1), 0.1), jnp.eye(1), jnp.ones(2), jnp.ones(1))
     trajectory = nndyn.integrate(setting, start, np.linspace(0.0, 2.0, 3))
     assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]
+
+
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
+def test_past_its_budget_a_derivation_stops_with_one_line_and_writes_nothing(tmp_path):
+    """GELU, x·Φ(x): its I4 expands into more Gaussian terms than the closed-form rules reduce in
+    a 3-second budget (they took over 15 minutes): the command says which step was running and
+    what to try, after its progress lines, and writes nothing."""
+    began = time.perf_counter()
+    result = derive("--name", "gelu", "--expr", "x*(1 + erf(x/sqrt(2)))/2", "--out", tmp_path, "--budget", "3")
+    assert time.perf_counter() - began < 60  # the budget is checked inside the rules' recursion
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "I3: a closed form" in result.stderr and "I4 of gelu: the closed-form rules" in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "cannot derive gelu within --budget 3 s" in error and "the erf mixture" in error and "--budget" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_budget_is_a_number_of_seconds(tmp_path):
+    result = derive("--name", "soft", "--expr", "erf(2*x)", "--out", tmp_path, "--budget", "-1")
+    assert result.returncode == 2 and "--budget must be a number of seconds >= 0" in result.stderr
 
 
 @pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute

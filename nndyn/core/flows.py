@@ -81,7 +81,7 @@ def _slots(term, chosen, ranges, offset):
     return tuple(ranges[letter] + (offset if p == term.projected else 0) for p, letter in enumerate(chosen))
 
 
-def _mixed_tensor(integral, coincident, factors, Omega, ranges, term, offset=0):
+def _mixed_tensor(integral, split, factors, Omega, ranges, term, offset=0):
     """The block tensor of `term` with teacher and student activations apart: each slot of range
     J is split into its student and teacher parts, each part evaluated with the integral of its
     signature (a letter per slot: "s" student, "t" teacher, "-" the u slot), and the parts
@@ -91,7 +91,7 @@ def _mixed_tensor(integral, coincident, factors, Omega, ranges, term, offset=0):
             signature = "".join("-" if factor == "u" else letter.lower()
                                 for factor, letter in zip(factors[term.integral], chosen))
             return block_tensor(integral(term.integral, signature), Omega, _slots(term, chosen, ranges, offset),
-                                None if coincident is None else coincident(term.integral, signature))
+                                None if split is None else split(term.integral, signature))
         letters = ("S", "T") if term.ranges[p] == "J" else (term.ranges[p],)
         pieces = [part(p + 1, chosen + letter) for letter in letters]
         return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=p)
@@ -100,7 +100,7 @@ def _mixed_tensor(integral, coincident, factors, Omega, ranges, term, offset=0):
 
 
 def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ...], Q, R, T, weights: Mapping,
-             parameters: Mapping, factors: Mapping | None = None, coincident: Callable | None = None,
+             parameters: Mapping, factors: Mapping | None = None, split: Callable | None = None,
              level=None) -> tuple:
     """The sums of the `terms` of each of `targets` on one state, in the order of `targets`.
 
@@ -110,9 +110,9 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
     (`readouts`) and the order parameters Q, R, v by name; `parameters`, the flow
     parameters by name (scalars, or arrays under vmap); `factors`, each integral's factor per
     slot ("g", "g_prime", "u"), given when teacher and student activations differ (every
-    term is then evaluated unfolded, on split tensors); `coincident(name, signature)`, like
-    `integral` the function of the integral's coincidence variants alone, or None
-    (`nndyn.core.blocks.on_units`): blocks that repeat a unit are then evaluated by it;
+    term is then evaluated unfolded, on split tensors); `split(name, signature)`, like
+    `integral` the `nndyn.core.blocks.Split` of the integral (its coincidence variants alone, for
+    the blocks that repeat a unit, and a quadruple shared by a set of units), or None;
     `level`, for the flows of one level ℓ of a structured input, ρ_ℓ Ω^ℓ (K+M, K+M), the
     covariance of the projected fields (module docstring; Q, R, T are then the blocks of the
     fields' own covariance Σ_ℓ ρ_ℓ Ω^ℓ and the weights "Q", "R" the level's overlaps), or None.
@@ -125,7 +125,7 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
         Omega, offset = jnp.block([[Omega, level], [level, level]]), Omega.shape[0]
 
     def variants(name):
-        return None if coincident is None else coincident(name, None)
+        return None if split is None else split(name, None)
 
     tensors = {}
     for term in terms:
@@ -136,7 +136,7 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
                 slots = _slots(term, term.ranges, ranges, offset)
                 tensors[key] = block_tensor(integral(term.integral, None), Omega, slots, variants(term.integral))
             else:
-                tensors[key] = _mixed_tensor(integral, coincident, factors, Omega, ranges, term, offset)
+                tensors[key] = _mixed_tensor(integral, split, factors, Omega, ranges, term, offset)
     sums = []
     for target in targets:
         total = None
@@ -155,7 +155,7 @@ def evaluate(terms: tuple[Term, ...], integral: Callable, targets: tuple[str, ..
                 value = folded_contraction(integral(term.integral, None), Omega,
                                            tuple(ranges[letter] for letter in term.fold.ranges),
                                            tuple(weights[name] for name in term.fold.weights), free=term.fold.free,
-                                           coincident=variants(term.integral))
+                                           split=variants(term.integral))
             value = coefficient * value
             total = value if total is None else total + value
         K, M = R.shape

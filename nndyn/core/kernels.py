@@ -111,25 +111,29 @@ class Kernels:
         assert self.pair is not None  # kernels with a teacher of their own have its pair module
         return self.pair.INTEGRALS[name, signature]
 
-    def coincident(self, name: str, signature: str | None = None) -> Callable | None:
-        """Integral `name` of `signature` (see `integral`) restricted to its coincidence variants,
-        ``f(value, *entries)`` (the module's COINCIDENT; `nndyn.core.blocks.on_units`), or None
-        where it has none (smooth activations, a signature its pair module computes by exchanging
-        slots, modules written before COINCIDENT existed)."""
+    def split(self, name: str, signature: str | None = None) -> blocks.Split | None:
+        """How the blocks of integral `name` of `signature` (see `integral`) are split by their
+        units (`nndyn.core.blocks.Split`): its coincidence variants alone (the module's
+        COINCIDENT) and, where the module has it, its generic form with the sign quadruple shared
+        by a set of units (QUADRUPLES); None where it has no variants (smooth activations, a
+        signature its pair module computes by exchanging slots)."""
         if signature is None or self.teacher is None or set(signature) <= {"s", "-"}:
             module, key = self.module, name
         elif set(signature) <= {"t", "-"}:
             module, key = self.teacher.module, name
         else:
             module, key = self.pair, (name, signature)
-        return getattr(module, "COINCIDENT", {}).get(key)
+        coincident = getattr(module, "COINCIDENT", {}).get(key)
+        if coincident is None:
+            return None
+        return blocks.Split(coincident, *getattr(module, "QUADRUPLES", {}).get(key, (None, None)))
 
     def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None, level=None, overlaps=None):
         table = _flow_table()
         weights = {**flows.readouts(v, v_star, feedback, parameters.get("kappa", 1.0),
                                     parameters.get("kappa_star", 1.0)), "Q": Q, "R": R, "v": v, **(overlaps or {})}
         return flows.evaluate(table.TERMS, self.closed_form, targets, Q, R, T, weights, parameters,
-                              None if self.teacher is None else table.FACTORS, self.coincident, level)
+                              None if self.teacher is None else table.FACTORS, self.split, level)
 
     def flows(self, Q, R, v, T, v_star, feedback=None, **parameters) -> tuple:
         """(dQ/dt (K, K), dR/dt (K, M), dv/dt (K,)), the N → ∞ flows; `parameters` are the flow
