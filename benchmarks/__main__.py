@@ -10,9 +10,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import activations, model, ode, sgd, startup, structured, sweep, tail, vector_field, wide
+from benchmarks import activations, cpp_euler, model, ode, sgd, startup, structured, sweep, tail, vector_field, wide
 
-BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail, wide, activations, structured)
+BENCHMARKS = (ode, startup, vector_field, sgd, sweep, model, tail, wide, activations, structured, cpp_euler)
 
 
 def machine() -> list[str]:

@@ -1,7 +1,9 @@
-"""Benchmark 9: activations beyond erf. One vector-field evaluation (K = M = 4, two-layer) of
-ReLU (closed forms with the Plackett orthant rule, whose share is timed apart) and of tanh and
-the sigmoid (no closed form: the erf-mixture fallback, derived here into a temporary folder), as
-ratios to erf timed in the same run; and one integration of each over t ∈ [0, 100]."""
+"""Benchmark 9: activations beyond erf. One vector-field evaluation (two-layer) of ReLU (closed
+forms with the Plackett orthant rule, whose share is timed apart) at K = M = 4 and 8, and of tanh
+and the sigmoid (no closed form: the erf-mixture fallback, derived here into a temporary folder)
+and a tanh student on an erf teacher (the mixtures of both) at K = M = 4, as ratios to erf timed
+in the same run; one integration of each over t ∈ [0, 100]; and how long `nndyn.derive` takes
+for the GELU-like set (softplus and SiLU by quadrature; GELU refused at its budget)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,12 @@ from nndyn.core.kernels import load
 from nndyn.core.special import sign_quadruple
 from nndyn.derive.special import PLACKETT_ORDER
 
-#: Activations without a closed form: name -> expression.
+#: Activations without a closed form, derived with an erf teacher (their own module and the pair's).
 FALLBACK = {"tanh": "tanh(x)", "sigmoid": "1/(1 + exp(-x))"}
+#: GELU-like activations whose derivation is timed: name -> expression.
+GELU_LIKE = {"softplus": "log(1 + exp(x))", "silu": "x/(1 + exp(-x))", "gelu": "x*(1 + erf(x/sqrt(2)))/2"}
+#: The budget given to the GELU-like derivations (seconds).
+BUDGET = 60
 
 
 def _integration(setting: nndyn.Setting) -> tuple[float, float]:
@@ -35,45 +41,68 @@ def _integration(setting: nndyn.Setting) -> tuple[float, float]:
     return time.perf_counter() - began, float(trajectory.eg[-1])
 
 
-def distinct_blocks(K: int, M: int) -> int:
-    """I4 blocks of four distinct units in the folded dQ term (students i < k, units c < d apart
-    from them): the only blocks the sign quadruple runs on (nndyn.core.blocks.on_units)."""
-    return K * (K - 1) // 2 * ((K + M - 2) * (K + M - 3) // 2)
+def distinct_sets(K: int, M: int) -> int:
+    """Sets of four distinct units with at least two students: the blocks the sign quadruple runs
+    on in the folded dQ term (students i < k, units c < d apart from them, one per set of units;
+    nndyn.core.blocks.Split)."""
+    def choose(n: int, k: int) -> int:
+        return 0 if k > n else int(np.prod(range(n - k + 1, n + 1)) // np.prod(range(1, k + 1)))
+    return choose(K + M, 4) - choose(M, 4) - K * choose(M, 3)
+
+
+def _derive(folder: str, name: str, expression: str, *options: str) -> tuple[float, int]:
+    """(seconds, exit code) of `python -m nndyn.derive` for a user's activation."""
+    began = time.perf_counter()
+    command = [sys.executable, "-m", "nndyn.derive", "--name", name, "--expr", expression, "--out", folder, *options]
+    result = subprocess.run(command, capture_output=True, check=False)
+    return time.perf_counter() - began, result.returncode
 
 
 def run(toy: bool) -> dict:
     evaluations, repeats = (20, 2) if toy else (2000, 5)
-    plain = nndyn.Setting(K=4, M=4, lr=0.5, train_second_layer=True)
-    base = _field(plain, evaluations, repeats)
-    rows = [("erf: time per vector-field evaluation", str(base))]
-    relu = _field(plain.replace(activation="relu", teacher_activation="relu"), evaluations, repeats)
-    rows.append(("ReLU: time per evaluation, ratio to erf", f"{relu}, {relu.median / base.median:.0f}×"))
+    rows = []
+    for K in (4,) if toy else (4, 8):
+        plain = nndyn.Setting(K=K, M=K, lr=0.5, train_second_layer=True)
+        scale = 1 if K == 4 else 10
+        base = _field(plain, evaluations, repeats)
+        rows.append((f"K = M = {K}, erf: time per vector-field evaluation", str(base)))
+        relu = _field(plain.replace(activation="relu", teacher_activation="relu"), evaluations // scale, repeats)
+        rows.append((f"K = M = {K}, ReLU: time per evaluation, ratio to erf",
+                     f"{relu}, {relu.median / base.median:.1f}×"))
     quadruple, flops, transcendentals = streaming(functools.partial(sign_quadruple, order=PLACKETT_ORDER),
                                                   1 << 10, 2 if toy else 64, repeats)
-    share = distinct_blocks(4, 4) * quadruple.median
+    share = distinct_sets(4, 4) * quadruple.median
     rows.append((f"ReLU's sign quadruple ({PLACKETT_ORDER}-point Plackett rule): time per block in cache, FLOPs "
-                 f"and transcendental calls per block; on the {distinct_blocks(4, 4)} blocks of distinct units",
+                 f"and transcendental calls per block; on the {distinct_sets(4, 4)} sets of distinct units at "
+                 "K = M = 4",
                  f"{quadruple}, {flops:.0f}, {transcendentals:.0f}; {share * 1e6:.0f} µs"))
-    rows.append(("ReLU less its sign quadruple: time per evaluation, ratio to erf",
-                 f"{(relu.median - share) * 1e6:.0f} µs, {(relu.median - share) / base.median:.1f}×"))
+    plain = nndyn.Setting(K=4, M=4, lr=0.5, train_second_layer=True)
+    base = _field(plain, evaluations, repeats)
+    rows.append(("K = M = 4, erf again (the baseline of the rows below): time per evaluation", str(base)))
     with tempfile.TemporaryDirectory() as folder:
         for name, expression in ({} if toy else FALLBACK).items():  # toy size: deriving them takes minutes
-            began = time.perf_counter()
-            command = ["-m", "nndyn.derive", "--name", name, "--expr", expression, "--out", folder]
-            subprocess.run([sys.executable, *command], check=True, capture_output=True)
-            derived = time.perf_counter() - began
+            derived, _ = _derive(folder, name, expression, "--teacher-name", "erf")
             path = str(Path(folder) / f"{name}.py")
             module = load(path).module
             setting = plain.replace(activation=path, teacher_activation=path)
             timing = _field(setting, evaluations, repeats)
             rows.append((f"{name} (erf mixture of {len(module.MIXTURE)} terms): time per evaluation, ratio to erf; "
-                         "nndyn.derive's time", f"{timing}, {timing.median / base.median:.0f}×, {derived:.0f} s"))
+                         "nndyn.derive's time with its pair module with erf",
+                         f"{timing}, {timing.median / base.median:.0f}×, {derived:.0f} s"))
+            mixed = _field(plain.replace(activation=path, teacher_activation="erf"), evaluations, repeats)
+            rows.append((f"a {name} student on an erf teacher (the mixtures of both): time per evaluation, ratio "
+                         "to erf",
+                         f"{mixed}, {mixed.median / base.median:.0f}×"))
             wall, eg = _integration(setting)
             rows.append((f"{name}, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",
                          f"{wall:.1f} s, {eg:.4g}"))
+        for name, expression in ({} if toy else GELU_LIKE).items():
+            seconds, code = _derive(folder, name, expression, "--budget", str(BUDGET))
+            outcome = "derived" if code == 0 else f"refused at --budget {BUDGET}" if code == 2 else f"exit {code}"
+            rows.append((f"{name}, g = {expression}: nndyn.derive's time", f"{seconds:.0f} s, {outcome}"))
     if not toy:
         wall, eg = _integration(plain)
         rows.append(("erf, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",
                      f"{wall:.1f} s, {eg:.4g}"))
-    title = "9. Activations beyond erf: ReLU and the fallback against erf (K = M = 4, two-layer)"
+    title = "9. Activations beyond erf: ReLU, the fallbacks and mixed pairs against erf (two-layer)"
     return {"title": title, "rows": rows}

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
 
 
 #: Seconds a user's activation may take to derive (`--budget`).
-BUDGET = 120.0
+BUDGET = 300.0
 
 
 def _suggestion(stage: str) -> str:

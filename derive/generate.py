@@ -15,6 +15,7 @@ from nndyn.files import write_atomically
 from .activations import BUILTINS, Activation, get
 from .hashing import flow_hash, kernel_hash, symmetric_hash
 from .lower import flow_spec, kernel_spec, pair_spec, symmetric_spec
+from .mixture import ErfMixture, known
 from .paths import GENERATED_DIR
 from .render import (
     COMMAND,
@@ -98,11 +99,16 @@ def generate_user(activation: Activation, teacher: Activation | None = None, rep
 
     command = COMMAND + options("", activation) + ("" if teacher is None else options("teacher-", teacher))
     with _parallel_map() as parallel:
-        sources = {f"{chosen.name}.py": render_module(kernel_spec(chosen, command, parallel, report))
-                   for chosen in (activation, teacher) if chosen is not None and chosen != BUILTINS.get(chosen.name)}
+        specs = {chosen.name: kernel_spec(chosen, command, parallel, report)
+                 for chosen in (activation, teacher) if chosen is not None and chosen != BUILTINS.get(chosen.name)}
+        sources = {f"{name}.py": render_module(spec) for name, spec in specs.items()}
         if teacher is not None:
+            def mixture(chosen: Activation) -> ErfMixture | None:  # its module's fit, or erf's exact one
+                spec = specs.get(chosen.name)
+                return known(chosen) if spec is None or spec.mixture is None else spec.mixture.fitted
+
             sources[f"{pair_name(activation.name, teacher.name)}.py"] = render_module(
-                pair_spec(activation, teacher, command, parallel, report))
+                pair_spec(activation, teacher, command, parallel, report, (mixture(activation), mixture(teacher))))
     return sources
 
 

@@ -18,6 +18,7 @@ from .integrals import (
     derive_integral,
     slot_symmetries,
 )
+from .mixture import ErfMixture
 from .printing import print_cse, print_scalar
 from .quadrature import RADIUS, QuadratureTerm
 from .spec import (
@@ -34,7 +35,7 @@ from .spec import (
     VariantSpec,
 )
 from .special import SignQuadruple
-from .verify import verify, verify_mixture, verify_quadrature
+from .verify import verify, verify_mixture, verify_mixtures, verify_quadrature
 
 #: The argument of a generic closed form that stands for the sign quadruple of its own block.
 QUADRUPLE = sp.Symbol("quadruple")
@@ -145,7 +146,7 @@ def kernel_spec(activation: Activation, command: str, map=map, report=None) -> K
         integrals=tuple(integrals),
         input_hash=kernel_hash(activation),
         command=command,
-        mixture=None if fitted is None else MixtureSpec(repr(fitted[0].mixture.offset), repr(fitted[0].mixture.terms)),
+        mixture=None if fitted is None else MixtureSpec(fitted[0].mixture),
     )
 
 
@@ -192,11 +193,16 @@ def _alias(name: str, signature: str, canonical: str, order: tuple[int, ...]) ->
                      _function_name(name, canonical), arguments, permuted)
 
 
-def pair_spec(student: Activation, teacher: Activation, command: str, map=map, report=None) -> KernelSpec:
+def pair_spec(student: Activation, teacher: Activation, command: str, map=map, report=None,
+              mixtures: tuple[ErfMixture | None, ErfMixture | None] = (None, None)) -> KernelSpec:
     """Derive, verify and print the mixed integrals of a student activation and a teacher
     activation apart (`mixed_signatures`), like `kernel_spec` (`report` too). Coincidence
-    variants never join a student slot with a teacher slot unless both activations are non-smooth."""
+    variants never join a student slot with a teacher slot unless both activations are non-smooth.
+    A mixed integral without a closed form is evaluated by `mixtures`, the student's and the
+    teacher's erf mixtures (their modules' fits; erf's is exact), where both are given and agree
+    with the trapezoidal rule (`.verify.verify_mixtures`), else by quadrature."""
     say = _reporter(report)
+    used = False
     both_rough = all(activation.derivative.has(*NON_SMOOTH) for activation in (student, teacher))
     integrals, aliases, done = [], [], set()
     for (name, signature), (canonical, order) in mixed_signatures().items():
@@ -210,7 +216,9 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
         say("step", f"{key} of {student.name} with {teacher.name}: the closed-form rules")
         derived = derive_integral(name, slots, None if both_rough else canonical, _function_name(name, canonical))
         say("step", f"{key}: {_found(derived)}")
-        integrals.append(_verified(derived, key, say, map))
+        mixed = _mixed_mixture(name, canonical, derived, mixtures, say, map)
+        used |= mixed is not None
+        integrals.append(mixed or _verified(derived, key, say, map))
         say("result", f"{key}: {integrals[-1].provenance}; {integrals[-1].verification}")
     return KernelSpec(
         name=f"{student.name}__{teacher.name}",
@@ -224,7 +232,26 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
         command=command,
         teacher_expression=str(teacher.expression),
         aliases=tuple(aliases),
+        student_mixture=MixtureSpec(mixtures[0]) if used and mixtures[0] else None,
+        teacher_mixture=MixtureSpec(mixtures[1]) if used and mixtures[1] else None,
     )
+
+
+def _mixed_mixture(name: str, canonical: str, derived: DerivedIntegral, mixtures, say, map) -> IntegralSpec | None:
+    """The spec of a mixed integral without a closed form evaluated by the erf mixtures of its
+    slots' activations, when both have one and it agrees with the trapezoidal rule; else None."""
+    slots = tuple(None if letter == "-" else mixtures["st".index(letter)] for letter in canonical)
+    if not derived.quadrature or any(slot is None for slot, letter in zip(slots, canonical) if letter != "-"):
+        return None
+    say("step", f"{derived.name}: the erf mixtures of both activations, checked against the trapezoidal rule")
+    record = verify_mixtures(name, derived, slots, map)
+    if record is None:
+        return None
+    names = tuple({"s": "STUDENT", "t": "TEACHER", "-": "None"}[letter] for letter in canonical)
+    provenance = "erf mixtures" + derived.provenance.removeprefix("quadrature")
+    return IntegralSpec(derived.name, f'("{name}", "{canonical}")', derived.size,
+                        tuple(str(symbol) for symbol in derived.arguments), None, provenance, record, (), (),
+                        mixture=True, mixture_slots=names)
 
 
 def _fold(term: flows.FlowTerm) -> FoldSpec | None:

@@ -130,25 +130,40 @@ def _erf_closed_form(name: str):
     return sp.lambdify(form.arguments, form.expression, "numpy")
 
 
-def integral(name: str, mixture: ErfMixture, block: np.ndarray) -> float:
+#: G itself as a mixture (the built-in erf activation): exact, one term.
+ERF = ErfMixture(0.0, ((1.0, 1.0),))
+
+
+def known(activation: Activation) -> ErfMixture | None:
+    """The exact mixture of a built-in activation that is one (erf: `ERF`), else None."""
+    return ERF if activation == BUILTINS["erf"] else None
+
+
+def integral(name: str, mixture: ErfMixture | tuple, block: np.ndarray) -> float:
     """Integral `name` of ĝ on the numeric block (r×r), from G's closed forms: the value the
-    generated module's nndyn.core.mixture computes, here in NumPy for the verification."""
+    generated module's nndyn.core.mixture computes, here in NumPy for the verification.
+    `mixture` is ĝ of every slot, or a tuple of one per slot (a student's and a teacher's
+    mixtures in a pair module; anything for the u slot)."""
     factors = DEFINITIONS[name]
     r = len(factors)
-    a, s = (np.array(column) for column in zip(*mixture.terms))
+    slots = mixture if isinstance(mixture, tuple) else (mixture,) * r
     scales, weights = [], []
     for p, factor in enumerate(factors):
         shape = [1] * r
         shape[p] = -1
-        scale, weight = (np.ones(1), np.ones(1)) if factor == "u" else (s, a * s if factor == "g_prime" else a)
+        if factor == "u":
+            scale, weight = np.ones(1), np.ones(1)
+        else:
+            a, s = (np.array(column) for column in zip(*slots[p].terms))
+            scale, weight = s, a * s if factor == "g_prime" else a
         scales.append(scale.reshape(shape))
         weights.append(weight.reshape(shape))
     entries = [block[p, q] * scales[p] * scales[q] for p, q in block_entries(r)]
     value = float(np.sum(functools.reduce(np.multiply, weights) * _erf_closed_form(name)(*entries)))
     if name == "I2":
-        value += mixture.offset**2
+        value += slots[0].offset * slots[1].offset
     if name == "I4":
-        value += mixture.offset**2 * integral("J2", mixture, block[:2, :2])
+        value += slots[2].offset * slots[3].offset * integral("J2", slots[:2], block[:2, :2])
     return value
 
 

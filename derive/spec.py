@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .mixture import ErfMixture
 from .printing import HELPERS, PrintedExpression
 
 
@@ -41,11 +42,12 @@ class QuadratureSpec:
 class IntegralSpec:
     """One block integral, printed: a closed form (`code`, with coincidence `variants` for a
     non-smooth one), `quadrature` terms, or (`mixture`) the module's erf mixture, as a function
-    of the block entries `arguments`
-    (c{p}{q}, p ≤ q, row-major); `name` is its function's name, `key` its key in the module's
-    INTEGRALS, as code. `quadruple`, when set, is the printed sign quadruple of the block itself,
-    which the generic closed form (`code`) then takes as its last argument `quadruple`: a
-    function symmetric in the slots, which the kernels evaluate once per set of units."""
+    of the block entries `arguments` (c{p}{q}, p ≤ q, row-major); `name` is its function's name,
+    `key` its key in the module's INTEGRALS, as code. A pair module's `mixture` integral names
+    each slot's mixture in `mixture_slots` ("STUDENT", "TEACHER", or "None" for the u slot).
+    `quadruple`, when set, is the printed sign quadruple of the block itself, which the generic
+    closed form (`code`) then takes as its last argument `quadruple`: a function symmetric in
+    the slots, which the kernels evaluate once per set of units."""
 
     name: str
     key: str
@@ -58,6 +60,7 @@ class IntegralSpec:
     quadrature: tuple[QuadratureSpec, ...]
     mixture: bool = False
     quadruple: str | None = None
+    mixture_slots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,15 @@ class MixtureSpec:
     """The erf mixture ĝ(x) = c0 + Σ_j a_j erf(s_j x/√2) fitted to g (derive/mixture.py), printed:
     `offset` c0 and `terms` ((a_j, s_j), …) as Python literals."""
 
-    offset: str
-    terms: str
+    fitted: ErfMixture
+
+    @property
+    def offset(self) -> str:
+        return repr(self.fitted.offset)
+
+    @property
+    def terms(self) -> str:
+        return repr(self.fitted.terms)
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,8 @@ class KernelSpec:
     student activation and a teacher activation apart (a *pair* module: `g` and `g_prime` None,
     `teacher_expression` set, `aliases` for the signatures computed by exchanging slots), with the
     hash of their inputs. `expression`, `derivative` and `teacher_expression` are SymPy's
-    printing of g, g' and g* (never text a user typed)."""
+    printing of g, g' and g* (never text a user typed). A pair module whose mixed integrals use
+    the erf mixtures of both activations holds them in `student_mixture` and `teacher_mixture`."""
 
     name: str
     description: str
@@ -101,6 +112,8 @@ class KernelSpec:
     teacher_expression: str | None = None
     aliases: tuple[AliasSpec, ...] = ()
     mixture: MixtureSpec | None = None
+    student_mixture: MixtureSpec | None = None
+    teacher_mixture: MixtureSpec | None = None
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""

@@ -25,7 +25,7 @@ import sympy as sp
 from .activations import Activation
 from .gaussian import expectation
 from .integrals import DerivedIntegral, block_entries, variables
-from .mixture import BLOCKS, ChosenMixture, applies, choose, reference
+from .mixture import BLOCKS, ChosenMixture, applies, choose, integral, reference
 from .quadrature import MAX_VARIANCE, REFERENCE_STEP, TARGET_ERROR, choose_step, evaluate, rule
 from .special import MPMATH_FUNCTIONS
 
@@ -206,3 +206,20 @@ def verify_mixture(activation: Activation, forms: list[DerivedIntegral], map=map
                f"trapezoidal rule at its reference step at {BLOCKS} random blocks with variances up to {MAX_VARIANCE}"
                for name, error in chosen.errors.items()}
     return chosen, records
+
+
+def verify_mixtures(name: str, form: DerivedIntegral, slots: tuple, map=map, seed: int = 0) -> str | None:
+    """The record of a mixed integral `name` without a closed form (`form`, a quadrature form) evaluated
+    by the erf mixtures of its slots' activations (`slots`, one `.mixture.ErfMixture` per slot,
+    None for the u slot): within TARGET_ERROR of the trapezoidal rule at its reference step on
+    BLOCKS random blocks with variances up to MAX_VARIANCE; None where it is not."""
+    blocks = [np.array(block.evalf(), dtype=float) for block in random_blocks(form.size, BLOCKS, seed,
+                                                                               largest=MAX_VARIANCE)]
+    values = list(map(reference, [(form, block) for block in blocks]))
+    error = max(abs(integral(name, slots, block) - value) / max(1.0, abs(value))
+                for block, value in zip(blocks, values))
+    if error >= TARGET_ERROR:
+        return None
+    return (f"erf mixtures of the student's and the teacher's activations, error {error:.1g} (below {TARGET_ERROR:g}) "
+            f"against the trapezoidal rule at its reference step at {BLOCKS} random blocks with variances up to "
+            f"{MAX_VARIANCE}")

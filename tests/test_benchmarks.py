@@ -17,6 +17,6 @@ def test_benchmarks_run_at_toy_size(repo, tmp_path):
     text = out.read_text()
     for title in ("## 1. ODE", "## 2. Start-up", "## 3. Vector field", "## 4. SGD", "## 5. Sweep", "## 6. The model",
                   "## 7. ε_g in the exponential tail", "## 8. Wide networks",
-                  "## 9. Activations beyond erf", "## 10. Structured inputs"):
+                  "## 9. Activations beyond erf", "## 10. Structured inputs", "## 11. Whole process"):
         assert title in text
     assert "speed-up" in text and "nan" not in text.lower()

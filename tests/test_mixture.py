@@ -10,9 +10,9 @@ from gaussian_reference import covariance_blocks, integrands, monte_carlo, seed_
 from hypothesis import HealthCheck, given, settings
 
 from nndyn.core.blocks import entry_positions
-from nndyn.core.mixture import erf_mixture
+from nndyn.core.mixture import erf_mixture, erf_mixtures
 from nndyn.derive import activations
-from nndyn.derive.mixture import ErfMixture, applies, integral
+from nndyn.derive.mixture import ERF, ErfMixture, applies, integral
 
 #: A sigmoid-like ĝ with an offset, so that the terms odd in c0 would show if they were wrong.
 MIXTURE = ErfMixture(0.5, ((0.3, 0.7), (0.2, 1.9)))
@@ -59,6 +59,61 @@ def test_runtime_matches_the_derivations_evaluation(name):
     runtime = np.asarray(erf_mixture(name, MIXTURE.offset, MIXTURE.terms, *entries))
     derived = np.array([integral(name, MIXTURE, C) for C in blocks])
     np.testing.assert_allclose(runtime, derived, rtol=1e-12, atol=1e-15)
+
+
+#: A second mixture with an offset of its own, for integrals whose slots hold two activations.
+OTHER = ErfMixture(-0.25, ((0.6, 1.3),))
+#: Slot patterns of mixed integrals (a pair module's signatures; None is I3's u slot).
+MIXED = {"I2": (MIXTURE, OTHER), "J2": (OTHER, MIXTURE), "I3": (MIXTURE, None, OTHER),
+         "I4": (MIXTURE, OTHER, MIXTURE, OTHER)}
+
+
+def mixed_integrand(name, slots):
+    """The integrand of `name` with slot p's factor of slots[p]'s ĝ (g or g' as DEFINITIONS say)."""
+    factors = {"I2": "gg", "J2": "dd", "I3": "dug", "I4": "ddgg"}[name]
+
+    def integrand(u):
+        value = 1.0
+        for p, (factor, slot) in enumerate(zip(factors, slots)):
+            value = value * (u[..., p] if factor == "u" else slot(u[..., p])[0 if factor == "g" else 1])
+        return value
+    return integrand
+
+
+def as_runtime(slots):
+    return tuple(None if slot is None else (slot.offset, slot.terms) for slot in slots)
+
+
+@pytest.mark.parametrize("name", SIZES)
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
+def test_mixed_slot_integrals_agree_with_monte_carlo(name):
+    """Each slot its own mixture (a student's ĝ beside a teacher's, offsets apart), Hypothesis
+    blocks, 4·10⁵ samples, 5 SE: the runtime (nndyn.core.mixture.erf_mixtures) and the
+    derivation's NumPy evaluation (derive.mixture.integral) alike."""
+    slots = MIXED[name]
+
+    @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(covariance_blocks(SIZES[name], largest=3.0))
+    def check(C):
+        mean, error = monte_carlo(mixed_integrand(name, slots), C, 400_000, seed_of(C))
+        entries = [jnp.asarray(C[p, q]) for p, q in entry_positions(len(C))]
+        for value in (float(erf_mixtures(name, as_runtime(slots), *entries)), integral(name, slots, C)):
+            assert abs(value - mean) <= 5 * error + 1e-12, f"{name}{C.tolist()}: {value} vs {mean} ± {error}"
+
+    check()
+
+
+def test_erf_is_its_own_exact_mixture():
+    """ERF in every slot gives the built-in erf's closed forms (the teacher of a pair module)."""
+    from nndyn.generated import erf  # pyright: ignore[reportMissingImports]
+
+    rng = np.random.default_rng(2)
+    for name, r in SIZES.items():
+        factor = rng.normal(size=(r, r))
+        entries = [jnp.asarray(value) for value in (factor @ factor.T / r)[np.triu_indices(r)]]
+        slots = as_runtime(tuple(None if name == "I3" and p == 1 else ERF for p in range(r)))
+        assert float(erf_mixtures(name, slots, *entries)) == pytest.approx(float(erf.INTEGRALS[name](*entries)),
+                                                                          rel=1e-13, abs=1e-15)
 
 
 @pytest.mark.parametrize("expression, admitted", [

@@ -22,34 +22,51 @@ FACTORS = {"I2": ("g", "g"), "J2": ("g_prime", "g_prime"), "I3": ("g_prime", "u"
 def erf_mixture(name: str, offset: float, terms: tuple[tuple[float, float], ...], *entries):
     """Integral `name` ("I2", "J2", "I3", "I4") of ĝ = `offset` + Σ_j a_j G(s_j x), (a_j, s_j)
     in `terms`, on the blocks whose entries c_pq (p ≤ q, row-major, broadcast arrays (...)) are
+    `entries`; returns shape (...): `erf_mixtures` with this mixture in every slot."""
+    return erf_mixtures(name, ((offset, terms),) * len(FACTORS[name]), *entries)
+
+
+def erf_mixtures(name: str, slots: tuple, *entries):
+    """Integral `name` ("I2", "J2", "I3", "I4") with slot p's activation the erf mixture
+    ĝ_p = c_p + Σ_j a_j G(s_j x) given by slots[p] = (c_p, ((a_j, s_j), …)) (any value for the u
+    slot of I3), on the blocks whose entries c_pq (p ≤ q, row-major, broadcast arrays (...)) are
     `entries`; returns shape (...). Slot p of term j is G's slot on y_p = s_j u_p, weighted a_j
-    (g) or a_j s_j (g'); the u slot of I3 is unscaled. The terms odd in c0 vanish (ĝ − c0 is odd):
-    I2 gains c0², I4 gains c0² J2 on its first two slots."""
-    a, s = (jnp.asarray(column) for column in zip(*terms))
-    if name == "I4":
-        value = _factorised_I4(a, s, *entries)
-        if offset:
-            value = value + offset**2 * erf_mixture("J2", 0.0, terms, entries[0], entries[1], entries[4])
-        return value
+    (g) or a_j s_j (g'); the u slot is unscaled. The terms odd in an offset vanish (ĝ_p − c_p is
+    odd): I2 gains c_0 c_1, I4 gains c_2 c_3 J2 on its first two slots (a student's ĝ with a
+    teacher's, e.g. tanh's mixture with erf's exact one term, in a pair module)."""
     factors = FACTORS[name]
+    columns = [None if factor == "u" else tuple(jnp.asarray(column) for column in zip(*slots[p][1]))
+               for p, factor in enumerate(factors)]
+    if name == "I4":
+        value = _factorised_I4(*columns, *entries)
+        if slots[2][0] and slots[3][0]:
+            value = value + slots[2][0] * slots[3][0] * erf_mixtures("J2", slots[:2], entries[0], entries[1],
+                                                                     entries[4])
+        return value
     r = len(factors)
     scales, weights = [], []
-    for p, factor in enumerate(factors):
+    for p, (factor, column) in enumerate(zip(factors, columns)):
         shape = [1] * r
         shape[p] = -1
-        scale, weight = (jnp.ones(1), jnp.ones(1)) if factor == "u" else (s, a * s if factor == "g_prime" else a)
+        if column is None:  # the u slot
+            scale, weight = jnp.ones(1), jnp.ones(1)
+        else:
+            a, s = column
+            scale, weight = s, a * s if factor == "g_prime" else a
         scales.append(scale.reshape(shape))
         weights.append(weight.reshape(shape))
     grid = [jnp.asarray(entry)[(..., *(None,) * r)] for entry in entries]
     scaled = [entry * scales[p] * scales[q] for entry, (p, q) in zip(grid, entry_positions(r))]
     value = jnp.sum(functools.reduce(jnp.multiply, weights) * erf.INTEGRALS[name](*scaled), axis=tuple(range(-r, 0)))
     if name == "I2":
-        value = value + offset**2
+        value = value + slots[0][0] * slots[1][0]
     return value
 
 
-def _factorised_I4(a, s, c00, c01, c02, c03, c11, c12, c13, c22, c23, c33):
-    """Σ_jklm a_j s_j a_k s_k a_l a_m I4_G(S C S), S = diag(s_j, s_k, s_l, s_m), shape (...).
+def _factorised_I4(first, second, third, fourth, c00, c01, c02, c03, c11, c12, c13, c22, c23, c33):
+    """Σ_jklm a_j s_j a_k s_k a_l a_m I4_G(S C S), S = diag(s_j, s_k, s_l, s_m), shape (...), with
+    (a_j, s_j) of slot 0's mixture (`first`, a pair of arrays), k of slot 1's, l of slot 2's, m
+    of slot 3's.
 
     G's closed form is I4_G(C) = 4/(π² √D) arcsin(Λ_23 / √((D + Λ_22)(D + Λ_33))) with
     D = det(1 + C_01) and Λ_lm = D (c_lm − c_l,01 (1 + C_01)⁻¹ c_01,m) for l, m ∈ {2, 3}, C_01
@@ -60,7 +77,8 @@ def _factorised_I4(a, s, c00, c01, c02, c03, c11, c12, c13, c22, c23, c33):
     def jk(entry):  # (...) -> (..., 1, 1) against the (j, k) axes
         return jnp.asarray(entry)[..., None, None]
 
-    s_j, s_k = s[:, None], s[None, :]
+    (a_0, s_0), (a_1, s_1), (a_2, s_2), (a_3, s_3) = first, second, third, fourth
+    s_j, s_k = s_0[:, None], s_1[None, :]
     d00, d01, d11 = jk(c00) * s_j**2, jk(c01) * s_j * s_k, jk(c11) * s_k**2
     e02, e03, e12, e13 = jk(c02) * s_j, jk(c03) * s_j, jk(c12) * s_k, jk(c13) * s_k
     D = (1 + d00) * (1 + d11) - d01**2
@@ -69,8 +87,8 @@ def _factorised_I4(a, s, c00, c01, c02, c03, c11, c12, c13, c22, c23, c33):
         return jk(c_lm) * D - (e0l * (1 + d11) * e0m - d01 * (e0l * e1m + e1l * e0m) + e1l * (1 + d00) * e1m)
 
     L23, L22, L33 = schur(c23, e02, e12, e03, e13), schur(c22, e02, e12, e02, e12), schur(c33, e03, e13, e03, e13)
-    P = jax.lax.rsqrt(D[..., None] + s**2 * L22[..., None])  # (..., j, k, l)
-    Q = jax.lax.rsqrt(D[..., None] + s**2 * L33[..., None])  # (..., j, k, m)
-    arcsins = safe_arcsin(s[:, None] * s[None, :] * L23[..., None, None] * P[..., :, None] * Q[..., None, :])
-    inner = jnp.einsum("...jklm,l,m->...jk", arcsins, a, a)
-    return jnp.einsum("...jk,j,k->...", 4 / (jnp.pi**2 * jnp.sqrt(D)) * inner, a * s, a * s)
+    P = jax.lax.rsqrt(D[..., None] + s_2**2 * L22[..., None])  # (..., j, k, l)
+    Q = jax.lax.rsqrt(D[..., None] + s_3**2 * L33[..., None])  # (..., j, k, m)
+    arcsins = safe_arcsin(s_2[:, None] * s_3[None, :] * L23[..., None, None] * P[..., :, None] * Q[..., None, :])
+    inner = jnp.einsum("...jklm,l,m->...jk", arcsins, a_2, a_3)
+    return jnp.einsum("...jk,j,k->...", 4 / (jnp.pi**2 * jnp.sqrt(D)) * inner, a_0 * s_0, a_1 * s_1)
