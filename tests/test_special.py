@@ -148,3 +148,18 @@ def test_arcsin_is_within_two_ulp_of_the_correctly_rounded_value():
     assert values[points == 0.0][0] == 0.0 and values[points == 1.0][0] == np.pi / 2
     edges = np.asarray(special.safe_arcsin(jnp.asarray([1 + 1e-15, -1 - 1e-15, np.nan])))
     assert edges[0] == np.pi / 2 and edges[1] == -np.pi / 2 and np.isnan(edges[2])
+
+
+def test_arcsin_has_the_derivatives_of_arcsin():
+    """First and second derivatives (forward and reverse mode) are arcsin's, at 0 (where |x|
+    would give 0) and on both branches, and finite: never √0 off its branch (NaN under jnp.where)."""
+    import jax
+
+    points = jnp.asarray([0.0, 1e-300, 0.3, -0.3, 0.5, 0.7, -0.7, 0.999])
+    slope = jax.vmap(jax.grad(special.safe_arcsin))(points)
+    curvature = jax.vmap(jax.hessian(special.safe_arcsin))(points)
+    forward = jax.vmap(jax.jacfwd(special.safe_arcsin))(points)
+    x = np.asarray(points)
+    np.testing.assert_allclose(slope, 1 / np.sqrt(1 - x**2), rtol=1e-13)
+    np.testing.assert_allclose(forward, 1 / np.sqrt(1 - x**2), rtol=1e-13)
+    np.testing.assert_allclose(curvature, x / (1 - x**2) ** 1.5, rtol=1e-11, atol=1e-15)

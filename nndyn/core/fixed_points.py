@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from nndyn.core import spectrum, symmetric
+from nndyn.core import cache, spectrum, symmetric
 from nndyn.core.kernels import load
 from nndyn.core.setting import Setting
 from nndyn.core.solver import FULL, compiled
@@ -162,7 +162,14 @@ def _compiled_field(activation: str, teacher: str, K: int, M: int, trained: bool
     def eg(x, v, args):
         return kernels.eg(unflatten(x, v), args)
 
-    return jax.jit(field), jax.jit(jax.jacfwd(field)), flatten, unflatten, jax.jit(jax.grad(eg)), jax.jit(eg)
+    sources = (__file__, *kernels.sources)
+
+    def kept(function, name: str):  # exported through the persistent cache: a fresh process skips tracing it
+        static = (name, activation, teacher, K, M, trained, levels)
+        return lambda x, v, args: cache.call(function, (x, v, args), static=static, sources=sources)
+
+    return (kept(field, "field"), kept(jax.jacfwd(field), "jacobian"), flatten, unflatten,
+            kept(jax.grad(eg), "gradient"), kept(eg, "eg"))
 
 
 def fixed_point(setting: Setting, start: OrderParameters | SymmetricState, *, tolerance: float = 1e-12,

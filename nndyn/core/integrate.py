@@ -12,7 +12,7 @@ from jax.typing import ArrayLike
 
 from nndyn.core.errors import DivergenceError, Status
 from nndyn.core.setting import Setting
-from nndyn.core.solver import ORDER_PARAMETERS, ODEOptions, resolve_options, solve, solve_many
+from nndyn.core.solver import ORDER_PARAMETERS, ODEOptions, resolve_options, solve_many
 from nndyn.core.state import OrderParameters
 from nndyn.core.trajectory import Trajectory
 
@@ -56,13 +56,12 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
         raise ValueError("t must be a 1-d increasing array of at least two finite times")
     options = resolve_options(ODEOptions(**options), ts, dt)
     args = setting.ode_args(init.T_levels if setting.structured else init.T, init.v_star, init.b)
-    teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
     solution = solve_many(setting, init.as_ode_state(), args, ts, options, dt, leading=init.Q.ndim - 2)
     _raise_if_failed(np.asarray(solution.status), np.asarray(solution.failed_at), np.asarray(solution.bad), options)
     ys, eg = solution.ys, solution.eg
     if (options.method != "euler" and options.refine_tail and not setting.structured
             and np.min(np.asarray(eg)) < TAIL_TRIGGER):
-        ys, eg = _refine_tail(setting, init, ts, ys, eg, options, teacher)
+        ys, eg = _refine_tail(setting, init, ts, ys, eg, options)
     _warn_if_unresolved(ts, np.asarray(eg))
     if setting.structured:
         return Trajectory(jnp.asarray(ts), eg, jnp.sum(ys["Q"], axis=-3), jnp.sum(ys["R"], axis=-3), ys["v"], init.T,
@@ -70,7 +69,7 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
     return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
 
 
-def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, options: ODEOptions, teacher):
+def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, options: ODEOptions):
     """ys, eg with the convergent tail of each element re-integrated about its fixed point.
 
     The adaptive controller keeps errors below rtol relative to |Q|, |R|, |v| = O(1), while in the
@@ -109,16 +108,8 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
         scale = max(TAIL_DEVIATION, *(float(np.max(np.abs(ys[name][index][-1] - center[name]))) for name in center))
         if point.kind != "stable" or not scale < 1e-3:
             continue
-        tail = solve(
-            setting.activation,
-            {name: ys[name][index][first] for name in ys},
-            setting.ode_args(T, v_star, b),
-            jnp.asarray(np.maximum(ts, ts[first])),
-            tail_options,
-            teacher=teacher,
-            center=center,
-            scale=scale,
-        )
+        tail = solve_many(setting, {name: ys[name][index][first] for name in ys}, setting.ode_args(T, v_star, b),
+                          np.maximum(ts, ts[first]), tail_options, leading=0, center=center, scale=scale)
         if int(tail.status) != Status.ok:
             continue
         done = (np.arange(len(ts)) >= first) & (ts <= float(tail.failed_at))  # saves it re-integrated

@@ -253,24 +253,28 @@ PER_ELEMENT = ("T", "v_star", "b", "t_start", "key")
 
 
 def solve_many(setting: Setting, y0, args: dict, ts, options: ODEOptions, dt: float | None = None, *,
-               leading: int, flows: Flows = FULL) -> Solution:
+               leading: int, flows: Flows = FULL, center: dict | None = None, scale: float = 1.0) -> Solution:
     """`solve` of the `flows` of `setting` vmapped over `leading` leading dimensions (0: one
     state) of y0 (`OrderParameters.as_ode_state`, or the state of other flows) and of the
-    `PER_ELEMENT` entries of `args`, the other args shared; saved at `ts` (n,). One program per
-    shape, kept in the persistent cache (`nndyn.core.cache`), so a fresh process skips its
-    tracing. The one set-up of a solve for `integrate`, a protocol's phases, the verdict's
-    restarts and the symmetric reduction."""
+    `PER_ELEMENT` entries of `args`, the other args shared; saved at `ts` (n,); `center` and
+    `scale` as for `solve` (one state: the tail's re-integration about its fixed point). One
+    program per shape, kept in the persistent cache (`nndyn.core.cache`), so a fresh process
+    skips its tracing. The one set-up of a solve for `integrate` and its tail, a protocol's
+    phases, the verdict's restarts and the symmetric reduction."""
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
+    if center is not None and leading:
+        raise ValueError("a solve about a center is of one state (leading = 0)")
 
-    def program(y0, args, ts, dt):
+    def program(y0, args, ts, dt, center, scale):
         solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt, teacher=teacher,
-                                   flows=flows)
+                                   flows=flows, center=center, scale=scale)
         for _ in range(leading):
             solver = jax.vmap(solver, in_axes=(0, {name: 0 if name in PER_ELEMENT else None for name in args}))
         return tuple(solver(y0, args))
 
     sources = (__file__, *setting.kernels.sources, *flows.sources)
-    return Solution(*cache.call(program, (y0, args, jnp.asarray(ts), dt),
-                                static=(setting.activation, teacher, options, leading, flows), sources=sources))
+    arguments = (y0, args, jnp.asarray(ts), dt, center, None if center is None else jnp.asarray(scale, jnp.float64))
+    return Solution(*cache.call(program, arguments, static=(setting.activation, teacher, options, leading, flows),
+                                sources=sources))
 
 

@@ -40,16 +40,15 @@ def safe_arcsin(z):
     arithmetic and one square root, which XLA vectorises (its own arcsin costs 9× as much on a
     CPU, and the sign quadruple of ReLU's kernels takes 192 per block)."""
     x = jnp.clip(z, -1.0, 1.0)
-    a = jnp.abs(x)
-    reflected = a > 0.5
-    square = jnp.where(reflected, (1 - a) / 2, a * a)  # exact: Sterbenz for a ≥ ½
-    y = jnp.where(reflected, jnp.sqrt(square), a)
+    reflected = jnp.abs(x) > 0.5
+    square = jnp.where(reflected, (1 - jnp.abs(x)) / 2, x * x)  # exact: Sterbenz for |x| ≥ ½
+    root = jnp.sqrt(jnp.where(reflected, square, 1.0))  # never √0 off its branch: no NaN in derivatives
     series = ARCSIN_COEFFICIENTS[-1]
     for coefficient in ARCSIN_COEFFICIENTS[-2::-1]:
         series = series * square + coefficient
-    value = y + y * square * series
-    value = jnp.where(reflected, _HALF_PI - (2 * value - _HALF_PI_REST), value)
-    return jnp.where(x < 0, -value, value)
+    near = x + x * square * series  # odd in x, so its derivative at 0 is 1 (|x| would give 0)
+    far = _HALF_PI - (2 * (root + root * square * series) - _HALF_PI_REST)
+    return jnp.where(reflected, jnp.where(x < 0, -far, far), near)
 
 
 def same_unit(c_aa, c_bb, c_ab):
