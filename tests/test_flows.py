@@ -170,6 +170,7 @@ def test_blocks_of_repeated_units_take_only_the_coincidence_variants(coincide):
 
 
 @pytest.mark.parametrize("coincide", [False, True])
+@pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_sign_quadruple_is_evaluated_once_per_set_of_units(coincide):
     """ReLU's I4 with its quadruple shared (QUADRUPLES): the quadruple runs once per set of four
     distinct units, and every block's value equals the unshared closed form's up to the

@@ -150,6 +150,7 @@ def test_arcsin_is_within_two_ulp_of_the_correctly_rounded_value():
     assert edges[0] == np.pi / 2 and edges[1] == -np.pi / 2 and np.isnan(edges[2])
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_arcsin_has_the_derivatives_of_arcsin():
     """First and second derivatives (forward and reverse mode) are arcsin's, at 0 (where |x|
     would give 0) and on both branches, and finite: never √0 off its branch (NaN under jnp.where)."""
