@@ -1,8 +1,9 @@
 """Checks that every closed form must pass before it is emitted.
 
 1. *Price's identity*, for every entry of the block: ∂⟨f⟩/∂C_pq = ⟨∂_p ∂_q f⟩ (p ≠ q) and
-   ∂⟨f⟩/∂C_pp = ½ ⟨∂_p² f⟩ = ½ ⟨∂_p f (C⁻¹u)_p⟩ (integrated by parts once, so that a step
-   function's g'' = δ is enough), the right-hand sides derived independently of the closed form.
+   ∂⟨f⟩/∂C_pp = ½ ⟨∂_p² f⟩, for a non-smooth f as ½ ⟨∂_p f (C⁻¹u)_p⟩ (integrated by parts
+   once, so that a step function's g'' = δ is enough), the right-hand sides derived independently
+   of the closed form.
 2. *A boundary value*: on a diagonal block the expectation factorises into one-dimensional
    integrals, computed by mpmath quadrature, independently of the derivation.
    Together, 1 and 2 determine ⟨f⟩ on the whole (connected) set of covariances.
@@ -24,7 +25,7 @@ import sympy as sp
 
 from .activations import Activation
 from .gaussian import expectation
-from .integrals import DerivedIntegral, block_entries, variables
+from .integrals import NON_SMOOTH, DerivedIntegral, block_entries, variables
 from .mixture import BLOCKS, ChosenMixture, applies, choose, integral, reference
 from .quadrature import MAX_VARIANCE, REFERENCE_STEP, TARGET_ERROR, choose_step, evaluate, rule
 from .special import MPMATH_FUNCTIONS
@@ -79,12 +80,15 @@ def check_price(integral: DerivedIntegral, blocks: list[sp.Matrix]) -> None:
     """Price's identity for every entry of the block, at each of `blocks`."""
     u = variables(integral.size)
     closed_form = _evaluator(integral)
+    smooth = not integral.integrand.has(*NON_SMOOTH)
     for index, (p, q) in enumerate(block_entries(integral.size)):
         for block in blocks:
             with mpmath.workdps(DIGITS + 15):
                 entries = [mpmath.mpf(sp.N(block[a, b], DIGITS + 15)) for a, b in block_entries(block.rows)]
             slope = sp.Float(_slope(closed_form, entries, index), DIGITS)
-            if p == q:
+            if p == q and smooth:
+                price = expectation(sp.diff(integral.integrand, u[p], 2), u, block) / 2
+            elif p == q:
                 precision_u = block.inv() * sp.Matrix(u)
                 price = expectation(sp.diff(integral.integrand, u[p]) * precision_u[p], u, block) / 2
             else:

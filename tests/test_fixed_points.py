@@ -288,3 +288,16 @@ def test_eta_opt_is_the_learning_rate_of_fastest_learning():
               for eta in (0.92 * eta_opt, eta_opt, 1.08 * eta_opt, eta_state)}
     assert fitted[eta_opt] == pytest.approx(rate, rel=0.02)
     assert fitted[eta_opt] > max(value for eta, value in fitted.items() if eta != eta_opt)
+
+
+def test_a_gradient_that_is_not_finite_is_an_error_not_invisible_modes():
+    """A NaN in ∇ε_g would compare false everywhere and make every mode invisible, doubling
+    eg_rate without a word (an arcsin whose reverse-mode derivative was NaN at 0 did that)."""
+    from nndyn.core.fixed_points import perfect_learning_point
+
+    point = perfect_learning_point(nndyn.Setting(K=2, M=2, lr=1.88), 1.88)
+    assert np.any(point.visible)  # the finite gradient sees the point's visible modes
+    broken = dataclasses.replace(point, eg_gradient=np.where(np.arange(point.eg_gradient.size) == 0, np.nan,
+                                                             point.eg_gradient))
+    with pytest.raises(ValueError, match="not finite"):
+        _ = broken.eg_rate

@@ -86,10 +86,13 @@ class FixedPoint:
         """Per eigenvalue (P,), whether its mode enters ε_g at first order: its eigenvector u has
         a component along ∇ε_g, |∇ε_g·u| > VISIBLE·|∇ε_g||u| (a mode ε_g is blind to at first
         order, e.g. a rotation of the students within the teachers' space at K = 2, has a
-        component of round-off, ~1e-16, there)."""
+        component of round-off, ~1e-16, there). Raises ValueError where ∇ε_g is not finite."""
         if self.eg_gradient is None:
             raise ValueError("this fixed point has no ε_g gradient")
         gradient = np.asarray(self.eg_gradient)
+        if not np.all(np.isfinite(gradient)):  # NaN would count every mode invisible, silently
+            raise ValueError(f"ε_g's gradient at this fixed point is not finite ({np.sum(~np.isfinite(gradient))} "
+                             "components): which modes ε_g sees is undefined")
         size = np.linalg.norm(gradient) * np.linalg.norm(self.eigenvectors, axis=0)
         return np.abs(gradient @ self.eigenvectors) > VISIBLE * size
 

@@ -41,7 +41,9 @@ class Kernels:
 
     **Fields:** `name`, the student's activation as given to `load`; `module`, its
     generated module (closed forms g, g_prime, INTEGRALS, and the records EXPRESSION,
-    INPUT_HASH, PROVENANCE, VERIFICATION); `teacher`, the teacher activation's Kernels when it
+    PROVENANCE, VERIFICATION; its input hash is in its header's comments, so that a change
+    of the derivation that prints the same code keeps the exported programs' cache keys);
+    `teacher`, the teacher activation's Kernels when it
     differs (else None: the teacher has g too); `pair`, then, the generated pair module of their
     mixed integrals (INTEGRALS keyed by (integral, signature), docs/conventions.md).
 
