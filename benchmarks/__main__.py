@@ -7,6 +7,7 @@ import argparse
 import datetime
 import os
 import platform
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -49,10 +50,13 @@ def main() -> None:
     options = parser.parse_args()
     sections = []
     for benchmark in BENCHMARKS:
-        if options.only and benchmark.__name__.rsplit(".", 1)[1] not in options.only:
+        name = benchmark.__name__.rsplit(".", 1)[1]
+        if options.only and name not in options.only:
             continue
+        print(f"\nrunning benchmarks/{name}.py ...", flush=True)
+        began = time.perf_counter()
         section = benchmark.run(options.toy)
-        print(f"\n{section['title']}")
+        print(f"{section['title']} ({time.perf_counter() - began:.0f} s)")
         for label, value in section["rows"]:
             print(f"  {label:<72} {value}")
         sections.append(section)

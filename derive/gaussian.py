@@ -14,10 +14,11 @@ Each monomial is reduced by exact rules, applied recursively:
 1. *Conditioning* on a delta: ⟨δ(u_a) F(u)⟩_C = φ(0; C_aa) ⟨F(u)|_{u_a=0}⟩_C', with
    C' = C - C_{·a} C_{a·}/C_aa the covariance given u_a = 0.
 2. *Tilting* (Gaussian integral of exp(quadratic)): ⟨exp(-½ uᵀDu) h(u)⟩_C
-   = det(I + C D)^(-1/2) ⟨h(u)⟩_C' with C' = C (I + D C)⁻¹. The first tilt's C' is simplified
-   entry by entry; a tilt of an already tilted covariance (products of x, Gaussians and erf, as
-   in GELU's I4) takes ⟨h⟩ on a block of fresh symbols and substitutes C' into the result, since
-   simplifying nested rational entries swells without bound (GELU's I4: > 15 min → 10 s).
+   = det(I + C D)^(-1/2) ⟨h(u)⟩_C' with C' = C (I + D C)⁻¹. The first tilt's C' (and that of a
+   numeric block) is simplified entry by entry; a tilt of an already tilted symbolic covariance
+   (products of x, Gaussians and erf, as in GELU's I4) takes ⟨h⟩ on a block of fresh symbols and
+   substitutes C' into the result, since simplifying nested rational entries swells without
+   bound (GELU's I4: > 15 min → 10 s).
 3. *Stein's lemma* (Gaussian integration by parts, which reduces to Isserlis/Wick for
    polynomials): ⟨u_b F(u)⟩_C = Σ_j C_bj ⟨∂_j F(u)⟩_C, with ∂ sign(u) = 2 δ(u).
 4. *Products of odd functions*: zero when the monomial is odd in ``u``; the pair
