@@ -56,6 +56,8 @@ def expectation(f: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix, tilted: bool
     - `f`: the integrand, a SymPy expression in the symbols `u`.
     - `u`: the n Gaussian variables.
     - `C`: their n×n covariance, a symmetric SymPy matrix (entries may be symbols).
+    - `tilted`: whether `C` is already a tilted covariance (rule 2: a further tilt is then taken
+      on fresh symbols); the recursion sets it, callers leave it False.
 
     Checks the derivation's time budget (`.budget`) at every level of the recursion.
     """

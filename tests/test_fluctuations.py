@@ -227,6 +227,7 @@ def test_the_stationary_spread_is_that_of_long_sgd_runs_with_label_noise():
     assert np.all((ratios > low) & (ratios < high)), f"s²/σ² {np.round(ratios, 2)} outside [{low:.2f}, {high:.2f}]"
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_fluctuations_refuse_bad_input_with_one_line():
     setting = nndyn.Setting(activation="erf", K=2, M=2, lr=0.5)
     state = perfect_learning(setting)
@@ -293,6 +294,7 @@ def test_the_initial_spread_of_random_students(K, M, scale, seed):
     assert np.all(trained[:P, :P] == predicted) and np.all(trained[P:] == 0) and np.all(trained[:, P:] == 0)
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_without_label_noise_the_rule_drops_its_noise_nodes():
     """At σ = 0 no increment depends on ξ: the rule of one node ξ = 0 (a third of the points)
     gives the moments of the rule of three nodes, to round-off; bad `points` are one line."""

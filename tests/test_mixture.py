@@ -103,6 +103,7 @@ def test_mixed_slot_integrals_agree_with_monte_carlo(name):
     check()
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_erf_is_its_own_exact_mixture():
     """ERF in every slot gives the built-in erf's closed forms (the teacher of a pair module)."""
     from nndyn.generated import erf  # pyright: ignore[reportMissingImports]

@@ -214,6 +214,7 @@ def test_force_starts_a_different_sweep_afresh_and_refuses_other_folders(tmp_pat
     assert (other / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_an_unreadable_chunk_is_computed_again(tmp_path):
     folder = tmp_path / "s"
     points = nndyn.grid({"K": 1, "M": 1}, {"lr": [0.5, 1.0]})
