@@ -20,7 +20,7 @@ from nndyn.core import cache
 from nndyn.core.kernels import load
 from nndyn.derive.activations import from_expression, get
 from nndyn.derive.hashing import kernel_hash
-from nndyn.derive.quadrature import REFERENCE_STEP, QuadratureTerm, evaluate
+from nndyn.derive.quadrature import REFERENCE_STEP, TARGET_ERROR, QuadratureTerm, evaluate
 from nndyn.derive.render import unsealed
 from nndyn.files import write_atomically
 
@@ -122,20 +122,26 @@ def tanh(tmp_path_factory):
 TANH_INTEGRANDS = integrands(np.tanh, lambda x: 1 - np.tanh(x) ** 2)
 
 
+def agrees_with_monte_carlo(kernels, integral: str, size: int, integrand, allowance: float, examples: int) -> None:
+    """`integral` of `kernels` within 5 SE (10⁶ samples) plus `allowance` of Monte Carlo of
+    `integrand` on `examples` Hypothesis blocks with variances up to the fallbacks' verified 1.5."""
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(covariance_blocks(size, largest=1.5))
+    def check(C):
+        mean, error = monte_carlo(integrand, C, 1_000_000, seed_of(C))
+        value = float(kernels.integral(integral, jnp.asarray(C)))
+        assert abs(value - mean) <= 5 * error + allowance, f"{integral}{C.tolist()}: {value} vs {mean} ± {error}"
+
+    check()
+
+
 @pytest.mark.parametrize("name, size", [("I2", 2), ("J2", 2), ("I3", 3), ("I4", 4)])
 @pytest.mark.slow
 def test_tanh_quadrature_agrees_with_monte_carlo(tanh, name, size):
     """Hypothesis blocks with variances up to the fallback's verified range (1.5), 10⁶ samples, 5 SE."""
     assert tanh.module.PROVENANCE[name].startswith("erf mixture")
-
-    @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-    @given(covariance_blocks(size, largest=1.5))
-    def check(C):
-        mean, error = monte_carlo(TANH_INTEGRANDS[name], C, 1_000_000, seed_of(C))
-        value = float(tanh.integral(name, jnp.asarray(C)))
-        assert abs(value - mean) <= 5 * error + 1e-12, f"{name}{C.tolist()}: {value} vs {mean} ± {error}"
-
-    check()
+    agrees_with_monte_carlo(tanh, name, size, TANH_INTEGRANDS[name], 1e-12, examples=8)
 
 
 @pytest.mark.parametrize("name, size", [("J2", 2), ("I4", 4)])
@@ -221,20 +227,6 @@ GELU_LIKE = {
 }
 
 
-def _agrees_with_monte_carlo(kernels, integral: str, size: int, integrand, allowance: float) -> None:
-    """`integral` of `kernels` within 5 SE (10⁶ samples) plus `allowance` of Monte Carlo of
-    `integrand` on 3 Hypothesis blocks with variances up to the quadrature's verified 1.5."""
-
-    @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-    @given(covariance_blocks(size, largest=1.5))
-    def check(C):
-        mean, error = monte_carlo(integrand, C, 1_000_000, seed_of(C))
-        value = float(kernels.integral(integral, jnp.asarray(C)))
-        assert abs(value - mean) <= 5 * error + allowance, f"{integral}{C.tolist()}: {value} vs {mean} ± {error}"
-
-    check()
-
-
 @pytest.mark.parametrize("name", GELU_LIKE)
 @pytest.mark.slow  # a derivation of up to two minutes, kept between runs
 def test_gelu_like_activations_derive_and_agree_with_monte_carlo(name, tmp_path_factory):
@@ -247,7 +239,8 @@ def test_gelu_like_activations_derive_and_agree_with_monte_carlo(name, tmp_path_
     assert all(text.startswith(kind) for text in kernels.module.PROVENANCE.values()), kernels.module.PROVENANCE
     reference = integrands(g, g_prime)
     for integral, size in (("I2", 2), ("J2", 2), ("I3", 3), ("I4", 4)):
-        _agrees_with_monte_carlo(kernels, integral, size, reference[integral], 1e-12 if kind == "derived" else 1e-6)
+        allowance = 1e-12 if kind == "derived" else TARGET_ERROR  # the quadrature's chosen accuracy
+        agrees_with_monte_carlo(kernels, integral, size, reference[integral], allowance, examples=3)
     if name == "silu":
         return  # its flows are softplus's machinery (quadrature), integrated below: ~10 s each
     setting = nndyn.Setting(K=2, M=1, lr=0.5, activation=kernels.name)
