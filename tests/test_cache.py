@@ -158,3 +158,20 @@ def test_entries_written_without_a_cap_are_dated_for_the_lru(tmp_path):
     cache._date_entries(tmp_path)
     assert int.from_bytes((tmp_path / "jit_f-0123-atime").read_bytes(), "little") == entry.stat().st_mtime_ns
     assert int.from_bytes((tmp_path / "jit_g-4567-atime").read_bytes(), "little") == 7
+
+
+def test_the_operations_between_programs_are_kept_too(tmp_path):
+    """An operation applied outside any jitted program (compiled in milliseconds, below JAX's
+    default threshold for keeping a program) is kept, and a second process loads it from the
+    cache instead of compiling it: JAX counts a cache hit there and none in the first."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp, nndyn; nndyn.Setting; hits = []; "
+            "jax.monitoring.register_event_listener(lambda event, **_: hits.append(event)); "
+            "jnp.arange(5.0) * 3.0; print(hits.count('/jax/compilation_cache/cache_hits'))")
+    environment = {**os.environ, "NNDYN_COMPILATION_CACHE": str(tmp_path)}
+    counts = [subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+                             check=True).stdout.split()[-1] for _ in range(2)]
+    assert counts[0] == "0" and int(counts[1]) >= 1 and list(tmp_path.glob("jit_multiply-*-cache"))

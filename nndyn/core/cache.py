@@ -63,6 +63,12 @@ def folder() -> Path | None:
 MAX_MB = 500
 #: The share of the cap that exported solves may take (the rest is JAX's).
 EXPORTED_SHARE = 0.1
+#: Programs that compile faster than this are not kept. JAX's default (1 s) and nndyn's former
+#: 0.2 s left out the ~30 operations a run applies outside its jitted programs (adding, slicing,
+#: stacking arrays between them), each compiled anew in every process at 20–60 ms: 0.7 s of a
+#: warm 3.6 s `integrate` process at K = M = 4, a quarter of a warm test run. Loaded from the
+#: cache they take ~1 ms each (measured on the 2-core AMD EPYC machine of benchmarks/RESULTS.md).
+MIN_COMPILE_SECONDS = 0.0
 
 
 def limit() -> int:
@@ -91,7 +97,7 @@ def enable_compilation_cache() -> None:
         warnings.warn(f"{error}; using {MAX_MB} MB", RuntimeWarning, stacklevel=2)
         cap = MAX_MB * 2**20
     jax.config.update("jax_compilation_cache_dir", str(location))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     jax.config.update("jax_compilation_cache_max_size", int(cap * (1 - EXPORTED_SHARE)))
     _date_entries(location)
     _prune(location / "exported", int(cap * EXPORTED_SHARE))
