@@ -118,10 +118,10 @@ def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_
 
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_cache_stays_within_its_cap(tmp_path):
-    """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 30 programs (235 kB of
-    entries without a cap) leaves JAX's entries within 90 % of it (JAX's LRU eviction), and
-    exported/ is pruned to its 10 % at the start, the least recently used first; `nndyn cache
-    info` reports the cap and `clear` empties it."""
+    """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 30 programs leaves 235 kB
+    of JAX's entries; the next process to start prunes them to 90 % of the cap, the least
+    recently used first (the later of write and read: an old entry read since is kept), and
+    exported/ to its 10 %; `nndyn cache info` reports the cap and `clear` empties it."""
     import os
     import subprocess
     import sys
@@ -135,29 +135,22 @@ def test_the_cache_stays_within_its_cap(tmp_path):
         os.utime(exported / f"old{index}.jaxexport", (time.time() - 100 + index,) * 2)
     env = {**os.environ, "NNDYN_COMPILATION_CACHE": str(tmp_path), "NNDYN_CACHE_MAX_MB": "0.1"}
     code = ("import jax, jax.numpy as jnp, nndyn; nndyn.Setting; "
-            "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0); "
             "[jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cumsum(x ** k))(jnp.arange(8.0 + k)) for k in range(30)]")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
-    jax_entries = [path.stat().st_size for path in tmp_path.glob("*-cache")]
-    assert len(jax_entries) >= 3 and sum(jax_entries) <= 0.9 * cap
+    entries = sorted(tmp_path.glob("*-cache"))
+    assert sum(path.stat().st_size for path in entries) > cap
+    now = time.time()
+    for index, path in enumerate(entries):  # written in that order, long ago; the first read just now
+        os.utime(path, (now if index == 0 else now - 1000 + index, now - 1000 + index))
+    subprocess.run([sys.executable, "-c", "import nndyn; nndyn.Setting"], env=env, check=True, capture_output=True)
+    kept = sorted(tmp_path.glob("*-cache"))
+    assert len(kept) >= 3 and sum(path.stat().st_size for path in kept) <= 0.9 * cap
+    assert kept == [entries[0], *entries[len(entries) - len(kept) + 1:]]  # the one read, then the newest
     assert sorted(path.name for path in exported.iterdir()) == ["old5.jaxexport"]  # 10 kB of its 10.5 kB
     result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "info"], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and "capped at 0.1 MB" in result.stdout and str(tmp_path) in result.stdout
     result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "clear"], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and not tmp_path.exists()
-
-
-def test_entries_written_without_a_cap_are_dated_for_the_lru(tmp_path):
-    """JAX's LRU eviction reads an access-time file per entry: entries from before the cap (none)
-    get one, dated by their modification time, so later writes do not fail with a warning."""
-    entry = tmp_path / "jit_f-0123-cache"
-    entry.write_bytes(b"program")
-    dated = tmp_path / "jit_g-4567-cache"
-    dated.write_bytes(b"program")
-    (tmp_path / "jit_g-4567-atime").write_bytes((7).to_bytes(8, "little"))
-    cache._date_entries(tmp_path)
-    assert int.from_bytes((tmp_path / "jit_f-0123-atime").read_bytes(), "little") == entry.stat().st_mtime_ns
-    assert int.from_bytes((tmp_path / "jit_g-4567-atime").read_bytes(), "little") == 7
 
 
 def test_the_operations_between_programs_are_kept_too(tmp_path):

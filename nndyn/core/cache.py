@@ -13,10 +13,15 @@ jaxlib, Diffrax and Equinox, ``EQX_ON_ERROR``, the backend, the static options, 
 structure, shapes and dtypes of the arguments. Files are written atomically; an unreadable one
 is replaced.
 
-The folder is capped at ``$NNDYN_CACHE_MAX_MB`` megabytes (default `MAX_MB`), least recently
-used entries evicted first: JAX's part by JAX's own LRU cache (``jax_compilation_cache_max_size``),
-``exported/`` (a loaded program's file is touched) when the process starts. `info` and `clear`
-(``nndyn cache info``, ``nndyn cache clear``) show and empty it.
+The folder is capped at ``$NNDYN_CACHE_MAX_MB`` megabytes (default `MAX_MB`): when a process
+starts, the least recently used entries are deleted until each part is within its share (JAX's
+entries by the later of their write and their last read as the file system records it, which
+on Linux's default ``relatime`` mounts is exact to a day; ``exported/`` by its files' times, which
+a load touches). JAX's own LRU eviction (``jax_compilation_cache_max_size``) is left off: it
+lists and reads a record of every entry on each write under a lock, 0.25 s per write with the
+~4 500 entries of a test run, where its whole folder was ~700 entries when only programs over
+0.2 s of compilation were kept. `info` and `clear` (``nndyn cache info``, ``nndyn cache clear``)
+show and empty it.
 """
 
 from __future__ import annotations
@@ -66,8 +71,9 @@ EXPORTED_SHARE = 0.1
 #: Programs that compile faster than this are not kept. JAX's default (1 s) and nndyn's former
 #: 0.2 s left out the ~30 operations a run applies outside its jitted programs (adding, slicing,
 #: stacking arrays between them), each compiled anew in every process at 20–60 ms: 0.7 s of a
-#: warm 3.6 s `integrate` process at K = M = 4, a quarter of a warm test run. Loaded from the
-#: cache they take ~1 ms each (measured on the 2-core AMD EPYC machine of benchmarks/RESULTS.md).
+#: warm 3.6 s `integrate` process at K = M = 4, and 28 % of a warm run of the verdict's and the
+#: symmetric reduction's tests. Loaded from the cache they take ~3 ms each (measured on the
+#: 2-core AMD EPYC machine of benchmarks/RESULTS.md).
 MIN_COMPILE_SECONDS = 0.0
 
 
@@ -85,9 +91,9 @@ def limit() -> int:
 
 
 def enable_compilation_cache() -> None:
-    """Point JAX's persistent compilation cache at `folder()`, capped at `limit()` (JAX's LRU
-    eviction for its entries; `exported/` pruned here), unless caching is off or JAX's cache
-    folder is configured already."""
+    """Point JAX's persistent compilation cache at `folder()`, keeping every program
+    (`MIN_COMPILE_SECONDS`), and prune the folder to `limit()`, unless caching is off or JAX's
+    cache folder is configured already."""
     location = folder()
     if location is None or jax.config.values.get("jax_compilation_cache_dir"):
         return
@@ -98,35 +104,23 @@ def enable_compilation_cache() -> None:
         cap = MAX_MB * 2**20
     jax.config.update("jax_compilation_cache_dir", str(location))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
-    jax.config.update("jax_compilation_cache_max_size", int(cap * (1 - EXPORTED_SHARE)))
-    _date_entries(location)
-    _prune(location / "exported", int(cap * EXPORTED_SHARE))
+    jax.config.update("jax_compilation_cache_max_size", -1)  # no eviction by JAX (module docstring)
+    _prune(location, "*-cache", int(cap * (1 - EXPORTED_SHARE)))
+    _prune(location / "exported", "*.jaxexport", int(cap * EXPORTED_SHARE))
 
 
-def _date_entries(location: Path) -> None:
-    """Give every JAX cache entry without one the access-time file that JAX's LRU eviction reads
-    (`<key>-atime`, nanoseconds little-endian), dated by the entry's modification time: entries
-    written without a size cap (by nndyn before it set one) would otherwise make every write fail
-    with a warning."""
+def _prune(directory: Path, pattern: str, cap: int) -> None:
+    """Delete the least recently used files of `directory` matching `pattern` (by the later of
+    their modification and access times) until the rest take at most `cap` bytes; with each JAX
+    entry `<key>-cache`, the `<key>-atime` record that JAX's own eviction kept."""
     try:
-        entries = list(location.glob("*-cache"))
+        entries = []
+        for entry in directory.glob(pattern):
+            status = entry.stat()
+            entries.append((max(status.st_mtime, status.st_atime), status.st_size, entry))
     except OSError:
         return
-    for entry in entries:
-        stamp = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
-        if not stamp.exists():
-            with contextlib.suppress(OSError):
-                stamp.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
-
-
-def _prune(directory: Path, cap: int) -> None:
-    """Delete the least recently used files of `directory` (by modification time: a loaded
-    exported program is touched) until the rest takes at most `cap` bytes."""
-    try:
-        entries = sorted((entry.stat().st_mtime, entry.stat().st_size, entry) for entry in directory.iterdir()
-                         if entry.is_file())
-    except OSError:
-        return
+    entries.sort()
     total = sum(size for _, size, _ in entries)
     for _, size, entry in entries:
         if total <= cap:
@@ -134,6 +128,9 @@ def _prune(directory: Path, cap: int) -> None:
         with contextlib.suppress(OSError):
             entry.unlink()
             total -= size
+        if entry.name.endswith("-cache"):
+            with contextlib.suppress(OSError):
+                entry.with_name(entry.name.removesuffix("-cache") + "-atime").unlink(missing_ok=True)
 
 
 def info() -> dict:

@@ -142,7 +142,7 @@ def coordinates(K: int, M: int, trained: bool, levels: int = 0):
         R = x[size:size + count * K * M].reshape(lead + (K, M))
         return {"Q": Q, "R": R, "v": x[size + count * K * M:] if trained else v}
 
-    return flatten, unflatten
+    return jax.jit(flatten), jax.jit(unflatten)  # one program each where called outside a jitted one
 
 
 def _field(setting: Setting):
