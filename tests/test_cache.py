@@ -119,9 +119,10 @@ def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_cache_stays_within_its_cap(tmp_path):
     """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 30 programs leaves 235 kB
-    of JAX's entries; the next process to start prunes them to 90 % of the cap, the least
-    recently used first (the later of write and read: an old entry read since is kept), and
-    exported/ to its 10 %; `nndyn cache info` reports the cap and `clear` empties it."""
+    of JAX's entries; a process starting within PRUNE_EVERY of the last pruning leaves them, the
+    next one after it prunes them to 90 % of the cap, the least recently used first (the later
+    of write and read: an old entry read since is kept), and exported/ to its 10 %; `nndyn cache
+    info` reports the cap and `clear` empties it."""
     import os
     import subprocess
     import sys
@@ -142,7 +143,11 @@ def test_the_cache_stays_within_its_cap(tmp_path):
     now = time.time()
     for index, path in enumerate(entries):  # written in that order, long ago; the first read just now
         os.utime(path, (now if index == 0 else now - 1000 + index, now - 1000 + index))
-    subprocess.run([sys.executable, "-c", "import nndyn; nndyn.Setting"], env=env, check=True, capture_output=True)
+    start = [sys.executable, "-c", "import nndyn; nndyn.Setting"]
+    subprocess.run(start, env=env, check=True, capture_output=True)  # within PRUNE_EVERY of the last pruning
+    assert sorted(tmp_path.glob("*-cache")) == entries
+    os.utime(tmp_path / cache.PRUNED, (now - cache.PRUNE_EVERY - 1,) * 2)  # pruned long enough ago
+    subprocess.run(start, env=env, check=True, capture_output=True)
     kept = sorted(tmp_path.glob("*-cache"))
     assert len(kept) >= 3 and sum(path.stat().st_size for path in kept) <= 0.9 * cap
     assert kept == [entries[0], *entries[len(entries) - len(kept) + 1:]]  # the one read, then the newest
