@@ -133,6 +133,34 @@ def test_integrate_maps_over_a_batch_of_initial_states():
         np.testing.assert_allclose(together.eg[j], nndyn.integrate(SCM, state, times).eg, rtol=1e-12)
 
 
+@pytest.mark.slow  # compiles three solves
+def test_runs_apart_in_tolerances_or_in_sizes_within_a_bucket_share_one_program():
+    """`integrate` pads its stack of states and its save times to their bucket (1, 2, 3, 4, 6, 8,
+    12, …; `nndyn.core.solver.bucket`) and takes rtol, atol and the divergence threshold as data:
+    after a run of 5 states saved 20 times, 6 states saved 23 times at other tolerances compile
+    nothing, while 7 states do (the next bucket). Padding changes no element: the 5 states agree
+    with the first 5 of the 6 (the same program) and with 3 of them solved unpadded (another
+    program) to 1e-12, round-off against the solver's rtol of 1e-8."""
+    from test_sgd import compilations
+
+    rng = np.random.default_rng(2)
+    W_teacher = rng.normal(size=(2, 100))
+    states = [nndyn.OrderParameters.from_weights(w, W_teacher) for w in rng.normal(size=(7, 2, 100))]
+
+    stack = {count: jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states[:count])
+             for count in (3, 5, 6, 7)}
+    five = nndyn.integrate(SCM, stack[5], np.linspace(0.0, 19.0, 20))
+    six = []
+    assert compilations(lambda: six.append(nndyn.integrate(SCM, stack[6], np.linspace(0.0, 22.0, 23), rtol=1e-9,
+                                                           atol=1e-11, divergence_threshold=1e5))) == 0
+    assert compilations(lambda: nndyn.integrate(SCM, stack[7], np.linspace(0.0, 22.0, 23))) > 0
+    assert five.eg.shape == (5, 20) and six[0].eg.shape == (6, 23)
+    three = nndyn.integrate(SCM, stack[3], np.linspace(0.0, 19.0, 20))
+    np.testing.assert_allclose(five.eg[:3], three.eg, rtol=1e-12)
+    same = nndyn.integrate(SCM, stack[6], np.linspace(0.0, 19.0, 20))
+    np.testing.assert_allclose(five.Q, same.Q[:5], rtol=1e-12)
+
+
 def test_an_euler_step_that_does_not_divide_the_save_spacing_is_said():
     """Saves between Euler steps are interpolations: a warning, not silence (SGD's save grid, a
     multiple of 1/N, never warns)."""

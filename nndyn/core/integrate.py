@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
@@ -64,9 +65,9 @@ def integrate(setting: Setting, init: OrderParameters, t: ArrayLike, *, dt: floa
         ys, eg = _refine_tail(setting, init, ts, ys, eg, options)
     _warn_if_unresolved(ts, np.asarray(eg))
     if setting.structured:
-        return Trajectory(jnp.asarray(ts), eg, jnp.sum(ys["Q"], axis=-3), jnp.sum(ys["R"], axis=-3), ys["v"], init.T,
+        return Trajectory(jax.device_put(ts), eg, jnp.sum(ys["Q"], axis=-3), jnp.sum(ys["R"], axis=-3), ys["v"], init.T,
                           init.v_star, b=init.b, Q_levels=ys["Q"], R_levels=ys["R"], T_levels=init.T_levels)
-    return Trajectory(jnp.asarray(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
+    return Trajectory(jax.device_put(ts), eg, ys["Q"], ys["R"], ys["v"], init.T, init.v_star, b=init.b)
 
 
 def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, options: ODEOptions):
@@ -116,7 +117,7 @@ def _refine_tail(setting: Setting, init: OrderParameters, ts, ys: dict, eg, opti
         for name in ys:
             ys[name][index][done] = np.asarray(tail.ys[name])[done]
         eg[index][done] = np.asarray(tail.eg)[done]
-    return {name: jnp.asarray(value) for name, value in ys.items()}, jnp.asarray(eg)
+    return jax.device_put(ys), jax.device_put(eg)  # not jnp.asarray: it compiles a program per shape
 
 
 def _warn_if_unresolved(ts: np.ndarray, eg: np.ndarray) -> None:

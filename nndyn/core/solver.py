@@ -66,6 +66,19 @@ class ODEOptions:
     def __post_init__(self) -> None:
         schema.validate(self)
 
+    #: The fields a solve takes as traced data (`tolerances`): programs apart only in them are one.
+    TRACED = ("rtol", "atol", "divergence_threshold")
+
+    def tolerances(self) -> dict:
+        """The `TRACED` fields, as float64 scalars for `solve`'s `tolerances`."""
+        return {name: jnp.asarray(getattr(self, name), jnp.float64) for name in self.TRACED}
+
+    def program(self) -> "ODEOptions":
+        """What of these options shapes a compiled solve: the method and the step budget (the
+        other fields at their defaults; `solve` takes the tolerances as data, and `refine_tail` is
+        `integrate`'s)."""
+        return ODEOptions(method=self.method, max_steps=self.max_steps)
+
 
 @dataclass(frozen=True)
 class Flows:
@@ -145,7 +158,8 @@ def compiled(flows: Flows, kernels) -> tuple[Callable, Callable]:
 
 @functools.partial(jax.jit, static_argnames=("activation", "options", "teacher", "flows"))
 def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOptions, dt=None,
-          teacher: str | None = None, center: dict | None = None, scale=1.0, flows: Flows = FULL):
+          teacher: str | None = None, center: dict | None = None, scale=1.0, flows: Flows = FULL,
+          tolerances: dict | None = None):
     """The flows of `activation` (the student's; the teacher's `teacher`, default the same) from
     y0 at t = ts[0], saved at `ts`; pure, jitted, vmappable.
 
@@ -158,7 +172,9 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     adaptive method); `center`, like y0, or None: integrate the deviation (y − center)/`scale`
     instead of y, so that the error control is relative to the deviation (the tail near a
     stable fixed point, see `integrate`); the solve then stops, with status ok, where the
-    deviation falls below `scale`/2.
+    deviation falls below `scale`/2; `tolerances`, None or `ODEOptions.tolerances()` (traced:
+    they then replace `options`' rtol, atol and divergence threshold, so that solves apart only
+    in them share one program).
 
     **Returns:** a `Solution`.
     """
@@ -167,6 +183,8 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
 
     kernels = load(activation, teacher)
     adaptive = options.method != "euler"
+    tolerance = {name: getattr(options, name) for name in ODEOptions.TRACED} if tolerances is None else tolerances
+    rtol, atol, threshold = (tolerance[name] for name in ODEOptions.TRACED)
     state = _affine(center, scale)
     field, error = compiled(flows, kernels)
 
@@ -186,8 +204,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
             return jax.tree_util.tree_map(lambda value: value / scale, rhs(t, state(w), args))
         vector_field, start = scaled, jax.tree_util.tree_map(lambda y, c: (y - c) / scale, y0, center)
     methods = {"adaptive": diffrax.Tsit5, "euler": diffrax.Euler,
-               "implicit": lambda: diffrax.Kvaerno5(root_finder=optimistix.Chord(rtol=100 * options.rtol,
-                                                                                 atol=options.atol / 100))}
+               "implicit": lambda: diffrax.Kvaerno5(root_finder=optimistix.Chord(rtol=100 * rtol, atol=atol / 100))}
     terms, adjoint = diffrax.ODETerm(vector_field), diffrax.RecursiveCheckpointAdjoint()
     noise = flows.noise(kernels)
     if noise is not None:  # an SDE: Euler–Maruyama on one Brownian path per key
@@ -204,10 +221,10 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
         t0=ts[0], t1=ts[-1], dt0=None if adaptive else dt, y0=start, args=args,
         saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)]),
         stepsize_controller=(
-            diffrax.PIDController(rtol=options.rtol, atol=options.atol)
+            diffrax.PIDController(rtol=rtol, atol=atol)
             if adaptive else diffrax.ConstantStepSize()
         ),
-        event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(state(y), options.divergence_threshold))
+        event=diffrax.Event(lambda t, y, args, **_: jnp.any(_bad(state(y), threshold))
                             | (False if center is None else _at_floor(y))),
         max_steps=ADAPTIVE_MAX_STEPS if options.max_steps is None else options.max_steps,
         adjoint=adjoint,
@@ -217,7 +234,7 @@ def solve(activation: str, y0: dict, args: dict, ts: jax.Array, options: ODEOpti
     ys, last = solution.ys[0], jax.tree_util.tree_map(lambda value: value[-1], solution.ys[1])
     floor = False if center is None else _at_floor(last)
     ys, last = state(ys), state(last)
-    bad = _bad(last, options.divergence_threshold)
+    bad = _bad(last, threshold)
     status = jnp.where((solution.result == diffrax.RESULTS.successful) | (floor & ~jnp.any(bad)), Status.ok,
                        jnp.where(jnp.any(bad), Status.diverged, Status.max_steps))
     eg = jax.vmap(lambda y: error(y, args))(ys)
@@ -252,29 +269,77 @@ def resolve_options(options: ODEOptions, ts: np.ndarray, dt: float | None) -> OD
 PER_ELEMENT = ("T", "v_star", "b", "t_start", "key")
 
 
+def bucket(n: int) -> int:
+    """The size a stack of `n` states or saves is padded to (`solve_many`): the next of 1, 2, 3,
+    4, 6, 8, 12, 16, 24, … (powers of two and their halfway points), so that runs of nearby sizes
+    share one compiled program at most a third more work."""
+    if n <= 2:
+        return n
+    power = 1 << (n - 1).bit_length()
+    return 3 * power // 4 if n <= 3 * power // 4 else power
+
+
+def _padded(value, n: int, size: int):
+    """`value` (an array, n long along its first axis) padded to `size` with copies of its last
+    entry (on the host: an operation between programs would compile a program of its own)."""
+    value = np.asarray(value)
+    return value if size == n else value[np.minimum(np.arange(size), n - 1)]
+
+
 def solve_many(setting: Setting, y0, args: dict, ts, options: ODEOptions, dt: float | None = None, *,
                leading: int, flows: Flows = FULL, center: dict | None = None, scale: float = 1.0) -> Solution:
     """`solve` of the `flows` of `setting` vmapped over `leading` leading dimensions (0: one
     state) of y0 (`OrderParameters.as_ode_state`, or the state of other flows) and of the
     `PER_ELEMENT` entries of `args`, the other args shared; saved at `ts` (n,); `center` and
-    `scale` as for `solve` (one state: the tail's re-integration about its fixed point). One
-    program per shape, kept in the persistent cache (`nndyn.core.cache`), so a fresh process
-    skips its tracing. The one set-up of a solve for `integrate` and its tail, a protocol's
-    phases, the verdict's restarts and the symmetric reduction."""
+    `scale` as for `solve` (one state: the tail's re-integration about its fixed point). The one
+    set-up of a solve for `integrate` and its tail, a protocol's phases, the verdict's restarts
+    and the symmetric reduction.
+
+    Programs are shared: the leading dimensions are solved as one stack, which with the save
+    times is padded to its `bucket` (copies of the last state and of the last time, solved and
+    dropped: each element's solve is its own, so the others' results do not change), and the
+    tolerances are data (`ODEOptions.program`); each program is kept in the persistent cache
+    (`nndyn.core.cache`), so a fresh process skips its tracing.
+    """
     teacher = None if setting.teacher_activation == setting.activation else setting.teacher_activation
     if center is not None and leading:
         raise ValueError("a solve about a center is of one state (leading = 0)")
+    ts = np.asarray(ts, dtype=np.float64)
+    n = len(ts)
+    saves = bucket(n)
+    shape = jax.tree_util.tree_leaves(y0)[0].shape[:leading]
+    count = math.prod(shape)
+    stack = bucket(count) if leading else 0
 
-    def program(y0, args, ts, dt, center, scale):
-        solver = functools.partial(solve, setting.activation, ts=ts, options=options, dt=dt, teacher=teacher,
-                                   flows=flows, center=center, scale=scale)
-        for _ in range(leading):
+    def stacked(value):  # the leading dimensions as one, padded
+        value = np.asarray(value)
+        return _padded(value.reshape((count,) + value.shape[leading:]), count, stack)
+
+    if leading:
+        y0 = jax.tree_util.tree_map(stacked, y0)
+        args = {name: stacked(value) if name in PER_ELEMENT else value for name, value in args.items()}
+    program_options = options.program()
+
+    def program(y0, args, ts, dt, center, scale, tolerances):
+        solver = functools.partial(solve, setting.activation, ts=ts, options=program_options, dt=dt, teacher=teacher,
+                                   flows=flows, center=center, scale=scale, tolerances=tolerances)
+        if leading:
             solver = jax.vmap(solver, in_axes=(0, {name: 0 if name in PER_ELEMENT else None for name in args}))
         return tuple(solver(y0, args))
 
     sources = (__file__, *setting.kernels.sources, *flows.sources)
-    arguments = (y0, args, jnp.asarray(ts), dt, center, None if center is None else jnp.asarray(scale, jnp.float64))
-    return Solution(*cache.call(program, arguments, static=(setting.activation, teacher, options, leading, flows),
-                                sources=sources))
+    arguments = (y0, args, _padded(ts, n, saves), dt, center,
+                 None if center is None else jnp.asarray(scale, jnp.float64), options.tolerances())
+    solution = Solution(*cache.call(program, arguments, static=(setting.activation, teacher, program_options,
+                                                                 bool(leading), flows), sources=sources))
 
+    def unstacked(value, saved: bool):  # the padding dropped (on the host), the leading dimensions restored
+        # (back with device_put: jnp.asarray of a host array compiles a program per shape, JAX 0.10)
+        if (stack, saves) == (count, n) and leading <= 1:
+            return value
+        value = np.asarray(value)
+        value = value[:count].reshape(shape + value.shape[1:]) if leading else value
+        return jax.device_put(value[(slice(None),) * len(shape) + (slice(0, n),)] if saved else value)
 
+    return Solution(jax.tree_util.tree_map(lambda value: unstacked(value, True), solution.ys),
+                    unstacked(solution.eg, True), *(unstacked(value, False) for value in solution[2:]))
