@@ -126,7 +126,8 @@ def _monomial(term: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix, tilted: boo
             return constant * expectation(polynomial * odd, u, tilted_C, True) / sp.sqrt(determinant)
         generic, tilted_C = _generic_block(n), C * tilt.adjugate() / determinant  # a tilt of a tilted C
         inner = expectation(polynomial * odd, u, generic)
-        return constant * inner.xreplace({generic[p, q]: tilted_C[p, q] for p, q in _upper(n)}) / sp.sqrt(determinant)
+        tilted = inner.xreplace({generic[p, q]: tilted_C[p, q] for p, q in block_entries(n)})
+        return constant * tilted / sp.sqrt(determinant)
     if degree > 0:
         b = next(i for i, ui in enumerate(u) if polynomial.has(ui))
         rest = sp.cancel(polynomial / u[b]) * odd
@@ -163,13 +164,14 @@ def _generic_block(n: int) -> sp.ImmutableMatrix:
     """A symmetric n×n block of fresh entry symbols t{p}{q}, standing for a tilted covariance
     until the expectation on it is known."""
     block = sp.zeros(n, n)
-    for p, q in _upper(n):
+    for p, q in block_entries(n):
         block[p, q] = block[q, p] = sp.Symbol(f"t{p}{q}", real=True, nonnegative=(p == q) or None)
     return sp.ImmutableMatrix(block)
 
 
-def _upper(n: int) -> list[tuple[int, int]]:
-    return [(p, q) for p in range(n) for q in range(p, n)]
+def block_entries(size: int) -> list[tuple[int, int]]:
+    """The (p, q) positions, p ≤ q, of a symmetric block's free entries, row-major."""
+    return [(p, q) for p in range(size) for q in range(p, size)]
 
 
 def _quadratic_precision(exponent: sp.Expr, u: tuple[sp.Symbol, ...]) -> sp.Matrix:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .activations import Activation
-from .gaussian import NoClosedForm, expectation
+from .gaussian import NoClosedForm, block_entries, expectation
 from .quadrature import QuadratureTerm, lower_dimension
 from .special import PLACKETT_ORDER, SignQuadruple
 
@@ -74,11 +74,6 @@ def slot_symmetries(name: str) -> list[tuple[int, ...]]:
                 order[p], order[q] = order[q], order[p]
         permutations.append(tuple(order))
     return permutations
-
-
-def block_entries(size: int) -> list[tuple[int, int]]:
-    """The (p, q) positions, p ≤ q, of a symmetric block's free entries, row-major."""
-    return [(p, q) for p in range(size) for q in range(p, size)]
 
 
 def block_symbol(p: int, q: int) -> sp.Symbol:

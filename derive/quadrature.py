@@ -16,7 +16,7 @@ real axis as the variance grows; this is the range of unit-norm weights, T_nn = 
 
 from __future__ import annotations
 
-import itertools
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,14 +72,24 @@ def lower_dimension(integrand: sp.Expr, u: tuple[sp.Symbol, ...], C: sp.Matrix) 
     return [QuadratureTerm(sp.Integer(1), slots, integrand)]
 
 
+@functools.lru_cache(maxsize=4)
 def rule(step: float, dimension: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes z (P, dimension) of the step-`step` grid within RADIUS and their weights
-    (∝ the standard normal density, normalised to sum 1)."""
+    """Nodes z (P, dimension) of the step-`step` grid within RADIUS, in lexicographic order, and
+    their weights (∝ the standard normal density, normalised to sum 1); read-only, and kept for
+    the next term (the reference rule in 4 dimensions has 5.5 million nodes). Built a slice of
+    the first coordinate at a time, so that the cube is never held whole."""
     axis = step * np.arange(-np.floor(RADIUS / step), np.floor(RADIUS / step) + 1)
-    z = np.array(list(itertools.product(axis, repeat=dimension))).reshape(-1, dimension)
-    z = z[np.sum(z**2, axis=1) <= RADIUS**2]
+    rest = (axis[np.indices((len(axis),) * (dimension - 1)).reshape(dimension - 1, -1).T] if dimension > 1
+            else np.zeros((1, 0)))  # the other coordinates
+    slices = []
+    for first in axis:
+        z = np.concatenate([np.full((len(rest), 1), first), rest], axis=1)
+        slices.append(z[np.sum(z**2, axis=1) <= RADIUS**2])
+    z = np.concatenate(slices)
     w = np.exp(-0.5 * np.sum(z**2, axis=1))
-    return z, w / w.sum()
+    w /= w.sum()
+    z.flags.writeable = w.flags.writeable = False
+    return z, w
 
 
 def evaluate(term: QuadratureTerm, u: tuple[sp.Symbol, ...], block: np.ndarray, step: float) -> float:
