@@ -1,12 +1,17 @@
 """The assembled erf vector field against a direct Monte-Carlo estimate of the flows, and its
 behaviour under jit and grad; block evaluation (folded, and split by repeated units)."""
 
+import importlib
+import itertools
+import pkgutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from gaussian_reference import g, g_prime, psd_root
 
+from nndyn import generated  # pyright: ignore[reportAttributeAccessIssue]
 from nndyn.core import blocks
 from nndyn.core.kernels import load
 
@@ -193,6 +198,48 @@ def test_the_sign_quadruple_is_evaluated_once_per_set_of_units(coincide):
     assert seen == [(len(sets),)]
     whole = jax.jit(lambda Omega: blocks.block_tensor(I4, Omega, (S, S, J, J)))(Omega)
     np.testing.assert_allclose(tensor, whole, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name, ranges", [("I3", "STJ"), ("I4", "SSJJ")])
+def test_the_coincidence_variants_are_applied_once_to_every_block(name, ranges):
+    """A split integral's generic form (GENERIC, or QUADRUPLES') sees only the blocks of distinct
+    units and its coincidence variants are applied once, to every block (one copy of them in the
+    compiled program; they were applied twice, to each set apart), with student 0 = teacher 0 so
+    that distinct units coincide in value too; the values are the whole closed form's."""
+    relu = load("relu")
+    split = relu.split(name)
+    assert split is not None and split.generic is not None
+    seen = {"generic": [], "coincident": []}
+
+    def counted(kind, function):
+        def wrapped(*entries):
+            seen[kind].append(np.broadcast_shapes(*(np.shape(entry) for entry in entries)))
+            return function(*entries)
+        return wrapped
+
+    counting = blocks.Split(counted("coincident", split.coincident), counted("generic", split.generic),
+                            split.quadruple)
+    Omega = relu_state(coincide=True)
+    units = blocks.units(K, M)
+    slots = tuple(units[letter] for letter in ranges)
+    tensor = jax.jit(lambda Omega: blocks.block_tensor(relu.module.INTEGRALS[name], Omega, slots, counting))(Omega)
+    shape = tuple(len(slot) for slot in slots)
+    distinct = sum(len(set(combination)) == len(slots) for combination in itertools.product(*slots))
+    assert seen == {"generic": [(distinct,)], "coincident": [(int(np.prod(shape)),)]} and 0 < distinct < np.prod(shape)
+    whole = jax.jit(lambda Omega: blocks.block_tensor(relu.module.INTEGRALS[name], Omega, slots))(Omega)
+    np.testing.assert_allclose(tensor, whole, rtol=1e-13, atol=1e-15)  # the quadruple's slot order: ~1e-14
+
+
+def test_every_integral_with_coincidence_variants_has_its_generic_form():
+    """Every generated module gives each integral with coincidence variants its generic form
+    (GENERIC or QUADRUPLES), so that none takes the variants twice."""
+    checked = 0
+    for info in pkgutil.iter_modules(generated.__path__):
+        module = importlib.import_module(f"nndyn.generated.{info.name}")
+        for key in getattr(module, "COINCIDENT", {}):
+            assert key in getattr(module, "GENERIC", {}) or key in getattr(module, "QUADRUPLES", {}), (info.name, key)
+            checked += 1
+    assert checked >= 4 * 4  # ReLU's I2, J2, I3, I4 and its pairs'
 
 
 @pytest.mark.parametrize("teacher", ["relu", "erf"])

@@ -9,7 +9,6 @@ student units, "T" the M teacher units, "J" all K + M, students first).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,11 +46,14 @@ class Split:
     """How `on_units` splits the blocks of a non-smooth integral when it knows their units.
 
     **Fields:** `coincident`, the integral's coincidence variants alone, ``f(value, *entries)``
-    (a generated module's COINCIDENT), which the blocks that repeat a unit take alone; with
-    `generic` and `quadruple` (a generated module's QUADRUPLES), the blocks of distinct units take
-    ``coincident(generic(*entries, q), *entries)``, where q = ``quadruple(*entries)``, a
-    function symmetric in the slots (ReLU's sign quadruple), is evaluated once per set of units
-    (53 sets for 90 blocks of dQ's η² term at K = M = 4), else the integral itself.
+    (a generated module's COINCIDENT), which the blocks that repeat a unit take alone;
+    `generic`, its generic closed form (GENERIC), which the blocks of distinct units take before
+    `coincident` resolves the coincidences they may have in value (a student unit equal to a
+    teacher's), or None (a module derived before GENERIC: they take the integral itself); with
+    `quadruple` (a generated module's QUADRUPLES, which gives both), the generic form takes
+    q = ``quadruple(*entries)`` as its last argument, a function symmetric in the slots (ReLU's
+    sign quadruple) evaluated once per set of units (53 sets for 90 blocks of dQ's η² term at
+    K = M = 4).
     """
 
     coincident: Callable
@@ -64,9 +66,11 @@ def on_units(integral, Omega, slots, split: Split | None = None):
     arrays of one broadcast shape (...)); returns shape (...).
 
     With a `split` and NumPy `slots`, the blocks that repeat a unit take the coincidence variants
-    only and the others `integral` (or its generic form with a shared quadruple, see `Split`),
-    so that a generic closed form is evaluated only where it can apply (its cost, e.g. ReLU's
-    orthant rule, is then spent on distinct units, once per set of them).
+    only and the others the generic form (with a shared quadruple, see `Split`), so that a
+    generic closed form is evaluated only where it can apply (its cost, e.g. ReLU's orthant rule,
+    is then spent on distinct units, once per set of them); the coincidence variants are then
+    applied once to every block (one copy of them in the program, not one per set of blocks:
+    ReLU's I4 has 14, the larger part of its compiled field and of its compile time).
     """
     r = len(slots)
     pairs = entry_positions(r)
@@ -76,25 +80,29 @@ def on_units(integral, Omega, slots, split: Split | None = None):
     repeated = np.zeros(grid[0].shape, bool)
     for p, q in pairs:
         repeated |= (grid[p] == grid[q]) & (p != q)
-    values = jnp.zeros(grid[0].shape, Omega.dtype)
-    for chosen, function in ((~repeated, integral), (repeated, functools.partial(split.coincident, jnp.nan))):
-        where = np.flatnonzero(chosen)
-        if len(where):
-            entries = [Omega[grid[p][where], grid[q][where]] for p, q in pairs]
-            if function is integral and split.quadruple is not None:
-                function = _shared_quadruple(split, Omega, np.stack([side[where] for side in grid]))
-            values = values.at[where].set(jnp.broadcast_to(function(*entries), where.shape))
+    entries = [Omega[grid[p], grid[q]] for p, q in pairs]
+    values = jnp.full(grid[0].shape, jnp.nan, Omega.dtype)  # NaN: no generic value where a unit repeats
+    distinct = np.flatnonzero(~repeated)
+    if len(distinct):
+        chosen = [entry[distinct] for entry in entries]
+        if split.quadruple is not None:
+            generic = _shared_quadruple(split, Omega, np.stack([side[distinct] for side in grid]))
+        else:
+            generic = integral if split.generic is None else split.generic
+        values = values.at[distinct].set(jnp.broadcast_to(generic(*chosen), distinct.shape))
+    values = split.coincident(values, *entries)
     return values.reshape(np.broadcast_shapes(*(slot.shape for slot in slots)))
 
 
 def _shared_quadruple(split: Split, Omega, units):
-    """The integral on blocks of distinct units (`units` (r, n): each block's unit per slot) with
-    `split.quadruple` evaluated once per set of units, on the block of the sorted set."""
+    """The generic form of the integral on blocks of distinct units (`units` (r, n): each block's
+    unit per slot) with `split.quadruple` evaluated once per set of units, on the block of the
+    sorted set."""
     generic, quadruple = split.generic, split.quadruple
     assert generic is not None and quadruple is not None
     sets, inverse = np.unique(np.sort(units, axis=0), axis=1, return_inverse=True)
     shared = quadruple(*[Omega[sets[p], sets[q]] for p, q in entry_positions(len(units))])[inverse.reshape(-1)]
-    return lambda *entries: split.coincident(generic(*entries, shared), *entries)
+    return lambda *entries: generic(*entries, shared)
 
 
 def block_tensor(integral, Omega, slots, split: Split | None = None):

@@ -116,9 +116,10 @@ class Kernels:
     def split(self, name: str, signature: str | None = None) -> blocks.Split | None:
         """How the blocks of integral `name` of `signature` (see `integral`) are split by their
         units (`nndyn.core.blocks.Split`): its coincidence variants alone (the module's
-        COINCIDENT) and, where the module has it, its generic form with the sign quadruple shared
-        by a set of units (QUADRUPLES); None where it has no variants (smooth activations, a
-        signature its pair module computes by exchanging slots)."""
+        COINCIDENT) and its generic form (GENERIC), or that with the sign quadruple shared by a
+        set of units (QUADRUPLES); None where it has no variants (smooth activations, a
+        signature its pair module computes by exchanging slots). A module derived before GENERIC
+        was written has none: its blocks of distinct units take the whole integral."""
         if signature is None or self.teacher is None or set(signature) <= {"s", "-"}:
             module, key = self.module, name
         elif set(signature) <= {"t", "-"}:
@@ -128,7 +129,8 @@ class Kernels:
         coincident = getattr(module, "COINCIDENT", {}).get(key)
         if coincident is None:
             return None
-        return blocks.Split(coincident, *getattr(module, "QUADRUPLES", {}).get(key, (None, None)))
+        generic = getattr(module, "GENERIC", {}).get(key)
+        return blocks.Split(coincident, *getattr(module, "QUADRUPLES", {}).get(key, (generic, None)))
 
     def _evaluate(self, targets, Q, R, v, T, v_star, parameters, feedback=None, level=None, overlaps=None):
         table = _flow_table()
