@@ -4,7 +4,8 @@ and the sigmoid (no closed form: the erf-mixture fallback, derived here into a t
 and a tanh student on an erf teacher (the mixtures of both) at K = M = 4, as ratios to erf timed
 in the same run; one integration of each over t ∈ [0, 100]; and how long `nndyn.derive` takes
 for the GELU-like set, each with its pair module against erf (softplus and SiLU by quadrature,
-GELU in closed form), with GELU's vector field as a ratio to erf's."""
+GELU in closed form), with GELU's vector field as a ratio to erf's, and a softplus student on a
+ReLU teacher (derived with its pair module, its field as a ratio to erf's)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from nndyn.derive.special import PLACKETT_ORDER
 FALLBACK = {"tanh": "tanh(x)", "sigmoid": "1/(1 + exp(-x))"}
 #: GELU-like activations whose derivation is timed: name -> expression.
 GELU_LIKE = {"softplus": "log(1 + exp(x))", "silu": "x/(1 + exp(-x))", "gelu": "x*(1 + erf(x/sqrt(2)))/2"}
+#: Mixed pairs outside the closed forms with a teacher other than erf: GELU-like student -> teacher.
+MIXED_WITH = {"softplus": "relu"}
 #: The budget given to the GELU-like derivations (seconds): the target of two minutes.
 BUDGET = 120
 
@@ -51,12 +54,13 @@ def distinct_sets(K: int, M: int) -> int:
     return choose(K + M, 4) - choose(M, 4) - K * choose(M, 3)
 
 
-def _derive(folder: str, name: str, expression: str, *options: str) -> tuple[float, int]:
-    """(seconds, exit code) of `python -m nndyn.derive` for a user's activation."""
+def _derive(folder: str, name: str, expression: str, *options: str) -> tuple[float, int, str]:
+    """(seconds, exit code, the last line of its errors) of `python -m nndyn.derive` for a user's
+    activation."""
     began = time.perf_counter()
     command = [sys.executable, "-m", "nndyn.derive", "--name", name, "--expr", expression, "--out", folder, *options]
-    result = subprocess.run(command, capture_output=True, check=False)
-    return time.perf_counter() - began, result.returncode
+    result = subprocess.run(command, capture_output=True, check=False, text=True)
+    return time.perf_counter() - began, result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
 
 
 def run(toy: bool) -> dict:
@@ -82,7 +86,7 @@ def run(toy: bool) -> dict:
     rows.append(("K = M = 4, erf again (the baseline of the rows below): time per evaluation", str(base)))
     with tempfile.TemporaryDirectory() as folder:
         for name, expression in ({} if toy else FALLBACK).items():  # toy size: deriving them takes minutes
-            derived, _ = _derive(folder, name, expression, "--teacher-name", "erf")
+            derived, _, _ = _derive(folder, name, expression, "--teacher-name", "erf")
             path = str(Path(folder) / f"{name}.py")
             module = load(path).module
             setting = plain.replace(activation=path, teacher_activation=path)
@@ -100,7 +104,7 @@ def run(toy: bool) -> dict:
         for name, expression in ({} if toy else GELU_LIKE).items():
             outcomes = []
             for teacher in ((), ("--teacher-name", "erf")):
-                seconds, code = _derive(folder, name, expression, *teacher, "--budget", str(BUDGET))
+                seconds, code, _ = _derive(folder, name, expression, *teacher, "--budget", str(BUDGET))
                 outcomes.append(f"{seconds:.0f} s, " + ("derived" if code == 0 else f"refused at --budget {BUDGET}"
                                                         if code == 2 else f"exit {code}"))
             rows.append((f"{name}, g = {expression}: nndyn.derive's time; with its pair module with erf",
@@ -110,6 +114,16 @@ def run(toy: bool) -> dict:
                 timing = _field(plain.replace(activation=gelu, teacher_activation=gelu), evaluations, repeats)
                 rows.append(("gelu (closed forms, its I4 through nested tilts): time per evaluation, ratio to erf",
                              f"{timing}, {timing.median / base.median:.0f}×"))
+        for name, teacher in ({} if toy else MIXED_WITH).items():
+            seconds, code, error = _derive(folder, name, GELU_LIKE[name], "--teacher-name", teacher, "--budget",
+                                           str(BUDGET))
+            outcome = "derived" if code == 0 else f"exit {code}: {error.removeprefix('python -m nndyn.derive: ')}"
+            if code == 0:
+                student = str(Path(folder) / f"{name}.py")
+                mixed = _field(plain.replace(activation=student, teacher_activation=teacher), evaluations, repeats)
+                outcome += f"; {mixed}, {mixed.median / base.median:.0f}×"
+            rows.append((f"a {name} student on a {teacher} teacher: nndyn.derive's time with the pair module; time per "
+                         "evaluation, ratio to erf", f"{seconds:.0f} s, {outcome}"))
     if not toy:
         wall, eg = _integration(plain)
         rows.append(("erf, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",
