@@ -200,7 +200,10 @@ def test_the_sign_quadruple_is_evaluated_once_per_set_of_units(coincide):
     np.testing.assert_allclose(tensor, whole, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("name, ranges", [("I3", "STJ"), ("I4", "SSJJ")])
+@pytest.mark.parametrize("name, ranges", [
+    ("I3", "STJ"),
+    pytest.param("I4", "SSJJ", marks=pytest.mark.slow),  # over 4 s: the fast subset stays within a minute
+])
 def test_the_coincidence_variants_are_applied_once_to_every_block(name, ranges):
     """A split integral's generic form (GENERIC, or QUADRUPLES') sees only the blocks of distinct
     units and its coincidence variants are applied once, to every block (one copy of them in the
