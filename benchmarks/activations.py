@@ -5,7 +5,8 @@ and a tanh student on an erf teacher (the mixtures of both) at K = M = 4, as rat
 in the same run; one integration of each over t ∈ [0, 100]; and how long `nndyn.derive` takes
 for the GELU-like set, each with its pair module against erf (softplus and SiLU by quadrature,
 GELU in closed form), with GELU's vector field as a ratio to erf's, and a softplus student on a
-ReLU teacher (derived with its pair module, its field as a ratio to erf's)."""
+ReLU teacher (derived with its pair module, whose mixed integrals take the piecewise rule across
+ReLU's kink; its field, and the softplus student's on its own teacher, as ratios to erf's)."""
 
 from __future__ import annotations
 
@@ -118,10 +119,12 @@ def run(toy: bool) -> dict:
             seconds, code, error = _derive(folder, name, GELU_LIKE[name], "--teacher-name", teacher, "--budget",
                                            str(BUDGET))
             outcome = "derived" if code == 0 else f"exit {code}: {error.removeprefix('python -m nndyn.derive: ')}"
-            if code == 0:
+            if code == 0:  # quadrature: ~0.1–1 s per evaluation, so a few
                 student = str(Path(folder) / f"{name}.py")
-                mixed = _field(plain.replace(activation=student, teacher_activation=teacher), evaluations, repeats)
-                outcome += f"; {mixed}, {mixed.median / base.median:.0f}×"
+                mixed = _field(plain.replace(activation=student, teacher_activation=teacher), 2, 2)
+                own = _field(plain.replace(activation=student, teacher_activation=student), 2, 2)
+                outcome += (f"; {mixed}, {mixed.median / base.median:.0f}×; the {name} student on its own teacher "
+                            f"{own}, {own.median / base.median:.0f}×")
             rows.append((f"a {name} student on a {teacher} teacher: nndyn.derive's time with the pair module; time per "
                          "evaluation, ratio to erf", f"{seconds:.0f} s, {outcome}"))
     if not toy:

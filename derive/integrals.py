@@ -32,7 +32,7 @@ import sympy as sp
 
 from .activations import Activation
 from .gaussian import NoClosedForm, block_entries, expectation
-from .quadrature import QuadratureTerm, lower_dimension
+from .quadrature import NON_SMOOTH, QuadratureTerm, lower_dimension
 from .special import PLACKETT_ORDER, SignQuadruple
 
 #: name -> the factor of each slot of its block: g, g' (of the slot's unit's activation) or u.
@@ -125,10 +125,6 @@ class DerivedIntegral:
     @property
     def arguments(self) -> list[sp.Symbol]:
         return [block_symbol(p, q) for p, q in block_entries(self.size)]
-
-
-#: Functions whose presence makes an integrand non-smooth (after differentiation of g).
-NON_SMOOTH = (sp.Heaviside, sp.sign, sp.DiracDelta, sp.Max, sp.Min, sp.Abs)
 
 
 def coincidences(size: int, networks: str | None = None) -> list[tuple[int, ...]]:

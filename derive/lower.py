@@ -11,7 +11,6 @@ from .activations import Activation, x
 from .hashing import flow_hash, kernel_hash, symmetric_hash
 from .integrals import (
     DEFINITIONS,
-    NON_SMOOTH,
     SYMMETRIC_SLOTS,
     DerivedIntegral,
     block_entries,
@@ -20,7 +19,7 @@ from .integrals import (
 )
 from .mixture import ErfMixture
 from .printing import print_cse, print_scalar
-from .quadrature import RADIUS, QuadratureTerm
+from .quadrature import NON_SMOOTH, RADIUS, QuadratureTerm, radial
 from .spec import (
     AliasSpec,
     FlowSpec,
@@ -55,7 +54,16 @@ def _quadrature(term: QuadratureTerm) -> QuadratureSpec:
         integrand=print_cse(term.integrand.subs({s: sp.Symbol(s.name) for s in term.integrand.free_symbols}), "y"),
         step=term.step,
         radius=RADIUS,
+        kinks=term.kinks,
+        signs=term.signs,
+        nodes=term.nodes,
     )
+
+
+def _radial(integrals: tuple[IntegralSpec, ...]) -> tuple[tuple[int, str], ...]:
+    """The radial Gauss rules the piecewise terms of `integrals` use: (points, printed rule)."""
+    points = sorted({term.nodes for integral in integrals for term in integral.quadrature if term.kinks})
+    return tuple((n, repr(radial(n))) for n in points)
 
 
 def check(form: DerivedIntegral) -> tuple[DerivedIntegral, str]:
@@ -147,6 +155,7 @@ def kernel_spec(activation: Activation, command: str, map=map, report=None) -> K
         input_hash=kernel_hash(activation),
         command=command,
         mixture=None if fitted is None else MixtureSpec(fitted[0].mixture),
+        radial=_radial(tuple(integrals)),
     )
 
 
@@ -234,6 +243,7 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
         aliases=tuple(aliases),
         student_mixture=MixtureSpec(mixtures[0]) if used and mixtures[0] else None,
         teacher_mixture=MixtureSpec(mixtures[1]) if used and mixtures[1] else None,
+        radial=_radial(tuple(integrals)),
     )
 
 

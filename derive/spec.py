@@ -28,7 +28,9 @@ class VariantSpec:
 @dataclass(frozen=True)
 class QuadratureSpec:
     """A quadrature term, printed: ``coefficient * trapezoid(integrand, entries, step, radius)``
-    with `entries` the names of its sub-block's entries and `integrand` a function of `variables`."""
+    with `entries` the names of its sub-block's entries and `integrand` a function of `variables`;
+    with `kinks` (the positions of the variables the integrand is non-smooth in), ``coefficient *
+    piecewise(integrand, entries, kinks, signs, RADIAL[nodes], step, radius)``."""
 
     coefficient: str
     entries: tuple[str, ...]
@@ -36,6 +38,9 @@ class QuadratureSpec:
     integrand: PrintedExpression
     step: float
     radius: float
+    kinks: tuple[int, ...] = ()
+    signs: tuple[tuple[int, ...], ...] = ()
+    nodes: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,9 @@ class KernelSpec:
     `teacher_expression` set, `aliases` for the signatures computed by exchanging slots), with the
     hash of their inputs. `expression`, `derivative` and `teacher_expression` are SymPy's
     printing of g, g' and g* (never text a user typed). A pair module whose mixed integrals use
-    the erf mixtures of both activations holds them in `student_mixture` and `teacher_mixture`."""
+    the erf mixtures of both activations holds them in `student_mixture` and `teacher_mixture`;
+    `radial` holds the radial Gauss rules of its piecewise quadrature terms, (points, printed
+    (nodes, weights))."""
 
     name: str
     description: str
@@ -114,6 +121,7 @@ class KernelSpec:
     mixture: MixtureSpec | None = None
     student_mixture: MixtureSpec | None = None
     teacher_mixture: MixtureSpec | None = None
+    radial: tuple[tuple[int, str], ...] = ()
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""
@@ -133,9 +141,10 @@ class KernelSpec:
         return sorted(["broadcast", *used])
 
     @property
-    def uses_quadrature(self) -> bool:
-        """Whether any integral is evaluated by nndyn.core.quadrature.trapezoid."""
-        return any(integral.quadrature for integral in self.integrals)
+    def quadrature_imports(self) -> list[str]:
+        """The rules of nndyn.core.quadrature the module calls, sorted."""
+        terms = [term for integral in self.integrals for term in integral.quadrature]
+        return sorted({"piecewise" if term.kinks else "trapezoid" for term in terms})
 
 
 @dataclass(frozen=True)

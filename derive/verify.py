@@ -25,9 +25,19 @@ import sympy as sp
 
 from .activations import Activation
 from .gaussian import expectation
-from .integrals import NON_SMOOTH, DerivedIntegral, block_entries, variables
+from .integrals import DerivedIntegral, block_entries, variables
 from .mixture import BLOCKS, ChosenMixture, applies, choose, integral, reference
-from .quadrature import MAX_VARIANCE, REFERENCE_STEP, TARGET_ERROR, choose_step, evaluate, rule
+from .quadrature import (
+    MAX_VARIANCE,
+    NON_SMOOTH,
+    REFERENCE_NODES,
+    REFERENCE_STEP,
+    TARGET_ERROR,
+    QuadratureTerm,
+    choose_step,
+    evaluate,
+    rule,
+)
 from .special import MPMATH_FUNCTIONS
 
 DIGITS = 30
@@ -150,7 +160,8 @@ def quadrature_value(integral: DerivedIntegral, block: np.ndarray) -> float:
     """Σ coefficient · ⟨term⟩ of a quadrature integral on a numeric block, at the terms' steps."""
     u = variables(integral.size)
     entries = [block[p, q] for p, q in block_entries(integral.size)]
-    return sum(float(sp.lambdify(integral.arguments, term.coefficient)(*entries)) * evaluate(term, u, block, term.step)
+    return sum(float(sp.lambdify(integral.arguments, term.coefficient)(*entries)) * evaluate(term, u, block, term.step,
+                                                                                            term.nodes)
                for term in integral.quadrature)
 
 
@@ -163,15 +174,24 @@ def verify_quadrature(integral: DerivedIntegral, seed: int = 0) -> tuple[Derived
     terms = tuple(choose_step(term, u, numeric) for term in integral.quadrature)
     chosen = dataclasses.replace(integral, quadrature=terms)
     check_monte_carlo(chosen, blocks, seed)
-    steps = ", ".join(
-        f"{len(term.slots)}-d step {term.step} ({len(rule(term.step, len(term.slots))[1])} points, error "
-        f"{term.error:.1g} against step {REFERENCE_STEP[len(term.slots)]})" for term in terms if term.slots
-    )
+    steps = ", ".join(map(_rule, (term for term in terms if term.slots)))
     return chosen, (
-        f"trapezoidal rule, {steps}, at {len(blocks)} random blocks with variances up to "
+        f"quadrature, {steps}, at {len(blocks)} random blocks with variances up to "
         f"{MAX_VARIANCE}, Monte Carlo within "
         f"{MC_STANDARD_ERRORS} SE ({MC_SAMPLES} samples)"
     )
+
+
+def _rule(term: QuadratureTerm) -> str:
+    """A quadrature term's rule and its error against the reference, in words."""
+    size = len(term.slots)
+    if not term.kinks:
+        return (f"{size}-d trapezoidal rule of step {term.step} ({len(rule(term.step, size)[1])} points, error "
+                f"{term.error:.1g} against step {REFERENCE_STEP[size]})")
+    grid = f" × the {size - 2}-d trapezoidal rule of step {term.step}" if size > 2 else ""
+    return (f"{size}-d piecewise rule across the kinks of {len(term.kinks)} variable(s), {term.nodes} nodes per ray "
+            f"and per arc on {len(term.signs)} arc(s){grid} (error {term.error:.1g} against {REFERENCE_NODES} "
+            "nodes, and a nearly collinear block)")
 
 
 def verify(integral: DerivedIntegral, seed: int = 0) -> str:

@@ -200,6 +200,47 @@ def test_a_tanh_student_on_an_erf_teacher_takes_the_mixtures_of_both(tmp_path_fa
     assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]
 
 
+@pytest.mark.slow  # a derivation of ~20 s, kept between runs
+def test_a_softplus_student_on_a_relu_teacher_takes_the_piecewise_rule(tmp_path_factory):
+    """The mixed integrals of softplus with ReLU have no closed form, and ReLU's kink defeats the
+    trapezoidal rule (5e-5): they take the piecewise rule across the kink, within its 1e-6 of
+    Monte Carlo of softplus and ReLU written with NumPy (5 SE), on a generic block and on one
+    with a teacher pulled towards the student (0.9 of the way), and the flows integrate."""
+    path = derived_once("softplus", "log(1 + exp(x))", tmp_path_factory, teacher="relu")
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, activation=str(path), teacher_activation="relu")
+    pair = setting.kernels.pair
+    assert pair is not None and all("piecewise rule" in text for text in pair.VERIFICATION.values())
+    softplus, sigmoid, relu = (lambda x: np.logaddexp(0.0, x)), expit, (lambda x: np.maximum(x, 0.0))
+    mixed = {("I2", "st"): lambda u: softplus(u[..., 0]) * relu(u[..., 1]),
+             ("I3", "s-t"): lambda u: sigmoid(u[..., 0]) * u[..., 1] * relu(u[..., 2]),
+             ("I4", "ssst"): lambda u: sigmoid(u[..., 0]) * sigmoid(u[..., 1]) * softplus(u[..., 2]) * relu(u[..., 3]),
+             ("I4", "sstt"): lambda u: sigmoid(u[..., 0]) * sigmoid(u[..., 1]) * relu(u[..., 2]) * relu(u[..., 3])}
+    rng = np.random.default_rng(6)
+    for (name, signature), integrand in mixed.items():
+        size = len(signature)
+        for pull in (0.0, 0.9):
+            factor = rng.normal(size=(size, size)) / np.sqrt(size)
+            factor[-1] = pull * factor[0] + (1 - pull) * factor[-1]  # the last slot (a teacher) near the first
+            C = factor @ factor.T
+            mean, error = monte_carlo(integrand, C, 1_000_000, seed=seed_of(C))
+            value = float(setting.kernels.integral(name, jnp.asarray(C), signature))
+            assert abs(value - mean) <= 5 * error + TARGET_ERROR, (name, signature, pull, value, mean, error)
+    start = nndyn.OrderParameters(0.5 * jnp.eye(2), jnp.full((2, 2), 0.1), jnp.eye(2), jnp.ones(2), jnp.ones(2))
+    trajectory = nndyn.integrate(setting, start, np.linspace(0.0, 0.5, 2), method="euler", dt=0.25)  # its field
+    assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]  # costs ~0.25 s: two steps
+
+
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
+def test_a_relu_student_on_a_smooth_teacher_is_refused_where_three_variables_are_kinked(tmp_path):
+    """ReLU's student integrals hold H(u0) H(u1) max(0, u2) beside a softplus teacher's slot in
+    I4 "ssst": three kinked variables, more than the piecewise rule takes. One line, nothing written."""
+    result = derive("--name", "relu", "--teacher-name", "softplus", "--teacher-expr", "log(1 + exp(x))",
+                    "--out", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "non-smooth in 3 variables" in result.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_past_its_budget_a_derivation_stops_with_one_line_and_writes_nothing(tmp_path):
     """GELU, x·Φ(x): its I4's closed-form rules take ~10 s, past a 3-second budget: the command
@@ -256,10 +297,13 @@ def test_a_budget_is_a_number_of_seconds(tmp_path):
 
 @pytest.mark.slow  # over 2 s: the fast subset (-m 'not slow') stays within a minute
 def test_no_accurate_quadrature_is_a_clear_error_and_writes_nothing(tmp_path):
-    """|x| has no closed-form rule, and its kink defeats the quadrature's 1e-6."""
+    """|x| has no closed-form rule, and its I4, ⟨sign(u0) sign(u1) |u2| |u3|⟩, is non-smooth in
+    four variables: more than the piecewise rule takes. One line, with a suggestion."""
     result = derive("--name", "kink", "--expr", "Abs(x)", "--out", tmp_path)
-    assert result.returncode == 2
-    assert "no closed form" in result.stderr and "Abs" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "no closed form" in error and "Abs" in error and "non-smooth in 4 variables" in error
+    assert "smooth stand-in" in error
     assert list(tmp_path.iterdir()) == []
 
 
