@@ -79,7 +79,8 @@ def piecewise(integrand, entries, kinks, signs, radial, step, radius):
     integrand is non-smooth where the variables `kinks` (one or two slots) vanish: the *plane*
     variables (the kinked ones, completed by a smooth one or a dummy) are v1 = a z1,
     v2 = b z1 + c z2 on the block's root rotated to lower-triangular (a, c >= 0, so collinear
-    and coincident units are fine), z = ρ (cos θ, sin θ); on each arc of θ between the kinks with
+    and coincident units are fine; c = 0 where the plane's determinant is round-off),
+    z = ρ (cos θ, sin θ); on each arc of θ between the kinks with
     the sign patterns `signs` (the others hold a zero integrand) a Gauss–Legendre rule in θ and
     the Gauss rule `radial` = (nodes, weights) of the weight ρ exp(−ρ²/2) in ρ, as many points
     each; the other variables, given the plane, by the trapezoidal rule of `step` and `radius`.
@@ -97,6 +98,8 @@ def piecewise(integrand, entries, kinks, signs, radial, step, radius):
     flip = jnp.where(jnp.diagonal(triangle, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
     rotation = rotation.at[..., :, :2].multiply(flip[..., None, :])
     root = root @ rotation  # rows 0, 1: (a, 0), (b, c)
+    collinear = C[..., 0, 0] * C[..., 1, 1] - C[..., 0, 1] ** 2 <= 4 * np.finfo(float).eps * C[..., 0, 0] * C[..., 1, 1]
+    root = root.at[..., 1, 1].set(jnp.where(collinear, 0.0, root[..., 1, 1]))  # as derive/quadrature.py's _collinear
     phi = jnp.arctan2(root[..., 1, 1], root[..., 1, 0])
     x, w = np.polynomial.legendre.leggauss(len(radial[0]))
     angles, angle_weights = [], []
