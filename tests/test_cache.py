@@ -54,6 +54,7 @@ def test_the_key_follows_sources_and_options(tmp_path):
     assert key == cache._key(arguments, ("erf",), (str(documented),))
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_an_unreadable_file_is_exported_again(folder, monkeypatch):
     expected = _run()
     (path,) = folder.glob("*.jaxexport")
@@ -158,6 +159,7 @@ def test_the_cache_stays_within_its_cap(tmp_path):
     assert result.returncode == 0 and not tmp_path.exists()
 
 
+@pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
 def test_the_operations_between_programs_are_kept_too(tmp_path):
     """An operation applied outside any jitted program (compiled in milliseconds, below JAX's
     default threshold for keeping a program) is kept, and a second process loads it from the

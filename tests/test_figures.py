@@ -79,10 +79,16 @@ def synthetic_finite(experiment, results, rng):
     return FiniteResult(synthetic(result.panel, rng), EscapeResult(escapes, *times, plateau, 0.01, False))
 
 
+#: Figures of several panels that take over 2 s to draw and check: in the slow set, so that the fast
+#: subset (-m 'not slow') stays within a minute; the others keep the check there.
+SLOW_FIGURES = {"fig1", "fig2", "fig3", "spectrum"}
+
+
 def experiments():
     """Every figure `nndyn reproduce` draws, and those of the example run configs."""
     for name in FIGURES:
-        yield pytest.param(lambda name=name: experiment_of(name), id=name)
+        marks = [pytest.mark.slow] if name in SLOW_FIGURES else []
+        yield pytest.param(lambda name=name: experiment_of(name), id=name, marks=marks)
     for name in EXAMPLES:
         yield pytest.param(lambda name=name: read_config(REPO / "examples" / f"{name}.toml"), id=f"{name}.toml")
 

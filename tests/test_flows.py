@@ -95,6 +95,7 @@ def boundary_state(K_units):
     return y, args
 
 
+@pytest.mark.slow  # 3 s (compiling the gradient): the fast subset stays within a minute
 def test_jit_and_grad_are_finite_on_a_boundary_state():
     y, args = boundary_state(3)
 
