@@ -7,7 +7,7 @@ import itertools
 import sympy as sp
 
 from . import budget, flows, symmetric
-from .activations import Activation, x
+from .activations import BUILTINS, Activation, x
 from .hashing import flow_hash, kernel_hash, symmetric_hash
 from .integrals import (
     DEFINITIONS,
@@ -15,11 +15,13 @@ from .integrals import (
     DerivedIntegral,
     block_entries,
     derive_integral,
+    integrand,
     slot_symmetries,
+    variables,
 )
 from .mixture import ErfMixture
 from .printing import print_cse, print_scalar
-from .quadrature import NON_SMOOTH, RADIUS, QuadratureTerm, radial
+from .quadrature import NON_SMOOTH, RADIUS, QuadratureError, QuadratureTerm, radial
 from .spec import (
     AliasSpec,
     FlowSpec,
@@ -34,7 +36,7 @@ from .spec import (
     VariantSpec,
 )
 from .special import SignQuadruple
-from .verify import verify, verify_mixture, verify_mixtures, verify_quadrature
+from .verify import verify, verify_exact_with_mixture, verify_mixture, verify_mixtures, verify_quadrature
 
 #: The argument of a generic closed form that stands for the sign quadruple of its own block.
 QUADRUPLE = sp.Symbol("quadruple")
@@ -105,7 +107,7 @@ def _reporter(report):
 
 def _found(form: DerivedIntegral) -> str:
     """What the rules found for `form`, in words."""
-    if form.quadrature:
+    if form.expression is None:
         return f"no closed form ({form.provenance.removeprefix('quadrature: ')})"
     variants = f", with {len(form.variants)} coincidence variants" if form.variants else ""
     return f"a closed form{variants}"
@@ -209,9 +211,13 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
     variants never join a student slot with a teacher slot unless both activations are non-smooth.
     A mixed integral without a closed form is evaluated by `mixtures`, the student's and the
     teacher's erf mixtures (their modules' fits; erf's is exact), where both are given and agree
-    with the trapezoidal rule (`.verify.verify_mixtures`), else by quadrature."""
+    with the trapezoidal rule (`.verify.verify_mixtures`); where one activation is an exact
+    built-in (ReLU, linear, quadratic: its closed forms with erf are a built-in pair module) and
+    the other has an odd erf mixture, by that pair module's closed forms summed over the mixture's
+    terms (`exact_base`, `.verify.verify_exact_with_mixture`); else by quadrature."""
     say = _reporter(report)
     used = False
+    base = exact_base(student, teacher, mixtures)
     both_rough = all(activation.derivative.has(*NON_SMOOTH) for activation in (student, teacher))
     integrals, aliases, done = [], [], set()
     for (name, signature), (canonical, order) in mixed_signatures().items():
@@ -223,9 +229,19 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
         slots = tuple({"s": student, "t": teacher, "-": None}[letter] for letter in canonical)
         key = f'("{name}", "{canonical}")'
         say("step", f"{key} of {student.name} with {teacher.name}: the closed-form rules")
-        derived = derive_integral(name, slots, None if both_rough else canonical, _function_name(name, canonical))
+        try:
+            derived, refusal = derive_integral(name, slots, None if both_rough else canonical,
+                                               _function_name(name, canonical)), None
+        except QuadratureError as error:  # no rule for the exact integrand; the mixture's may serve
+            if base is None:
+                raise
+            derived, refusal = DerivedIntegral(
+                _function_name(name, canonical), len(canonical), integrand(name, slots, variables(len(canonical))),
+                None, "quadrature: no closed-form rule, and more kinked variables than a quadrature rule takes"), error
         say("step", f"{key}: {_found(derived)}")
-        mixed = _mixed_mixture(name, canonical, derived, mixtures, say, map)
+        mixed = _mixed_mixture(name, canonical, derived, mixtures, say, map, base, slots)
+        if mixed is None and refusal is not None:
+            raise refusal
         used |= mixed is not None
         integrals.append(mixed or _verified(derived, key, say, map))
         say("result", f"{key}: {integrals[-1].provenance}; {integrals[-1].verification}")
@@ -244,21 +260,49 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
         student_mixture=MixtureSpec(mixtures[0]) if used and mixtures[0] else None,
         teacher_mixture=MixtureSpec(mixtures[1]) if used and mixtures[1] else None,
         radial=_radial(tuple(integrals)),
+        mixture_base=base if used else None,
     )
 
 
-def _mixed_mixture(name: str, canonical: str, derived: DerivedIntegral, mixtures, say, map) -> IntegralSpec | None:
+def exact_base(student: Activation, teacher: Activation, mixtures) -> str | None:
+    """The built-in pair module whose closed forms the mixed integrals take with the other
+    activation's erf mixture in erf's slots: "B__erf" for an exact built-in student B (ReLU,
+    linear, quadratic) and a teacher with an odd mixture (offset 0: tanh, not the sigmoid), or
+    "erf__B" the other way round; None where the activations are not such a pair."""
+    for exact, other, mixture, name in ((student, teacher, mixtures[1], "{}__erf"),
+                                        (teacher, student, mixtures[0], "erf__{}")):
+        if (exact.name in BUILTINS and exact.name != "erf" and exact == BUILTINS[exact.name]
+                and mixture is not None and mixture.offset == 0 and other != BUILTINS["erf"]):
+            return name.format(exact.name)
+    return None
+
+
+def _mixed_mixture(name: str, canonical: str, derived: DerivedIntegral, mixtures, say, map, base: str | None,
+                   activations: tuple) -> IntegralSpec | None:
     """The spec of a mixed integral without a closed form evaluated by the erf mixtures of its
-    slots' activations, when both have one and it agrees with the trapezoidal rule; else None."""
-    slots = tuple(None if letter == "-" else mixtures["st".index(letter)] for letter in canonical)
-    if not derived.quadrature or any(slot is None for slot, letter in zip(slots, canonical) if letter != "-"):
+    slots' activations, when both have one and it agrees with the trapezoidal rule, or by the
+    closed forms of `base` (`exact_base`) summed over the one mixture's terms; else None.
+    `activations` holds the slots' activations (None for the u slot)."""
+    if derived.expression is not None:
         return None
-    say("step", f"{derived.name}: the erf mixtures of both activations, checked against the trapezoidal rule")
-    record = verify_mixtures(name, derived, slots, map)
+    slots = tuple(None if letter == "-" else mixtures["st".index(letter)] for letter in canonical)
+    if base is not None:
+        exact = "s" if base.endswith("__erf") else "t"
+        slots = tuple(None if letter == exact else slot for slot, letter in zip(slots, canonical))
+        say("step", f"{derived.name}: {base}'s closed forms over the terms of the other activation's erf mixture, "
+                    "checked by Monte Carlo of the difference")
+        record = verify_exact_with_mixture(name, derived, activations, slots, base)
+    elif any(slot is None for slot, letter in zip(slots, canonical) if letter != "-"):
+        return None
+    else:
+        say("step", f"{derived.name}: the erf mixtures of both activations, checked against the trapezoidal rule")
+        record = verify_mixtures(name, derived, slots, map)
     if record is None:
         return None
-    names = tuple({"s": "STUDENT", "t": "TEACHER", "-": "None"}[letter] for letter in canonical)
-    provenance = "erf mixtures" + derived.provenance.removeprefix("quadrature")
+    names = tuple("None" if slot is None else {"s": "STUDENT", "t": "TEACHER"}[letter]
+                  for slot, letter in zip(slots, canonical))
+    provenance = ("erf mixtures" if base is None else f"erf mixture in {base}'s closed forms") + \
+        derived.provenance.removeprefix("quadrature")
     return IntegralSpec(derived.name, f'("{name}", "{canonical}")', derived.size,
                         tuple(str(symbol) for symbol in derived.arguments), None, provenance, record, (), (),
                         mixture=True, mixture_slots=names)

@@ -49,7 +49,8 @@ class IntegralSpec:
     non-smooth one), `quadrature` terms, or (`mixture`) the module's erf mixture, as a function
     of the block entries `arguments` (c{p}{q}, p ≤ q, row-major); `name` is its function's name,
     `key` its key in the module's INTEGRALS, as code. A pair module's `mixture` integral names
-    each slot's mixture in `mixture_slots` ("STUDENT", "TEACHER", or "None" for the u slot).
+    each slot's mixture in `mixture_slots` ("STUDENT", "TEACHER", or "None" for the u slot and an
+    exact activation's slots, see `KernelSpec.mixture_base`).
     `quadruple`, when set, is the printed sign quadruple of the block itself, which the generic
     closed form (`code`) then takes as its last argument `quadruple`: a function symmetric in
     the slots, which the kernels evaluate once per set of units."""
@@ -105,7 +106,10 @@ class KernelSpec:
     printing of g, g' and g* (never text a user typed). A pair module whose mixed integrals use
     the erf mixtures of both activations holds them in `student_mixture` and `teacher_mixture`;
     `radial` holds the radial Gauss rules of its piecewise quadrature terms, (points, printed
-    (nodes, weights))."""
+    (nodes, weights)). Where one activation is an exact built-in (ReLU, linear, quadratic) and the
+    other has an erf mixture, the mixed integrals are the exact one's closed forms with erf summed
+    over the mixture's terms: `mixture_base` names that built-in pair module (e.g. "relu__erf"),
+    and the exact side's slots are "None" in `mixture_slots`."""
 
     name: str
     description: str
@@ -122,6 +126,7 @@ class KernelSpec:
     student_mixture: MixtureSpec | None = None
     teacher_mixture: MixtureSpec | None = None
     radial: tuple[tuple[int, str], ...] = ()
+    mixture_base: str | None = None
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""

@@ -23,10 +23,10 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .activations import Activation
+from .activations import Activation, x
 from .gaussian import expectation
-from .integrals import DerivedIntegral, block_entries, variables
-from .mixture import BLOCKS, ChosenMixture, applies, choose, integral, reference
+from .integrals import DerivedIntegral, block_entries, integrand, variables
+from .mixture import BLOCKS, ChosenMixture, ErfMixture, applies, choose, integral, reference
 from .quadrature import (
     MAX_VARIANCE,
     NON_SMOOTH,
@@ -247,3 +247,43 @@ def verify_mixtures(name: str, form: DerivedIntegral, slots: tuple, map=map, see
     return (f"erf mixtures of the student's and the teacher's activations, error {error:.1g} (below {TARGET_ERROR:g}) "
             f"against the trapezoidal rule at its reference step at {BLOCKS} random blocks with variances up to "
             f"{MAX_VARIANCE}")
+
+
+def verify_exact_with_mixture(name: str, form: DerivedIntegral, activations: tuple, slots: tuple, base: str,
+                              seed: int = 0) -> str | None:
+    """The record of a mixed integral `name` without a closed form (`form`, its integrand f)
+    evaluated by the closed forms of `base` (a built-in pair module of an exact activation and
+    erf) summed over the terms of an erf mixture: `activations` are the slots' activations (None
+    for the u slot), `slots` the `ErfMixture` replacing each (None where the slot keeps its exact
+    activation). The mixture's error |⟨f̂ − f⟩|, f̂ the integrand with the mixtures, is estimated
+    by Monte Carlo of the difference f̂ − f on one set of samples (its standard error is that of
+    a small difference, ~1e-8, where a sample mean of f alone has ~1e-3), and its mean plus
+    MC_STANDARD_ERRORS standard errors must be below TARGET_ERROR (relative to max(1, |⟨f⟩|)) at
+    BLOCKS random blocks with variances up to MAX_VARIANCE; None where it is not. `base`'s closed
+    forms are verified in their own module; their sum over the terms is tests/test_user_activation.py's."""
+    u = variables(form.size)
+    fitted = tuple(activation if mixture is None else _mixture_activation(activation, mixture)
+                   for activation, mixture in zip(activations, slots))
+    difference = sp.lambdify(u, integrand(name, fitted, u) - form.integrand, ["scipy", "numpy"])
+    exact = sp.lambdify(u, form.integrand, ["scipy", "numpy"])
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for block in random_blocks(form.size, BLOCKS, seed, largest=MAX_VARIANCE):
+        samples = rng.multivariate_normal(np.zeros(form.size), np.array(block.evalf(), dtype=float), MC_SAMPLES)
+        values = np.broadcast_to(difference(*samples.T), (MC_SAMPLES,))
+        scale = max(1.0, abs(float(np.mean(np.broadcast_to(exact(*samples.T), (MC_SAMPLES,))))))
+        bound = (abs(values.mean()) + MC_STANDARD_ERRORS * values.std(ddof=1) / np.sqrt(MC_SAMPLES)) / scale
+        worst = max(worst, bound)
+    if not worst < TARGET_ERROR:
+        return None
+    terms = len(next(slot for slot in slots if slot is not None).terms)
+    return (f"erf mixture of {terms} terms in {base}'s closed forms, the mixture's error |<f^ - f>| at most "
+            f"{worst:.1g} (below {TARGET_ERROR:g}; Monte Carlo of the difference, {MC_SAMPLES} samples, mean + "
+            f"{MC_STANDARD_ERRORS} SE) at {BLOCKS} random blocks with variances up to {MAX_VARIANCE}")
+
+
+def _mixture_activation(activation: Activation, mixture: ErfMixture) -> Activation:
+    """ĝ(x) = c0 + Σ_j a_j erf(s_j x/√2) of `mixture` as an activation (for its integrands)."""
+    expression = sp.Float(mixture.offset) + sp.Add(*(sp.Float(a) * sp.erf(sp.Float(s) * x / sp.sqrt(2))
+                                                     for a, s in mixture.terms))
+    return Activation(f"{activation.name}_mixture", expression, f"the erf mixture of {activation.name}")

@@ -123,3 +123,30 @@ def test_erf_is_its_own_exact_mixture():
 ])
 def test_applies_to_bounded_activations_odd_about_their_centre(expression, admitted):
     assert applies(activations.from_expression("g", expression)) is admitted
+
+
+def test_an_exact_activations_closed_forms_sum_over_the_mixtures_terms():
+    """With `base` (a pair module's closed form of ReLU with erf), the erf slots take the mixture's
+    terms and the ReLU slots are left as they are: for the teacher's ĝ* = Σ_j a_j erf(s_j x/√2),
+    ⟨H(u0) u1 ĝ*(u2)⟩ = Σ_j a_j I3(C with slot 2 scaled by s_j), written out here by hand."""
+    from nndyn.generated import relu__erf  # pyright: ignore[reportMissingImports]
+
+    terms = ((0.3, 0.7), (0.2, 1.9))
+    base = relu__erf.INTEGRALS[("I3", "s-t")]
+    C = np.array([[0.9, 0.3, -0.2], [0.3, 1.1, 0.4], [-0.2, 0.4, 0.7]])
+    expected = 0.0
+    for a, s in terms:
+        S = np.diag([1.0, 1.0, s])
+        expected += a * float(base(*(jnp.asarray(value) for value in (S @ C @ S)[np.triu_indices(3)])))
+    value = float(erf_mixtures("I3", (None, None, (0.0, terms)), *(jnp.asarray(v) for v in C[np.triu_indices(3)]),
+                               base=base))
+    assert value == pytest.approx(expected, rel=1e-14)
+
+
+def test_an_offset_has_no_terms_in_an_exact_activations_closed_forms():
+    """A mixture with an offset (a sigmoid's) beside ReLU would need ReLU's integrals with one slot
+    fewer: refused, not dropped."""
+    from nndyn.generated import relu__erf  # pyright: ignore[reportMissingImports]
+
+    with pytest.raises(ValueError, match="offset"):
+        erf_mixtures("I2", (None, (0.5, ((0.5, 1.0),))), 1.0, 0.2, 1.0, base=relu__erf.INTEGRALS[("I2", "st")])

@@ -82,8 +82,15 @@ class Kernels:
     def sources(self) -> tuple[str, ...]:
         """The files whose code these kernels run (for cache keys)."""
         own = (self.module, blocks, flows, mixture, mixture.erf, quadrature, special, _flow_table())
-        modules = own if self.teacher is None or self.pair is None else (*own, self.teacher.module, self.pair)
+        modules = own if self.teacher is None or self.pair is None else (*own, self.teacher.module, *self._pair_modules)
         return (__file__, *map(_file, modules))
+
+    @property
+    def _pair_modules(self) -> tuple:
+        """The pair module, and the built-in pair module whose closed forms it sums over an erf
+        mixture's terms (its MIXTURE_BASE, e.g. relu__erf for a ReLU student on a tanh teacher)."""
+        base = getattr(self.pair, "MIXTURE_BASE", None)
+        return (self.pair,) if base is None else (self.pair, base)
 
     @property
     def fingerprint(self) -> str:
@@ -91,7 +98,7 @@ class Kernels:
         closed forms, a pair's mixed integrals, the flow table): what a stored result depends on
         beyond its setting. A module re-derived with another expression, or in another format
         (its input hash), changes it; where the module lives does not."""
-        modules = (self.module,) if self.teacher is None else (self.module, self.teacher.module, self.pair)
+        modules = (self.module,) if self.teacher is None else (self.module, self.teacher.module, *self._pair_modules)
         digest = hashlib.sha256()
         for module in (*(module for module in modules if module is not None), _flow_table()):
             digest.update(Path(_file(module)).read_bytes())

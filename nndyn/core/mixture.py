@@ -1,7 +1,9 @@
 """The erf-mixture fallback's evaluation (derive/mixture.py fits it): the integrals of
 ĝ(x) = c0 + Σ_j a_j G(s_j x), G(x) = erf(x/√2) the built-in erf activation, as weighted sums of
-G's generated closed forms on rescaled blocks (docs/derivation.md). I4, n⁴ terms per block, is
-evaluated in a factorised form of G's closed form (:func:`_factorised_I4`)."""
+G's generated closed forms on rescaled blocks (docs/derivation.md), or of an exact activation's
+closed forms with G (a pair module's) where the other slots hold an exact activation (ReLU with a
+tanh teacher). I4, n⁴ terms per block, is evaluated in a factorised form of G's closed form
+(:func:`_factorised_I4`)."""
 
 from __future__ import annotations
 
@@ -26,18 +28,26 @@ def erf_mixture(name: str, offset: float, terms: tuple[tuple[float, float], ...]
     return erf_mixtures(name, ((offset, terms),) * len(FACTORS[name]), *entries)
 
 
-def erf_mixtures(name: str, slots: tuple, *entries):
+def erf_mixtures(name: str, slots: tuple, *entries, base=None):
     """Integral `name` ("I2", "J2", "I3", "I4") with slot p's activation the erf mixture
-    ĝ_p = c_p + Σ_j a_j G(s_j x) given by slots[p] = (c_p, ((a_j, s_j), …)) (any value for the u
-    slot of I3), on the blocks whose entries c_pq (p ≤ q, row-major, broadcast arrays (...)) are
+    ĝ_p = c_p + Σ_j a_j G(s_j x) given by slots[p] = (c_p, ((a_j, s_j), …)) (None for the u slot
+    of I3), on the blocks whose entries c_pq (p ≤ q, row-major, broadcast arrays (...)) are
     `entries`; returns shape (...). Slot p of term j is G's slot on y_p = s_j u_p, weighted a_j
     (g) or a_j s_j (g'); the u slot is unscaled. The terms odd in an offset vanish (ĝ_p − c_p is
     odd): I2 gains c_0 c_1, I4 gains c_2 c_3 J2 on its first two slots (a student's ĝ with a
-    teacher's, e.g. tanh's mixture with erf's exact one term, in a pair module)."""
+    teacher's, e.g. tanh's mixture with erf's exact one term, in a pair module).
+
+    With `base`, a function of the entries like these, the terms are `base`'s instead of G's:
+    the closed form of an exact activation (e.g. ReLU) in the slots that are None, with G in the
+    others (a pair module of that activation and erf, e.g. relu__erf's), so that a ReLU student
+    meets a tanh teacher through tanh's mixture. The mixtures' offsets must then be 0 (an odd
+    activation): an offset would need `base`'s integrals with one slot fewer."""
     factors = FACTORS[name]
-    columns = [None if factor == "u" else tuple(jnp.asarray(column) for column in zip(*slots[p][1]))
+    if base is not None and any(slot is not None and slot[0] for slot, factor in zip(slots, factors) if factor == "g"):
+        raise ValueError(f"{name}: an erf mixture with an offset has no terms in an exact activation's closed forms")
+    columns = [None if factor == "u" or slots[p] is None else tuple(jnp.asarray(column) for column in zip(*slots[p][1]))
                for p, factor in enumerate(factors)]
-    if name == "I4":
+    if name == "I4" and base is None:
         value = _factorised_I4(*columns, *entries)
         if slots[2][0] and slots[3][0]:
             value = value + slots[2][0] * slots[3][0] * erf_mixtures("J2", slots[:2], entries[0], entries[1],
@@ -48,7 +58,7 @@ def erf_mixtures(name: str, slots: tuple, *entries):
     for p, (factor, column) in enumerate(zip(factors, columns)):
         shape = [1] * r
         shape[p] = -1
-        if column is None:  # the u slot
+        if column is None:  # the u slot, or the exact activation's
             scale, weight = jnp.ones(1), jnp.ones(1)
         else:
             a, s = column
@@ -57,8 +67,9 @@ def erf_mixtures(name: str, slots: tuple, *entries):
         weights.append(weight.reshape(shape))
     grid = [jnp.asarray(entry)[(..., *(None,) * r)] for entry in entries]
     scaled = [entry * scales[p] * scales[q] for entry, (p, q) in zip(grid, entry_positions(r))]
-    value = jnp.sum(functools.reduce(jnp.multiply, weights) * erf.INTEGRALS[name](*scaled), axis=tuple(range(-r, 0)))
-    if name == "I2":
+    closed_form = erf.INTEGRALS[name] if base is None else base
+    value = jnp.sum(functools.reduce(jnp.multiply, weights) * closed_form(*scaled), axis=tuple(range(-r, 0)))
+    if name == "I2" and base is None:
         value = value + slots[0][0] * slots[1][0]
     return value
 
