@@ -6,7 +6,9 @@ in the same run; one integration of each over t ∈ [0, 100]; and how long `nndy
 for the GELU-like set, each with its pair module against erf (softplus and SiLU by quadrature,
 GELU in closed form), with GELU's vector field as a ratio to erf's, and a softplus student on a
 ReLU teacher (derived with its pair module, whose mixed integrals take the piecewise rule across
-ReLU's kink; its field, and the softplus student's on its own teacher, as ratios to erf's)."""
+ReLU's kink; its field, and the softplus student's on its own teacher, as ratios to erf's); and
+a tanh student on a ReLU teacher and a ReLU student on a tanh teacher (ReLU's closed forms with
+erf summed over tanh's erf mixture: derived, and their fields as ratios to erf's)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ FALLBACK = {"tanh": "tanh(x)", "sigmoid": "1/(1 + exp(-x))"}
 GELU_LIKE = {"softplus": "log(1 + exp(x))", "silu": "x/(1 + exp(-x))", "gelu": "x*(1 + erf(x/sqrt(2)))/2"}
 #: Mixed pairs outside the closed forms with a teacher other than erf: GELU-like student -> teacher.
 MIXED_WITH = {"softplus": "relu"}
+#: Pairs of ReLU with tanh (student, teacher): ReLU's closed forms with erf over tanh's mixture.
+RELU_WITH_TANH = (("tanh", "relu"), ("relu", "tanh"))
 #: The budget given to the GELU-like derivations (seconds): the target of two minutes.
 BUDGET = 120
 
@@ -55,11 +59,12 @@ def distinct_sets(K: int, M: int) -> int:
     return choose(K + M, 4) - choose(M, 4) - K * choose(M, 3)
 
 
-def _derive(folder: str, name: str, expression: str, *options: str) -> tuple[float, int, str]:
+def _derive(folder: str, name: str, expression: str | None, *options: str) -> tuple[float, int, str]:
     """(seconds, exit code, the last line of its errors) of `python -m nndyn.derive` for a user's
-    activation."""
+    activation (`expression` None: `name` is a built-in student, and `options` name the user's teacher)."""
     began = time.perf_counter()
-    command = [sys.executable, "-m", "nndyn.derive", "--name", name, "--expr", expression, "--out", folder, *options]
+    given = () if expression is None else ("--expr", expression)
+    command = [sys.executable, "-m", "nndyn.derive", "--name", name, *given, "--out", folder, *options]
     result = subprocess.run(command, capture_output=True, check=False, text=True)
     return time.perf_counter() - began, result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
 
@@ -127,6 +132,19 @@ def run(toy: bool) -> dict:
                             f"{own}, {own.median / base.median:.0f}×")
             rows.append((f"a {name} student on a {teacher} teacher: nndyn.derive's time with the pair module; time per "
                          "evaluation, ratio to erf", f"{seconds:.0f} s, {outcome}"))
+        for student, teacher in () if toy else RELU_WITH_TANH:
+            user = ("--teacher-name", "tanh", "--teacher-expr", "tanh(x)")
+            seconds, code, error = (_derive(folder, "tanh", "tanh(x)", "--teacher-name", "relu") if student == "tanh"
+                                    else _derive(folder, "relu", None, *user))
+            outcome = "derived" if code == 0 else f"exit {code}: {error.removeprefix('python -m nndyn.derive: ')}"
+            if code == 0:
+                names = {"relu": "relu", "tanh": str(Path(folder) / "tanh.py")}
+                mixed = _field(plain.replace(activation=names[student], teacher_activation=names[teacher]),
+                               max(2, evaluations // 100), repeats)
+                outcome += f"; {mixed}, {mixed.median / base.median:.0f}×"
+            rows.append((f"a {student} student on a {teacher} teacher (ReLU's closed forms with erf over tanh's "
+                         "mixture): nndyn.derive's time with the pair module; time per evaluation, ratio to erf",
+                         f"{seconds:.0f} s, {outcome}"))
     if not toy:
         wall, eg = _integration(plain)
         rows.append(("erf, t ∈ [0, 100]: one integration (wall, compilation included), final ε_g",

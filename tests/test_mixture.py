@@ -150,3 +150,20 @@ def test_an_offset_has_no_terms_in_an_exact_activations_closed_forms():
 
     with pytest.raises(ValueError, match="offset"):
         erf_mixtures("I2", (None, (0.5, ((0.5, 1.0),))), 1.0, 0.2, 1.0, base=relu__erf.INTEGRALS[("I2", "st")])
+
+
+def test_which_pairs_take_an_exact_activations_closed_forms():
+    """The built-in pair module an exact built-in (ReLU, linear, quadratic) with an odd mixture
+    takes its terms from; none for a mixture with an offset (a sigmoid's), an erf partner (its
+    closed forms are exact already) or two fitted mixtures (the mixtures of both)."""
+    from nndyn.derive.lower import exact_base
+
+    relu, erf, linear = (activations.get(name) for name in ("relu", "erf", "linear"))
+    tanh, sigmoid = activations.from_expression("tanh", "tanh(x)"), activations.from_expression("s", "1/(1 + exp(-x))")
+    odd, offset = ErfMixture(0.0, ((0.5, 1.0),)), ErfMixture(0.5, ((0.5, 1.0),))
+    assert exact_base(relu, tanh, (None, odd)) == "relu__erf"
+    assert exact_base(tanh, relu, (odd, None)) == "erf__relu"
+    assert exact_base(linear, tanh, (None, odd)) == "linear__erf"
+    assert exact_base(relu, sigmoid, (None, offset)) is None
+    assert exact_base(relu, erf, (None, ERF)) is None
+    assert exact_base(tanh, tanh, (odd, odd)) is None
