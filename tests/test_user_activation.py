@@ -95,11 +95,12 @@ def derived_once(name: str, expression: str, tmp_path_factory, teacher: str | No
     pair module is derived and kept beside it (under the pair's input hash); with a built-in
     `student`, the user's activation is the teacher and the pair module the student's with it."""
     user = from_expression(name, expression)
-    digest = (kernel_hash(user) if teacher is None and student is None else kernel_hash(user, get(teacher))
-              if student is None else kernel_hash(get(student), user))
-    pair = [] if teacher is None and student is None else [f"{name}__{teacher}.py" if student is None
-                                                          else f"{student}__{name}.py"]
-    files = [f"{name}.py", *pair]
+    if student is not None:
+        digest, files = kernel_hash(get(student), user), [f"{name}.py", f"{student}__{name}.py"]
+    elif teacher is not None:
+        digest, files = kernel_hash(user, get(teacher)), [f"{name}.py", f"{name}__{teacher}.py"]
+    else:
+        digest, files = kernel_hash(user), [f"{name}.py"]
     root = cache.folder()
     kept = None if root is None else root.parent / "derived-for-tests" / digest
     if kept is not None and all((kept / file).is_file() for file in files):
@@ -206,36 +207,6 @@ def test_a_tanh_student_on_an_erf_teacher_takes_the_mixtures_of_both(tmp_path_fa
     assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]
 
 
-@pytest.mark.slow  # a derivation of ~20 s, kept between runs
-def test_a_softplus_student_on_a_relu_teacher_takes_the_piecewise_rule(tmp_path_factory):
-    """The mixed integrals of softplus with ReLU have no closed form, and ReLU's kink defeats the
-    trapezoidal rule (5e-5): they take the piecewise rule across the kink, within its 1e-6 of
-    Monte Carlo of softplus and ReLU written with NumPy (5 SE), on a generic block and on one
-    with a teacher pulled towards the student (0.9 of the way), and the flows integrate."""
-    path = derived_once("softplus", "log(1 + exp(x))", tmp_path_factory, teacher="relu")
-    setting = nndyn.Setting(K=2, M=2, lr=0.5, activation=str(path), teacher_activation="relu")
-    pair = setting.kernels.pair
-    assert pair is not None and all("piecewise rule" in text for text in pair.VERIFICATION.values())
-    softplus, sigmoid, relu = (lambda x: np.logaddexp(0.0, x)), expit, (lambda x: np.maximum(x, 0.0))
-    mixed = {("I2", "st"): lambda u: softplus(u[..., 0]) * relu(u[..., 1]),
-             ("I3", "s-t"): lambda u: sigmoid(u[..., 0]) * u[..., 1] * relu(u[..., 2]),
-             ("I4", "ssst"): lambda u: sigmoid(u[..., 0]) * sigmoid(u[..., 1]) * softplus(u[..., 2]) * relu(u[..., 3]),
-             ("I4", "sstt"): lambda u: sigmoid(u[..., 0]) * sigmoid(u[..., 1]) * relu(u[..., 2]) * relu(u[..., 3])}
-    rng = np.random.default_rng(6)
-    for (name, signature), integrand in mixed.items():
-        size = len(signature)
-        for pull in (0.0, 0.9):
-            factor = rng.normal(size=(size, size)) / np.sqrt(size)
-            factor[-1] = pull * factor[0] + (1 - pull) * factor[-1]  # the last slot (a teacher) near the first
-            C = factor @ factor.T
-            mean, error = monte_carlo(integrand, C, 1_000_000, seed=seed_of(C))
-            value = float(setting.kernels.integral(name, jnp.asarray(C), signature))
-            assert abs(value - mean) <= 5 * error + TARGET_ERROR, (name, signature, pull, value, mean, error)
-    start = nndyn.OrderParameters(0.5 * jnp.eye(2), jnp.full((2, 2), 0.1), jnp.eye(2), jnp.ones(2), jnp.ones(2))
-    trajectory = nndyn.integrate(setting, start, np.linspace(0.0, 0.5, 2), method="euler", dt=0.25)  # its field
-    assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]  # costs ~0.25 s: two steps
-
-
 RELU = (lambda x: np.maximum(x, 0.0), lambda x: np.heaviside(x, 0.5))
 TANH = (np.tanh, lambda x: 1 - np.tanh(x) ** 2)
 
@@ -248,6 +219,31 @@ def mixed_integrands(student, teacher) -> dict:
             ("I3", "s-t"): lambda u: g_prime(u[..., 0]) * u[..., 1] * g_star(u[..., 2]),
             ("I4", "ssst"): lambda u: g_prime(u[..., 0]) * g_prime(u[..., 1]) * g(u[..., 2]) * g_star(u[..., 3]),
             ("I4", "sstt"): lambda u: g_prime(u[..., 0]) * g_prime(u[..., 1]) * g_star(u[..., 2]) * g_star(u[..., 3])}
+
+
+@pytest.mark.slow  # a derivation of ~20 s, kept between runs
+def test_a_softplus_student_on_a_relu_teacher_takes_the_piecewise_rule(tmp_path_factory):
+    """The mixed integrals of softplus with ReLU have no closed form, and ReLU's kink defeats the
+    trapezoidal rule (5e-5): they take the piecewise rule across the kink, within its 1e-6 of
+    Monte Carlo of softplus and ReLU written with NumPy (5 SE), on a generic block and on one
+    with a teacher pulled towards the student (0.9 of the way), and the flows integrate."""
+    path = derived_once("softplus", "log(1 + exp(x))", tmp_path_factory, teacher="relu")
+    setting = nndyn.Setting(K=2, M=2, lr=0.5, activation=str(path), teacher_activation="relu")
+    pair = setting.kernels.pair
+    assert pair is not None and all("piecewise rule" in text for text in pair.VERIFICATION.values())
+    rng = np.random.default_rng(6)
+    for (name, signature), integrand in mixed_integrands((lambda x: np.logaddexp(0.0, x), expit), RELU).items():
+        size = len(signature)
+        for pull in (0.0, 0.9):
+            factor = rng.normal(size=(size, size)) / np.sqrt(size)
+            factor[-1] = pull * factor[0] + (1 - pull) * factor[-1]  # the last slot (a teacher) near the first
+            C = factor @ factor.T
+            mean, error = monte_carlo(integrand, C, 1_000_000, seed=seed_of(C))
+            value = float(setting.kernels.integral(name, jnp.asarray(C), signature))
+            assert abs(value - mean) <= 5 * error + TARGET_ERROR, (name, signature, pull, value, mean, error)
+    start = nndyn.OrderParameters(0.5 * jnp.eye(2), jnp.full((2, 2), 0.1), jnp.eye(2), jnp.ones(2), jnp.ones(2))
+    trajectory = nndyn.integrate(setting, start, np.linspace(0.0, 0.5, 2), method="euler", dt=0.25)  # its field
+    assert np.all(np.isfinite(trajectory.eg)) and trajectory.eg[-1] < trajectory.eg[0]  # costs ~0.25 s: two steps
 
 
 def piecewise_reference(name: str, signature: str, student: str, teacher: str, C: np.ndarray) -> float | None:
