@@ -200,15 +200,19 @@ def evaluate(term: QuadratureTerm, u: tuple[sp.Symbol, ...], block: np.ndarray, 
     f = sp.lambdify([u[s] for s in slots], term.integrand, ["scipy", "numpy"])  # scipy: erf and friends on arrays
     if term.kinks:
         return _piecewise(f, term, block[np.ix_(slots, slots)], step, nodes)
-    sub = block[np.ix_(slots, slots)]
-    values, vectors = np.linalg.eigh(sub)
-    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    root = _root(block[np.ix_(slots, slots)])
     z, w = rule(step, len(slots))
     total = 0.0
     for start in range(0, len(w), CHUNK):  # bounded memory
         points = z[start:start + CHUNK] @ root.T
         total += np.sum(w[start:start + CHUNK] * np.broadcast_to(f(*points.T), (len(points),)))
     return float(total)
+
+
+def _root(block: np.ndarray) -> np.ndarray:
+    """L with L Lᵀ = `block` (r×r), from the symmetric eigendecomposition (singular blocks are fine)."""
+    values, vectors = np.linalg.eigh(block)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
 def _piecewise(f, term: QuadratureTerm, block: np.ndarray, step: float, nodes: int) -> float:
@@ -218,8 +222,7 @@ def _piecewise(f, term: QuadratureTerm, block: np.ndarray, step: float, nodes: i
     order = [*term.kinks, *smooth]  # the plane first
     padded = np.eye(max(size, 2))  # one variable: a dummy second, independent
     padded[:size, :size] = block[np.ix_(order, order)]
-    values, vectors = np.linalg.eigh(padded)
-    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    root = _root(padded)
     rotation, triangle = np.linalg.qr(root[:2].T, mode="complete")
     flip = np.where(np.diag(triangle) < 0, -1.0, 1.0)
     rotation[:, :2] *= flip
@@ -294,7 +297,6 @@ def choose_step(term: QuadratureTerm, u: tuple[sp.Symbol, ...], blocks: list[np.
 
 def _nearly_collinear(block: np.ndarray) -> np.ndarray:
     """`block` with every unit's root row moved to within 2 % of the first's."""
-    values, vectors = np.linalg.eigh(block)
-    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    root = _root(block)
     root[1:] = 0.98 * root[0] + 0.02 * root[1:]
     return root @ root.T
