@@ -38,6 +38,24 @@ def test_a_solve_is_exported_once_and_reused(folder, monkeypatch):
     assert len(list(folder.glob("*.jaxexport"))) == 2
 
 
+@pytest.mark.slow  # over 2 s (the phase diagrams): the fast subset stays within a minute
+def test_a_sweeps_chunks_of_one_shape_are_one_kept_program(tmp_path, monkeypatch):
+    """On one device a sweep's chunks go through `solve_many`, so through `cache.call` (whose
+    programs are kept, as above) under one key: the points' learning rates are data."""
+    keys = []
+    call = cache.call
+
+    def recorded(function, arguments, *, static, sources):
+        keys.append(cache._key(arguments, static, sources))
+        return call(function, arguments, static=static, sources=sources)
+
+    monkeypatch.setattr(cache, "call", recorded)
+    points = nndyn.grid(defaults={"K": 2, "M": 2}, product={"lr": [0.3, 0.4, 0.5, 0.7]})
+    rows = nndyn.sweep(points, t_max=5.0, folder=tmp_path / "out", saves=6, chunk=2)
+    assert len(keys) == 2 and keys[0] == keys[1]  # two chunks of 2 points
+    assert len({row["final_eg"] for row in rows}) == 4
+
+
 def test_the_key_follows_sources_and_options(tmp_path):
     source = tmp_path / "module.py"
     source.write_text("a = 1\n")

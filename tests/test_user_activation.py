@@ -465,12 +465,15 @@ def test_a_module_of_an_older_format_is_refused_with_the_command_that_regenerate
 
 
 @pytest.mark.slow
-def test_a_user_student_on_a_built_in_teacher(tmp_path):
+def test_a_user_student_on_a_built_in_teacher(tmp_path, tmp_path_factory):
     """`--teacher-name` writes the pair module next to the user's; the runtime finds it, its
-    mixed integral has the closed form, and a stale pair (another expression) is refused."""
-    result = derive("--name", "double", "--expr", "2*x", "--teacher-name", "erf", "--out", tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in tmp_path.glob("*.py")) == ["double.py", "double__erf.py"]
+    mixed integral has the closed form, and a stale pair (the student derived again from another
+    expression, which writes its module alone) is refused. Both derivations by the command line
+    (`derived_once` takes both modules from its --out folder, and keeps them between runs), copied
+    into one folder as the command writes them."""
+    pair = derived_once("double", "2*x", tmp_path_factory, teacher="erf").parent
+    for name in ("double.py", "double__erf.py"):
+        (tmp_path / name).write_text((pair / name).read_text())
     assert (
         (tmp_path / "double__erf.py")
         .read_text()
@@ -480,8 +483,8 @@ def test_a_user_student_on_a_built_in_teacher(tmp_path):
     C = jnp.array([[1.3, 0.4], [0.4, 0.8]])
     expected = 2 * 0.4 * np.sqrt(2 / np.pi) / np.sqrt(1 + 0.8)  # <2 u0 erf(u1/√2)> by Stein's lemma
     assert float(setting.kernels.integral("I2", C, "st")) == pytest.approx(expected, rel=1e-14)
-    result = derive("--name", "double", "--expr", "3*x", "--out", tmp_path)  # the student changes, its pair does not
-    assert result.returncode == 0, result.stderr
+    student = derived_once("double", "3*x", tmp_path_factory)  # the student changes, its pair does not
+    (tmp_path / "double.py").write_text(student.read_text())
     from nndyn.core import kernels
 
     kernels._load_file.cache_clear(), kernels._mixed.cache_clear()  # as a fresh process would load them

@@ -287,13 +287,15 @@ def _padded(value, n: int, size: int):
 
 
 def solve_many(setting: Setting, y0, args: dict, ts, options: ODEOptions, dt: float | None = None, *,
-               leading: int, flows: Flows = FULL, center: dict | None = None, scale: float = 1.0) -> Solution:
+               leading: int, flows: Flows = FULL, center: dict | None = None, scale: float = 1.0,
+               per_element: tuple[str, ...] = PER_ELEMENT) -> Solution:
     """`solve` of the `flows` of `setting` vmapped over `leading` leading dimensions (0: one
     state) of y0 (`OrderParameters.as_ode_state`, or the state of other flows) and of the
-    `PER_ELEMENT` entries of `args`, the other args shared; saved at `ts` (n,); `center` and
-    `scale` as for `solve` (one state: the tail's re-integration about its fixed point). The one
-    set-up of a solve for `integrate` and its tail, a protocol's phases, the verdict's restarts
-    and the symmetric reduction.
+    `per_element` entries of `args` (default `PER_ELEMENT`; a sweep's points differ in every
+    entry), the other args shared; saved at `ts` (n,); `center` and `scale` as for `solve` (one
+    state: the tail's re-integration about its fixed point). The one set-up of a solve for
+    `integrate` and its tail, a protocol's phases, the verdict's restarts, the symmetric
+    reduction and a sweep's chunks on one device.
 
     Programs are shared: the leading dimensions are solved as one stack, which with the save
     times is padded to its `bucket` (copies of the last state and of the last time, solved and
@@ -317,21 +319,22 @@ def solve_many(setting: Setting, y0, args: dict, ts, options: ODEOptions, dt: fl
 
     if leading:
         y0 = jax.tree_util.tree_map(stacked, y0)
-        args = {name: stacked(value) if name in PER_ELEMENT else value for name, value in args.items()}
+        args = {name: stacked(value) if name in per_element else value for name, value in args.items()}
     program_options = options.program()
 
     def program(y0, args, ts, dt, center, scale, tolerances):
         solver = functools.partial(solve, setting.activation, ts=ts, options=program_options, dt=dt, teacher=teacher,
                                    flows=flows, center=center, scale=scale, tolerances=tolerances)
         if leading:
-            solver = jax.vmap(solver, in_axes=(0, {name: 0 if name in PER_ELEMENT else None for name in args}))
+            solver = jax.vmap(solver, in_axes=(0, {name: 0 if name in per_element else None for name in args}))
         return tuple(solver(y0, args))
 
     sources = (__file__, *setting.kernels.sources, *flows.sources)
     arguments = (y0, args, _padded(ts, n, saves), dt, center,
                  None if center is None else jnp.asarray(scale, jnp.float64), options.tolerances())
     solution = Solution(*cache.call(program, arguments, static=(setting.activation, teacher, program_options,
-                                                                 bool(leading), flows), sources=sources))
+                                                                 bool(leading), flows, per_element),
+                                    sources=sources))
 
     def unstacked(value, saved: bool):  # the padding dropped (on the host), the leading dimensions restored
         # (back with device_put: jnp.asarray of a host array compiles a program per shape, JAX 0.10)

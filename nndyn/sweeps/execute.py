@@ -1,14 +1,16 @@
 """Running sweeps: ODE integrations over grid points, sharded over every JAX device, resumable.
 
 Points with the same K and M (the array shapes) form a group, integrated by one compiled
-program: `jax.vmap` over the grid axis of the pure `nndyn.solve`, inside `jax.jit`, with
-the grid axis sharded over a one-dimensional device `Mesh` ("grid") by a `NamedSharding`. The
-same code runs on one CPU, several GPUs, or several hosts after `jax.distributed.initialize()`
-(every process runs the same command; process 0 writes). Groups are cut into chunks of at most
-`chunk` points (a multiple of the device count, padded by repeating the last point), which bounds
-memory; each finished chunk is written atomically (`nndyn.sweeps.store`), and a rerun skips
-the chunks already written, so an interrupted sweep resumes where it stopped and never rewrites a
-finished chunk.
+program: `jax.vmap` over the grid axis of the pure `nndyn.solve`, inside `jax.jit`. On one
+device that is `solve_many`, the solve set-up of every other run, whose exported program is kept
+on disk (`nndyn.core.cache`: a fresh process skips tracing it); on several, the grid axis is
+sharded over a one-dimensional device `Mesh` ("grid") by a `NamedSharding`, and the program is
+traced in each process. The same code runs on one CPU, several GPUs, or several hosts after
+`jax.distributed.initialize()` (every process runs the same command; process 0 writes). Groups
+are cut into chunks of at most `chunk` points (a multiple of the device count, padded by
+repeating the last point), which bounds memory; each finished chunk is written atomically
+(`nndyn.sweeps.store`), and a rerun skips the chunks already written, so an interrupted sweep
+resumes where it stopped and never rewrites a finished chunk.
 
 Initial states: student and teacher weights drawn as by `nndyn.simulate` (teacher seed 0,
 student seed `seed`, N(0, init_scale²) entries) in dimension `init_N`, reduced to order
@@ -29,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nndyn.core.errors import Status
-from nndyn.core.solver import ODEOptions, solve
+from nndyn.core.solver import ODEOptions, solve, solve_many
 from nndyn.core.weights import initial_states
 from nndyn.sweeps import store
 from nndyn.sweeps.grid import DEFAULTS, Sweep
@@ -76,14 +78,16 @@ def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool
     out = {"index": np.asarray(indices), "t": ts, "T": args["T"][keep], "v_star": np.asarray(states.v_star)[keep]}
     if states.b is not None:
         out["b"] = np.asarray(states.b)[keep]
-    if sharded:
+    teacher = settings[0].teacher_activation
+    options = ODEOptions(**sweep.options)
+    if devices == 1:  # the solve set-up of every other run: its program kept on disk (nndyn.core.cache)
+        solution = solve_many(settings[0], y0, args, ts, options, leading=1, per_element=tuple(args))
+    else:
         sharding = NamedSharding(_mesh(), PartitionSpec("grid"))
         y0 = jax.tree_util.tree_map(lambda x: _global(x, sharding), y0)
         args = jax.tree_util.tree_map(lambda x: _global(x, sharding), args)
-    teacher = settings[0].teacher_activation
-    solution = _batched_solver(
-        sweep.activation, None if teacher == sweep.activation else teacher, ODEOptions(**sweep.options)
-    )(y0, args, jnp.asarray(ts))
+        solution = _sharded_solver(sweep.activation, None if teacher == sweep.activation else teacher, options)(
+            y0, args, jnp.asarray(ts))
     out["eg"] = _host(solution.eg)[keep]
     for name in ("Q", "R", "v"):
         out[name] = _host(solution.ys[name])[keep]
@@ -93,8 +97,10 @@ def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool
 
 
 @functools.cache
-def _batched_solver(activation: str, teacher: str | None, options: ODEOptions):
-    """solve vmapped over the grid axis of y0 and args, jitted once per model and options."""
+def _sharded_solver(activation: str, teacher: str | None, options: ODEOptions):
+    """solve vmapped over the grid axis of y0 and args, jitted once per model and options, for
+    arguments sharded over several devices (traced in each process: an exported program is of
+    one device)."""
     return jax.jit(
         jax.vmap(lambda y0, args, ts: solve(activation, y0, args, ts, options, teacher=teacher), in_axes=(0, 0, None))
     )
