@@ -272,7 +272,8 @@ PER_ELEMENT = ("T", "v_star", "b", "t_start", "key")
 def bucket(n: int) -> int:
     """The size a stack of `n` states or saves is padded to (`solve_many`): the next of 1, 2, 3,
     4, 6, 8, 12, 16, 24, … (powers of two and their halfway points), so that runs of nearby sizes
-    share one compiled program, for at most a third more work."""
+    share one compiled program, for at most half as much work again (65 is padded to 96, 97 to
+    128)."""
     if n <= 2:
         return n
     power = 1 << (n - 1).bit_length()
