@@ -208,6 +208,7 @@ def test_a_tanh_student_on_an_erf_teacher_takes_the_mixtures_of_both(tmp_path_fa
 
 
 RELU = (lambda x: np.maximum(x, 0.0), lambda x: np.heaviside(x, 0.5))
+LINEAR = (lambda x: x, np.ones_like)
 TANH = (np.tanh, lambda x: 1 - np.tanh(x) ** 2)
 
 
@@ -255,7 +256,7 @@ def piecewise_reference(name: str, signature: str, student: str, teacher: str, C
     from nndyn.derive.quadrature import REFERENCE_NODES, QuadratureError, lower_dimension
 
     def activation(text):
-        return get(text) if text in ("relu", "erf") else from_expression("user", text)
+        return get(text) if text in ("relu", "erf", "linear") else from_expression("user", text)
 
     slots = tuple({"s": activation(student), "t": activation(teacher), "-": None}[letter] for letter in signature)
     u = variables(len(signature))
@@ -288,27 +289,30 @@ def agrees_with_the_exact_integrand(kernels, name: str, signature: str, exact, s
     check()
 
 
-@pytest.mark.slow  # two derivations of ~40 s, kept between runs
-@pytest.mark.parametrize("student, teacher", [("relu", "tanh"), ("tanh", "relu")])
-def test_relu_with_tanh_takes_the_closed_forms_of_relu_with_erf_over_tanhs_mixture(tmp_path_factory, student,
-                                                                                     teacher):
+@pytest.mark.slow  # three derivations of ~40 s, kept between runs
+@pytest.mark.parametrize("student, teacher", [("relu", "tanh"), ("tanh", "relu"), ("linear", "tanh")])
+def test_an_exact_activation_with_tanh_takes_its_closed_forms_with_erf_over_tanhs_mixture(tmp_path_factory,
+                                                                                          student, teacher):
     """A ReLU student on a tanh teacher, and a tanh student on a ReLU teacher: no mixed integral
     has a closed form, and I4 "ssst" of the ReLU student is kinked in three variables (no
     quadrature rule). Each is ReLU's closed form with erf summed over tanh's erf mixture
     (nndyn.core.mixture.erf_mixtures with a base): within the mixture's 1e-6 of the piecewise rule
     on the exact integrand (ReLU and tanh themselves) where it applies, and of Monte Carlo
     (10⁶ samples, 5 SE) everywhere, on Hypothesis blocks up to the verified variance 1.5; the
-    flows integrate."""
-    path = derived_once("tanh", "tanh(x)", tmp_path_factory, **({"student": "relu"} if student == "relu"
-                                                                 else {"teacher": "relu"}))
-    names = {"relu": "relu", "tanh": str(path)}
+    flows integrate. A linear student on a tanh teacher takes the same route through linear's
+    closed forms with erf."""
+    exact = student if student != "tanh" else teacher
+    path = derived_once("tanh", "tanh(x)", tmp_path_factory, **({"teacher": exact} if student == "tanh"
+                                                                 else {"student": exact}))
+    names = {exact: exact, "tanh": str(path)}
     setting = nndyn.Setting(K=2, M=2, lr=0.5, activation=names[student], teacher_activation=names[teacher])
     pair = setting.kernels.pair
-    base = "relu__erf" if student == "relu" else "erf__relu"
+    base = f"{exact}__erf" if student == exact else f"erf__{exact}"
     assert pair is not None and all(text.startswith(f"erf mixture in {base}'s closed forms")
                                     for text in pair.PROVENANCE.values())
-    integrands = mixed_integrands(*(RELU if name == "relu" else TANH for name in (student, teacher)))
-    expressions = {"relu": "relu", "tanh": "tanh(x)"}
+    functions = {"relu": RELU, "linear": LINEAR, "tanh": TANH}
+    integrands = mixed_integrands(functions[student], functions[teacher])
+    expressions = {"relu": "relu", "linear": "linear", "tanh": "tanh(x)"}
 
     for (name, signature), exact in integrands.items():
         agrees_with_the_exact_integrand(setting.kernels, name, signature, exact, expressions[student],
