@@ -301,13 +301,13 @@ def test_an_exact_activation_with_tanh_takes_its_closed_forms_with_erf_over_tanh
     (10⁶ samples, 5 SE) everywhere, on Hypothesis blocks up to the verified variance 1.5; the
     flows integrate. A linear student on a tanh teacher takes the same route through linear's
     closed forms with erf."""
-    exact = student if student != "tanh" else teacher
-    path = derived_once("tanh", "tanh(x)", tmp_path_factory, **({"teacher": exact} if student == "tanh"
-                                                                 else {"student": exact}))
-    names = {exact: exact, "tanh": str(path)}
+    built_in = student if student != "tanh" else teacher
+    path = derived_once("tanh", "tanh(x)", tmp_path_factory, **({"teacher": built_in} if student == "tanh"
+                                                                 else {"student": built_in}))
+    names = {built_in: built_in, "tanh": str(path)}
     setting = nndyn.Setting(K=2, M=2, lr=0.5, activation=names[student], teacher_activation=names[teacher])
     pair = setting.kernels.pair
-    base = f"{exact}__erf" if student == exact else f"erf__{exact}"
+    base = f"{built_in}__erf" if student == built_in else f"erf__{built_in}"
     assert pair is not None and all(text.startswith(f"erf mixture in {base}'s closed forms")
                                     for text in pair.PROVENANCE.values())
     functions = {"relu": RELU, "linear": LINEAR, "tanh": TANH}
