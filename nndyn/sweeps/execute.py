@@ -54,8 +54,8 @@ def _host(array: jax.Array) -> np.ndarray:
 
 
 def _solve_chunk(sweep: Sweep, indices: list[int], ts: np.ndarray, sharded: bool) -> dict:
-    """Integrate the points `indices` (one shape) in one vmapped, jitted, sharded call; returns
-    the chunk's arrays (see `nndyn.sweeps.store`)."""
+    """Integrate the points `indices` (one shape) in one vmapped, jitted call (`solve_many` on one
+    device, sharded over several); returns the chunk's arrays (see `nndyn.sweeps.store`)."""
     devices = len(jax.devices()) if sharded else 1
     size = -(-len(indices) // devices) * devices
     padded = [sweep.points[i] for i in indices + [indices[-1]] * (size - len(indices))]
