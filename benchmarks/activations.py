@@ -3,10 +3,10 @@ forms with the Plackett orthant rule, whose share is timed apart) at K = M = 4 a
 and the sigmoid (no closed form: the erf-mixture fallback, derived here into a temporary folder)
 and a tanh student on an erf teacher (the mixtures of both) at K = M = 4, as ratios to erf timed
 in the same run; one integration of each over t ∈ [0, 100]; and how long `nndyn.derive` takes
-for the GELU-like set, each with its pair module against erf (softplus and SiLU by quadrature,
-GELU in closed form), with GELU's vector field as a ratio to erf's, and a softplus student on a
-ReLU teacher (derived with its pair module, whose mixed integrals take the piecewise rule across
-ReLU's kink; its field, and the softplus student's on its own teacher, as ratios to erf's); and
+for the GELU-like set, each with its pair module against erf (softplus and SiLU by their
+smoothed-ReLU mixtures, GELU in closed form), with GELU's vector field as a ratio to erf's, and a softplus student on a
+ReLU teacher (derived with its pair module: softplus's smoothed-ReLU mixture summed in ReLU's
+closed forms; its field, and the softplus student's on its own teacher, as ratios to erf's); and
 a tanh student on a ReLU teacher and a ReLU student on a tanh teacher (ReLU's closed forms with
 erf summed over tanh's erf mixture: derived, and their fields as ratios to erf's)."""
 
@@ -124,10 +124,11 @@ def run(toy: bool) -> dict:
             seconds, code, error = _derive(folder, name, GELU_LIKE[name], "--teacher-name", teacher, "--budget",
                                            str(BUDGET))
             outcome = "derived" if code == 0 else f"exit {code}: {error.removeprefix('python -m nndyn.derive: ')}"
-            if code == 0:  # quadrature: ~0.1–1 s per evaluation, so a few
+            if code == 0:  # n⁴ of ReLU's I4 per block: ~0.1 s per evaluation, so a few
                 student = str(Path(folder) / f"{name}.py")
-                mixed = _field(plain.replace(activation=student, teacher_activation=teacher), 2, 2)
-                own = _field(plain.replace(activation=student, teacher_activation=student), 2, 2)
+                few = max(2, evaluations // 200)
+                mixed = _field(plain.replace(activation=student, teacher_activation=teacher), few, repeats)
+                own = _field(plain.replace(activation=student, teacher_activation=student), few, repeats)
                 outcome += (f"; {mixed}, {mixed.median / base.median:.0f}×; the {name} student on its own teacher "
                             f"{own}, {own.median / base.median:.0f}×")
             rows.append((f"a {name} student on a {teacher} teacher: nndyn.derive's time with the pair module; time per "

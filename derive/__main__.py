@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m nndyn.derive") ->
                 raise ValueError(f"--budget must be a number of seconds >= 0 (0: no limit), not {options.budget:g}")
             limit = f"at most {options.budget:g} s" if options.budget else "no time limit"
             print(f"deriving {student.name}{'' if teacher is None else ' with ' + teacher.name}: every integral in "
-                  f"closed form, as an erf mixture or by quadrature, each verified ({limit})", file=sys.stderr)
+                  f"closed form, as an erf or smoothed-ReLU mixture or by quadrature, each verified ({limit})",
+                  file=sys.stderr)
             results = []
             start = time.perf_counter()
 
@@ -135,7 +136,8 @@ def _suggestion(stage: str) -> str:
     if stage.endswith("the closed-form rules"):
         return ("its Gaussian integrals expand into more terms than the rules reduce in that time (products of x, "
                 "exponentials and erf, e.g. x*erf(x)); an activation that is bounded and odd about g(0) (tanh, the "
-                "sigmoid, erf(b*x)) takes the erf mixture in under a minute, or allow more with --budget SECONDS "
+                "sigmoid, erf(b*x)) takes the erf mixture in under a minute, one that vanishes at -inf and rises "
+                "linearly (softplus) the smoothed-ReLU mixture, or allow more with --budget SECONDS "
                 "(0: no limit)")
     return "allow more with --budget SECONDS (0: no limit)"
 

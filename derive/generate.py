@@ -15,7 +15,7 @@ from nndyn.files import write_atomically
 from .activations import BUILTINS, Activation, get
 from .hashing import flow_hash, kernel_hash, symmetric_hash
 from .lower import flow_spec, kernel_spec, pair_spec, symmetric_spec
-from .mixture import ErfMixture, known
+from .mixture import Mixture, known
 from .paths import GENERATED_DIR
 from .render import (
     COMMAND,
@@ -103,7 +103,7 @@ def generate_user(activation: Activation, teacher: Activation | None = None, rep
                  for chosen in (activation, teacher) if chosen is not None and chosen != BUILTINS.get(chosen.name)}
         sources = {f"{name}.py": render_module(spec) for name, spec in specs.items()}
         if teacher is not None:
-            def mixture(chosen: Activation) -> ErfMixture | None:  # its module's fit, or erf's exact one
+            def mixture(chosen: Activation) -> Mixture | None:  # its module's fit, or erf's exact one
                 spec = specs.get(chosen.name)
                 return known(chosen) if spec is None or spec.mixture is None else spec.mixture.fitted
 

@@ -19,7 +19,7 @@ from .integrals import (
     slot_symmetries,
     variables,
 )
-from .mixture import ErfMixture
+from .mixture import Mixture
 from .printing import print_cse, print_scalar
 from .quadrature import NON_SMOOTH, RADIUS, QuadratureError, QuadratureTerm, radial
 from .spec import (
@@ -124,7 +124,8 @@ def kernel_spec(activation: Activation, command: str, map=map, report=None) -> K
     """Derive, verify and print every integral of `activation`. Each integral's forms (its
     generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
     process pool's map to verify them in parallel (the results do not depend on it). Integrals
-    without a closed form take the erf mixture where g admits one (`.mixture`), else quadrature.
+    without a closed form take the erf or smoothed-ReLU mixture where g admits one (`.mixture`), else
+    quadrature.
     `report(kind, text)`, when given, hears each step ("step": which integral, which rule) and
     each integral's result with the accuracy its checks reached ("result"); every step checks
     the time budget (`.budget`)."""
@@ -137,12 +138,13 @@ def kernel_spec(activation: Activation, command: str, map=map, report=None) -> K
     fallback = [form for form in derived if form.quadrature]
     if fallback:
         say("step", f"{', '.join(form.name for form in fallback)}: an erf mixture, if g is bounded and odd about "
-                    "g(0), checked against the trapezoidal rule")
+                    "g(0), or a smoothed-ReLU mixture, if g vanishes at -inf and rises linearly (softplus), "
+                    "checked by the trapezoidal rule")
     fitted = verify_mixture(activation, fallback, map) if fallback else None
     integrals = []
     for form in derived:  # one integral at a time: a failure stops before the costlier ones
         if form.quadrature and fitted is not None:
-            integrals.append(_mixture_integral(form, fitted[1][form.name]))
+            integrals.append(_mixture_integral(form, fitted[0].mixture, fitted[1][form.name]))
         else:
             integrals.append(_verified(form, f'"{form.name}"', say, map))
         say("result", f"{form.name}: {integrals[-1].provenance}; {integrals[-1].verification}")
@@ -158,12 +160,14 @@ def kernel_spec(activation: Activation, command: str, map=map, report=None) -> K
         command=command,
         mixture=None if fitted is None else MixtureSpec(fitted[0].mixture),
         radial=_radial(tuple(integrals)),
+        mixture_base="relu" if fitted is not None and fitted[0].mixture.base == "relu" else None,
+        smoothed=fitted is not None and fitted[0].mixture.base == "relu",
     )
 
 
-def _mixture_integral(form: DerivedIntegral, verification: str) -> IntegralSpec:
-    """The spec of an integral evaluated by the module's erf mixture."""
-    provenance = "erf mixture" + form.provenance.removeprefix("quadrature")
+def _mixture_integral(form: DerivedIntegral, mixture: Mixture, verification: str) -> IntegralSpec:
+    """The spec of an integral evaluated by the module's mixture."""
+    provenance = mixture.kind + form.provenance.removeprefix("quadrature")
     arguments = tuple(str(symbol) for symbol in form.arguments)
     return IntegralSpec(form.name, f'"{form.name}"', form.size, arguments, None, provenance, verification, (), (),
                         mixture=True)
@@ -205,7 +209,7 @@ def _alias(name: str, signature: str, canonical: str, order: tuple[int, ...]) ->
 
 
 def pair_spec(student: Activation, teacher: Activation, command: str, map=map, report=None,
-              mixtures: tuple[ErfMixture | None, ErfMixture | None] = (None, None)) -> KernelSpec:
+              mixtures: tuple[Mixture | None, Mixture | None] = (None, None)) -> KernelSpec:
     """Derive, verify and print the mixed integrals of a student activation and a teacher
     activation apart (`mixed_signatures`), like `kernel_spec` (`report` too). Coincidence
     variants never join a student slot with a teacher slot unless both activations are non-smooth.
@@ -213,11 +217,14 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
     teacher's erf mixtures (their modules' fits; erf's is exact), where both are given and agree
     with the trapezoidal rule (`.verify.verify_mixtures`); where one activation is an exact
     built-in (ReLU, linear, quadratic: its closed forms with erf are a built-in pair module) and
-    the other has an odd erf mixture, by that pair module's closed forms summed over the mixture's
-    terms (`exact_base`, `.verify.verify_exact_with_mixture`); else by quadrature."""
+    the other has an odd erf mixture, or where one is an exact built-in and the other has a
+    smoothed-ReLU mixture (softplus: ReLU's closed forms with the exact one's), by that module's
+    closed forms summed over the mixture's terms (`exact_base`, `.verify.verify_exact_with_mixture`);
+    else by quadrature."""
     say = _reporter(report)
     used = False
-    base = exact_base(student, teacher, mixtures)
+    base, exact = exact_base(student, teacher, mixtures) or (None, None)
+    mixed_side = {"s": mixtures[1], "t": mixtures[0]}.get(exact or "")  # the mixture summed in `base`
     both_rough = all(activation.derivative.has(*NON_SMOOTH) for activation in (student, teacher))
     integrals, aliases, done = [], [], set()
     for (name, signature), (canonical, order) in mixed_signatures().items():
@@ -239,7 +246,7 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
                 _function_name(name, canonical), len(canonical), integrand(name, slots, variables(len(canonical))),
                 None, "quadrature: no closed-form rule, and more kinked variables than a quadrature rule takes"), error
         say("step", f"{key}: {_found(derived)}")
-        mixed = _mixed_mixture(name, canonical, derived, mixtures, say, map, base, slots)
+        mixed = _mixed_mixture(name, canonical, derived, mixtures, say, map, (base, exact), slots)
         if mixed is None and refusal is not None:
             raise refusal
         used |= mixed is not None
@@ -261,47 +268,57 @@ def pair_spec(student: Activation, teacher: Activation, command: str, map=map, r
         teacher_mixture=MixtureSpec(mixtures[1]) if used and mixtures[1] else None,
         radial=_radial(tuple(integrals)),
         mixture_base=base if used else None,
+        smoothed=used and mixed_side is not None and mixed_side.base == "relu",
     )
 
 
-def exact_base(student: Activation, teacher: Activation, mixtures) -> str | None:
-    """The built-in pair module whose closed forms the mixed integrals take with the other
-    activation's erf mixture in erf's slots: "B__erf" for an exact built-in student B (ReLU,
-    linear, quadratic) and a teacher with an odd mixture (offset 0: tanh, not the sigmoid), or
-    "erf__B" the other way round; None where the activations are not such a pair."""
-    for exact, other, mixture, name in ((student, teacher, mixtures[1], "{}__erf"),
-                                        (teacher, student, mixtures[0], "erf__{}")):
-        if (exact.name in BUILTINS and exact.name != "erf" and exact == BUILTINS[exact.name]
-                and mixture is not None and mixture.offset == 0 and other != BUILTINS["erf"]):
-            return name.format(exact.name)
+def exact_base(student: Activation, teacher: Activation, mixtures) -> tuple[str, str] | None:
+    """(the built-in module whose closed forms the mixed integrals take, summed over the other
+    activation's mixture, the letter, "s" or "t", of the exact activation's slots): for an exact
+    built-in B and a smoothed-ReLU mixture (softplus), ReLU's closed forms with B's, "relu" for
+    B = ReLU, else "B__relu" (B the student) or "relu__B"; for an exact built-in B other than erf
+    and an odd erf mixture (offset 0: tanh, not the sigmoid), "B__erf" or "erf__B"; None where the
+    activations are not such a pair."""
+    for exact, other, mixture, letter in ((student, teacher, mixtures[1], "s"), (teacher, student, mixtures[0], "t")):
+        if exact.name not in BUILTINS or exact != BUILTINS[exact.name] or mixture is None:
+            continue
+        if mixture.base == "relu":
+            if exact.name == "relu":
+                return "relu", letter
+            return (f"{exact.name}__relu" if letter == "s" else f"relu__{exact.name}"), letter
+        if exact.name != "erf" and mixture.offset == 0 and other != BUILTINS["erf"]:
+            return ("{}__erf" if letter == "s" else "erf__{}").format(exact.name), letter
     return None
 
 
-def _mixed_mixture(name: str, canonical: str, derived: DerivedIntegral, mixtures, say, map, base: str | None,
-                   activations: tuple) -> IntegralSpec | None:
+def _mixed_mixture(name: str, canonical: str, derived: DerivedIntegral, mixtures, say, map,
+                   route: tuple[str | None, str | None], activations: tuple) -> IntegralSpec | None:
     """The spec of a mixed integral without a closed form evaluated by the erf mixtures of its
     slots' activations, when both have one and it agrees with the trapezoidal rule, or by the
-    closed forms of `base` (`exact_base`) summed over the one mixture's terms; else None.
-    `activations` holds the slots' activations (None for the u slot)."""
+    closed forms of a built-in module summed over the one mixture's terms (`route`: that module
+    and the letter of the exact activation's slots, `exact_base`); else None. `activations` holds
+    the slots' activations (None for the u slot)."""
     if derived.expression is not None:
         return None
+    base, exact = route
     slots = tuple(None if letter == "-" else mixtures["st".index(letter)] for letter in canonical)
     if base is not None:
-        exact = "s" if base.endswith("__erf") else "t"
         slots = tuple(None if letter == exact else slot for slot, letter in zip(slots, canonical))
-        say("step", f"{derived.name}: {base}'s closed forms over the terms of the other activation's erf mixture, "
+        kind = next(slot for slot in slots if slot is not None).kind
+        say("step", f"{derived.name}: {base}'s closed forms over the terms of the other activation's {kind}, "
                     "checked by Monte Carlo of the difference")
         record = verify_exact_with_mixture(name, derived, activations, slots, base)
-    elif any(slot is None for slot, letter in zip(slots, canonical) if letter != "-"):
+    elif any(slot is None or slot.base != "erf" for slot, letter in zip(slots, canonical) if letter != "-"):
         return None
     else:
+        kind = "erf mixtures"
         say("step", f"{derived.name}: the erf mixtures of both activations, checked against the trapezoidal rule")
         record = verify_mixtures(name, derived, slots, map)
     if record is None:
         return None
     names = tuple("None" if slot is None else {"s": "STUDENT", "t": "TEACHER"}[letter]
                   for slot, letter in zip(slots, canonical))
-    provenance = ("erf mixtures" if base is None else f"erf mixture in {base}'s closed forms") + \
+    provenance = (kind if base is None else f"{kind} in {base}'s closed forms") + \
         derived.provenance.removeprefix("quadrature")
     return IntegralSpec(derived.name, f'("{name}", "{canonical}")', derived.size,
                         tuple(str(symbol) for symbol in derived.arguments), None, provenance, record, (), (),

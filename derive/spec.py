@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .mixture import ErfMixture
+from .mixture import Mixture
 from .printing import HELPERS, PrintedExpression
 
 
@@ -46,7 +46,7 @@ class QuadratureSpec:
 @dataclass(frozen=True)
 class IntegralSpec:
     """One block integral, printed: a closed form (`code`, with coincidence `variants` for a
-    non-smooth one), `quadrature` terms, or (`mixture`) the module's erf mixture, as a function
+    non-smooth one), `quadrature` terms, or (`mixture`) the module's mixture, as a function
     of the block entries `arguments` (c{p}{q}, p ≤ q, row-major); `name` is its function's name,
     `key` its key in the module's INTEGRALS, as code. A pair module's `mixture` integral names
     each slot's mixture in `mixture_slots` ("STUDENT", "TEACHER", or "None" for the u slot and an
@@ -71,10 +71,10 @@ class IntegralSpec:
 
 @dataclass(frozen=True)
 class MixtureSpec:
-    """The erf mixture ĝ(x) = c0 + Σ_j a_j erf(s_j x/√2) fitted to g (derive/mixture.py), printed:
-    `offset` c0 and `terms` ((a_j, s_j), …) as Python literals."""
+    """The mixture ĝ(x) = c0 + Σ_j a_j B(s_j x) fitted to g (derive/mixture.py), printed: `offset`
+    c0 and `terms` ((a_j, s_j), …) as Python literals."""
 
-    fitted: ErfMixture
+    fitted: Mixture
 
     @property
     def offset(self) -> str:
@@ -107,9 +107,13 @@ class KernelSpec:
     the erf mixtures of both activations holds them in `student_mixture` and `teacher_mixture`;
     `radial` holds the radial Gauss rules of its piecewise quadrature terms, (points, printed
     (nodes, weights)). Where one activation is an exact built-in (ReLU, linear, quadratic) and the
-    other has an erf mixture, the mixed integrals are the exact one's closed forms with erf summed
-    over the mixture's terms: `mixture_base` names that built-in pair module (e.g. "relu__erf"),
-    and the exact side's slots are "None" in `mixture_slots`."""
+    other has an erf mixture (or a smoothed-ReLU mixture), the mixed integrals are the exact one's
+    closed forms with erf (or ReLU's with the exact one's) summed over the mixture's terms:
+    `mixture_base` names that built-in module (e.g. "relu__erf"), and the exact side's slots are
+    "None" in `mixture_slots`. `smoothed` marks a smoothed-ReLU
+    mixture (the module's own, or the other activation's in a pair): its integrals are ReLU's
+    closed forms (`mixture_base`: "relu", or ReLU's pair module with the exact activation) on the
+    blocks S C S + I (nndyn.core.mixture.relu_mixtures)."""
 
     name: str
     description: str
@@ -127,6 +131,7 @@ class KernelSpec:
     teacher_mixture: MixtureSpec | None = None
     radial: tuple[tuple[int, str], ...] = ()
     mixture_base: str | None = None
+    smoothed: bool = False
 
     def uses(self, name: str) -> bool:
         """Whether any printed expression calls `name` (e.g. "jsp.", "safe_arcsin(")."""

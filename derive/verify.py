@@ -26,7 +26,7 @@ import sympy as sp
 from .activations import Activation, x
 from .gaussian import expectation
 from .integrals import DerivedIntegral, block_entries, integrand, variables
-from .mixture import BLOCKS, ChosenMixture, ErfMixture, applies, choose, integral, reference
+from .mixture import BLOCKS, DIFFERENCE_STEP, ChosenMixture, Mixture, choose, family, integral, reference
 from .quadrature import (
     MAX_VARIANCE,
     NON_SMOOTH,
@@ -209,32 +209,36 @@ def verify(integral: DerivedIntegral, seed: int = 0) -> str:
 
 def verify_mixture(activation: Activation, forms: list[DerivedIntegral], map=map,
                    seed: int = 0) -> tuple[ChosenMixture, dict[str, str]] | None:
-    """The erf mixture (`.mixture`) of g whose integrals `forms` (g's quadrature forms) are within
-    TARGET_ERROR of the trapezoidal rule at its reference step on BLOCKS random blocks with
-    variances up to MAX_VARIANCE each, with a one-line record per integral; None where g is not
-    bounded and odd about g(0), or no mixture reaches. `map` spreads the reference rule's
-    evaluations (a process pool's map)."""
-    if not applies(activation):
+    """The mixture (`.mixture`) of g whose integrals `forms` (g's quadrature forms) are within
+    TARGET_ERROR of g's on BLOCKS random blocks with variances up to MAX_VARIANCE each, with a
+    one-line record per integral: an erf mixture against the trapezoidal rule at its reference
+    step, a smoothed-ReLU mixture by the trapezoidal rule on the difference of the integrands.
+    None where g admits neither (`.mixture.family`), or no mixture reaches. `map` spreads the
+    reference rule's evaluations (a process pool's map)."""
+    base = family(activation)
+    if base is None:
         return None
     jobs = [(form, np.array(block.evalf(), dtype=float))
             for form in forms for block in random_blocks(form.size, BLOCKS, seed, largest=MAX_VARIANCE)]
-    values = list(map(reference, jobs))
+    values = list(map(reference, jobs)) if base == "erf" else [0.0] * len(jobs)  # "relu": `difference`'s own
     references: dict[str, list[tuple[np.ndarray, float]]] = {form.name: [] for form in forms}
     for (form, block), value in zip(jobs, values):
         references[form.name].append((block, value))
-    chosen = choose(activation, references)
+    chosen = choose(activation, references, base)
     if chosen is None:
         return None
     terms = len(chosen.mixture.terms)
-    records = {name: f"erf mixture of {terms} terms, error {error:.1g} (below {TARGET_ERROR:g}) against the "
-               f"trapezoidal rule at its reference step at {BLOCKS} random blocks with variances up to {MAX_VARIANCE}"
+    against = ("against the trapezoidal rule at its reference step" if base == "erf" else
+               f"by the trapezoidal rule of step {DIFFERENCE_STEP} on the difference from g's integrand")
+    records = {name: f"{chosen.mixture.kind} of {terms} terms, error {error:.1g} (below {TARGET_ERROR:g}) {against} "
+               f"at {BLOCKS} random blocks with variances up to {MAX_VARIANCE}"
                for name, error in chosen.errors.items()}
     return chosen, records
 
 
 def verify_mixtures(name: str, form: DerivedIntegral, slots: tuple, map=map, seed: int = 0) -> str | None:
     """The record of a mixed integral `name` without a closed form (`form`, a quadrature form) evaluated
-    by the erf mixtures of its slots' activations (`slots`, one `.mixture.ErfMixture` per slot,
+    by the erf mixtures of its slots' activations (`slots`, one `.mixture.Mixture` per slot,
     None for the u slot): within TARGET_ERROR of the trapezoidal rule at its reference step on
     BLOCKS random blocks with variances up to MAX_VARIANCE; None where it is not."""
     blocks = [np.array(block.evalf(), dtype=float) for block in random_blocks(form.size, BLOCKS, seed,
@@ -252,12 +256,14 @@ def verify_mixtures(name: str, form: DerivedIntegral, slots: tuple, map=map, see
 def verify_exact_with_mixture(name: str, form: DerivedIntegral, activations: tuple, slots: tuple, base: str,
                               seed: int = 0) -> str | None:
     """The record of a mixed integral `name` without a closed form (`form`, its integrand f)
-    evaluated by the closed forms of `base` (a built-in pair module of an exact activation and
-    erf) summed over the terms of an erf mixture: `activations` are the slots' activations (None
-    for the u slot), `slots` the `ErfMixture` replacing each (None where the slot keeps its exact
-    activation). The mixture's error |⟨f̂ − f⟩|, f̂ the integrand with the mixtures, is estimated
-    by Monte Carlo of the difference f̂ − f on one set of samples (its standard error is that of
-    a small difference, ~1e-8, where a sample mean of f alone has ~1e-3), and its mean plus
+    evaluated by the closed forms of `base` (a built-in module: a pair module of an exact
+    activation and erf for an erf mixture; ReLU's own, or its pair module with an exact
+    activation, for a smoothed-ReLU mixture) summed over the terms of the mixture: `activations`
+    are the slots' activations (None for the u slot), `slots` the `Mixture` replacing each (None
+    where the slot keeps its exact activation). The mixture's error |⟨f̂ − f⟩|, f̂ the integrand
+    with the mixtures, is estimated by Monte Carlo of the difference f̂ − f on one set of samples
+    (its standard error is that of a small difference, ~1e-8, where a sample mean of f alone has
+    ~1e-3), and its mean plus
     MC_STANDARD_ERRORS standard errors must be below TARGET_ERROR (relative to max(1, |⟨f⟩|)) at
     BLOCKS random blocks with variances up to MAX_VARIANCE; None where it is not. `base`'s closed
     forms are verified in their own module; their sum over the terms is tests/test_user_activation.py's."""
@@ -276,14 +282,20 @@ def verify_exact_with_mixture(name: str, form: DerivedIntegral, activations: tup
         worst = max(worst, bound)
     if not worst < TARGET_ERROR:
         return None
-    terms = len(next(slot for slot in slots if slot is not None).terms)
-    return (f"erf mixture of {terms} terms in {base}'s closed forms, the mixture's error |<f^ - f>| at most "
+    mixture = next(slot for slot in slots if slot is not None)
+    return (f"{mixture.kind} of {len(mixture.terms)} terms in {base}'s closed forms, the mixture's error "
+            "|<f^ - f>| at most "
             f"{worst:.1g} (below {TARGET_ERROR:g}; Monte Carlo of the difference, {MC_SAMPLES} samples, mean + "
             f"{MC_STANDARD_ERRORS} SE) at {BLOCKS} random blocks with variances up to {MAX_VARIANCE}")
 
 
-def _mixture_activation(activation: Activation, mixture: ErfMixture) -> Activation:
-    """ĝ(x) = c0 + Σ_j a_j erf(s_j x/√2) of `mixture` as an activation (for its integrands)."""
-    expression = sp.Float(mixture.offset) + sp.Add(*(sp.Float(a) * sp.erf(sp.Float(s) * x / sp.sqrt(2))
-                                                     for a, s in mixture.terms))
-    return Activation(f"{activation.name}_mixture", expression, f"the erf mixture of {activation.name}")
+def _mixture_activation(activation: Activation, mixture: Mixture) -> Activation:
+    """ĝ of `mixture` as an activation (for its integrands): c0 + Σ_j a_j erf(s_j x/√2), or
+    Σ_j a_j Ψ(s_j x), Ψ(y) = y Φ(y) + φ(y)."""
+    def base(y: sp.Expr) -> sp.Expr:
+        if mixture.base == "relu":
+            return y * (1 + sp.erf(y / sp.sqrt(2))) / 2 + sp.exp(-(y**2) / 2) / sp.sqrt(2 * sp.pi)
+        return sp.erf(y / sp.sqrt(2))
+
+    expression = sp.Float(mixture.offset) + sp.Add(*(sp.Float(a) * base(sp.Float(s) * x) for a, s in mixture.terms))
+    return Activation(f"{activation.name}_mixture", expression, f"the {mixture.kind} of {activation.name}")

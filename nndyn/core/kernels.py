@@ -81,34 +81,42 @@ class Kernels:
     @property
     def sources(self) -> tuple[str, ...]:
         """The files whose code these kernels run (for cache keys)."""
-        own = (self.module, blocks, flows, mixture, mixture.erf, quadrature, special, _flow_table())
-        modules = own if self.teacher is None or self.pair is None else (*own, self.teacher.module, *self._pair_modules)
-        return (__file__, *map(_file, modules))
+        own = (blocks, flows, mixture, mixture.erf, quadrature, special, _flow_table())
+        return (__file__, *map(_file, (*own, *self._modules)))
 
     @property
-    def _pair_modules(self) -> tuple:
-        """The pair module, and the built-in pair module whose closed forms it sums over an erf
-        mixture's terms (its MIXTURE_BASE, e.g. relu__erf for a ReLU student on a tanh teacher)."""
-        base = getattr(self.pair, "MIXTURE_BASE", None)
-        return (self.pair,) if base is None else (self.pair, base)
+    def _modules(self) -> tuple:
+        """The generated modules these kernels bind: the student's, and where apart the teacher's
+        and the pair's, each followed by the built-in module whose closed forms it sums over a
+        mixture's terms (its MIXTURE_BASE: relu__erf for a ReLU student on a tanh teacher, relu
+        for softplus)."""
+        modules = (self.module,) if self.teacher is None else (self.module, self.teacher.module, self.pair)
+        with_bases = []
+        for module in modules:
+            if module is not None:
+                base = getattr(module, "MIXTURE_BASE", None)
+                with_bases += [module] if base is None else [module, base]
+        return tuple(with_bases)
 
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the contents of the generated modules these kernels bind (the activations'
-        closed forms, a pair's mixed integrals, the flow table): what a stored result depends on
-        beyond its setting. A module re-derived with another expression, or in another format
-        (its input hash), changes it; where the module lives does not."""
-        modules = (self.module,) if self.teacher is None else (self.module, self.teacher.module, *self._pair_modules)
+        closed forms, a pair's mixed integrals, the modules whose closed forms a mixture sums, the
+        flow table): what a stored result depends on beyond its setting. A module re-derived with
+        another expression, or in another format (its input hash), changes it; where the module
+        lives does not."""
         digest = hashlib.sha256()
-        for module in (*(module for module in modules if module is not None), _flow_table()):
+        for module in (*self._modules, _flow_table()):
             digest.update(Path(_file(module)).read_bytes())
         return digest.hexdigest()
 
     def integral(self, name: str, C, signature: str | None = None):
         """Integral `name` ("I2", "J2", "I3", "I4") on covariance blocks C (..., r, r); returns
         shape (...). Only the upper triangle of C is read. `signature` (a letter per slot: "s"
-        student, "t" teacher, "-" the u slot) picks the activations; default: the student's."""
-        return blocks.on_blocks(self.closed_form(name, signature), C)
+        student, "t" teacher, "-" the u slot) picks the activations; default: the student's.
+        Compiled once per integral and block shape (op by op, a long closed form, such as ReLU's
+        I4 summed over a mixture's terms, takes seconds to dispatch the first time)."""
+        return _on_blocks(self.closed_form(name, signature), C)
 
     def closed_form(self, name: str, signature: str | None = None) -> Callable:
         """The generated function of integral `name` of `signature` (see `integral`), taking
@@ -211,6 +219,10 @@ class Kernels:
             Q, R, T = (jnp.sum(scale * overlap, axis=0) for overlap in (Q, R, T))
         return self.generalisation_error(Q, R, y["v"], T, args["v_star"],
                                          args.get("kappa", 1.0), args.get("kappa_star", 1.0))
+
+
+#: `blocks.on_blocks` compiled per integral function (static) and block shape.
+_on_blocks = jax.jit(blocks.on_blocks, static_argnums=0)
 
 
 @functools.cache

@@ -1,9 +1,18 @@
-"""The erf-mixture fallback's evaluation (derive/mixture.py fits it): the integrals of
-ĝ(x) = c0 + Σ_j a_j G(s_j x), G(x) = erf(x/√2) the built-in erf activation, as weighted sums of
-G's generated closed forms on rescaled blocks (docs/derivation.md), or of an exact activation's
-closed forms with G (a pair module's) where the other slots hold an exact activation (ReLU with a
-tanh teacher). I4, n⁴ terms per block, is evaluated in a factorised form of G's closed form
-(:func:`_factorised_I4`)."""
+"""The mixture fallbacks' evaluation (derive/mixture.py fits them).
+
+An erf mixture ĝ(x) = c0 + Σ_j a_j G(s_j x), G(x) = erf(x/√2) the built-in erf activation: its
+integrals are weighted sums of G's generated closed forms on rescaled blocks (docs/derivation.md),
+or of an exact activation's closed forms with G (a pair module's) where the other slots hold an
+exact activation (ReLU with a tanh teacher). I4, n⁴ terms per block, is evaluated in a factorised
+form of G's closed form (:func:`_factorised_I4`).
+
+A smoothed-ReLU mixture ĝ(x) = Σ_j a_j Ψ(s_j x), Ψ(y) = E_z ReLU(y + z) = y Φ(y) + φ(y) with z a
+standard normal (softplus and its kin, which rise like a ReLU but are smooth): since
+Ψ(s u) = E_z ReLU(s u + z) and Ψ'(s u) = Φ(s u) = E_z H(s u + z), every integral of ĝ is a
+weighted sum of ReLU's closed forms (or a pair module's of ReLU with an exact activation) on the
+blocks S C S + E, S the slots' scales and E the identity on the mixture's slots
+(:func:`relu_mixtures`).
+"""
 
 from __future__ import annotations
 
@@ -53,6 +62,42 @@ def erf_mixtures(name: str, slots: tuple, *entries, base=None):
             value = value + slots[2][0] * slots[3][0] * erf_mixtures("J2", slots[:2], entries[0], entries[1],
                                                                      entries[4])
         return value
+    closed_form = erf.INTEGRALS[name] if base is None else base
+    value = _sum_over_terms(factors, columns, entries, closed_form, smoothed=False)
+    if name == "I2" and base is None:
+        value = value + slots[0][0] * slots[1][0]
+    return value
+
+
+def relu_mixture(name: str, terms: tuple[tuple[float, float], ...], *entries, base):
+    """Integral `name` ("I2", "J2", "I3", "I4") of ĝ = Σ_j a_j Ψ(s_j x), (a_j, s_j) in `terms`,
+    on the blocks whose entries c_pq (p ≤ q, row-major, broadcast arrays (...)) are `entries`;
+    returns shape (...): `relu_mixtures` with this mixture in every slot, `base` ReLU's closed form."""
+    slots = tuple(None if factor == "u" else (0.0, terms) for factor in FACTORS[name])
+    return relu_mixtures(name, slots, *entries, base=base)
+
+
+def relu_mixtures(name: str, slots: tuple, *entries, base):
+    """Integral `name` ("I2", "J2", "I3", "I4") with slot p's activation the smoothed-ReLU mixture
+    ĝ_p = Σ_j a_j Ψ(s_j x) given by slots[p] = (0.0, ((a_j, s_j), …)) (None for the u slot of I3
+    and for an exact activation's slots), on the blocks whose entries c_pq (p ≤ q, row-major,
+    broadcast arrays (...)) are `entries`; returns shape (...). `base` is ReLU's closed form of
+    the integral (`nndyn.generated.relu`), or a pair module's of ReLU with the exact activation
+    of the None slots (e.g. relu__erf's for a softplus student on an erf teacher): slot p of term
+    j is ReLU's (H's for g') on y_p = s_j u_p + z_p, z_p independent standard normals, weighted
+    a_j (g) or a_j s_j (g'), so its variance is s_j² c_pp + 1 and its covariances s_j s_k c_pq."""
+    factors = FACTORS[name]
+    if any(slot is not None and slot[0] for slot in slots):
+        raise ValueError(f"{name}: a smoothed-ReLU mixture has no offset")
+    columns = [None if factor == "u" or slots[p] is None else tuple(jnp.asarray(column) for column in zip(*slots[p][1]))
+               for p, factor in enumerate(factors)]
+    return _sum_over_terms(factors, columns, entries, base, smoothed=True)
+
+
+def _sum_over_terms(factors, columns, entries, closed_form, smoothed: bool):
+    """Σ over the terms (j, k, …) of the slots' mixtures (`columns`: per slot (a_j, s_j) arrays, or
+    None for a slot kept as it is) of the weights times `closed_form` on the rescaled block
+    (plus the identity on the mixture's slots where `smoothed`), summed; shape (...)."""
     r = len(factors)
     scales, weights = [], []
     for p, (factor, column) in enumerate(zip(factors, columns)):
@@ -66,12 +111,9 @@ def erf_mixtures(name: str, slots: tuple, *entries, base=None):
         scales.append(scale.reshape(shape))
         weights.append(weight.reshape(shape))
     grid = [jnp.asarray(entry)[(..., *(None,) * r)] for entry in entries]
-    scaled = [entry * scales[p] * scales[q] for entry, (p, q) in zip(grid, entry_positions(r))]
-    closed_form = erf.INTEGRALS[name] if base is None else base
-    value = jnp.sum(functools.reduce(jnp.multiply, weights) * closed_form(*scaled), axis=tuple(range(-r, 0)))
-    if name == "I2" and base is None:
-        value = value + slots[0][0] * slots[1][0]
-    return value
+    scaled = [entry * scales[p] * scales[q] + (1.0 if smoothed and p == q and columns[p] is not None else 0.0)
+              for entry, (p, q) in zip(grid, entry_positions(r))]
+    return jnp.sum(functools.reduce(jnp.multiply, weights) * closed_form(*scaled), axis=tuple(range(-r, 0)))
 
 
 def _factorised_I4(first, second, third, fourth, c00, c01, c02, c03, c11, c12, c13, c22, c23, c33):
