@@ -21,7 +21,7 @@ An activation that instead rises like a ReLU (finite, vanishing at −∞ and gr
 
 whose derivative Σ_j a_j s_j Φ(s_j x) is an erf mixture of g' (softplus' sigmoid). Since
 Ψ(s u) = E_z ReLU(s u + z) and Φ(s u) = E_z H(s u + z), each integral of ĝ is a weighted sum of
-ReLU's closed forms on the blocks D C D + I (an independent unit-variance z per slot),
+ReLU's closed forms on the blocks S C S + I (an independent unit-variance z per slot),
 nndyn.core.mixture.relu_mixtures.
 
 The number of terms is the smallest in 1..`MAX_TERMS` for which every integral is within
