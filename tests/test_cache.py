@@ -136,16 +136,19 @@ def test_an_exported_program_runs_in_a_fresh_process_with_or_without_lapack(tmp_
 
 
 @pytest.mark.slow  # over 3 s: the fast subset (-m 'not slow') stays within a minute
-def test_the_cache_stays_within_its_cap(tmp_path):
-    """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 30 programs leaves 235 kB
+def test_the_cache_stays_within_its_cap(tmp_path, monkeypatch):
+    """With a tiny cap (NNDYN_CACHE_MAX_MB = 0.1), a process compiling 16 programs leaves ~125 kB
     of JAX's entries; a process starting within PRUNE_EVERY of the last pruning leaves them, the
     next one after it prunes them to 90 % of the cap, the least recently used first (the later
     of write and read: an old entry read since is kept), and exported/ to its 10 %; `nndyn cache
-    info` reports the cap and `clear` empties it."""
+    info` reports the cap and `clear` empties it (in this process: they read the folder and the
+    cap from the environment when called)."""
     import os
     import subprocess
     import sys
     import time
+
+    from command import in_process
 
     cap = int(0.1 * 2**20)
     exported = tmp_path / "exported"
@@ -155,7 +158,7 @@ def test_the_cache_stays_within_its_cap(tmp_path):
         os.utime(exported / f"old{index}.jaxexport", (time.time() - 100 + index,) * 2)
     env = {**os.environ, "NNDYN_COMPILATION_CACHE": str(tmp_path), "NNDYN_CACHE_MAX_MB": "0.1"}
     code = ("import jax, jax.numpy as jnp, nndyn; nndyn.Setting; "
-            "[jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cumsum(x ** k))(jnp.arange(8.0 + k)) for k in range(30)]")
+            "[jax.jit(lambda x, k=k: jnp.sin(x) * k + jnp.cumsum(x ** k))(jnp.arange(8.0 + k)) for k in range(16)]")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
     entries = sorted(tmp_path.glob("*-cache"))
     assert sum(path.stat().st_size for path in entries) > cap
@@ -171,9 +174,11 @@ def test_the_cache_stays_within_its_cap(tmp_path):
     assert len(kept) >= 3 and sum(path.stat().st_size for path in kept) <= 0.9 * cap
     assert kept == [entries[0], *entries[len(entries) - len(kept) + 1:]]  # the one read, then the newest
     assert sorted(path.name for path in exported.iterdir()) == ["old5.jaxexport"]  # 10 kB of its 10.5 kB
-    result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "info"], env=env, capture_output=True, text=True)
+    monkeypatch.setenv("NNDYN_COMPILATION_CACHE", str(tmp_path))
+    monkeypatch.setenv("NNDYN_CACHE_MAX_MB", "0.1")
+    result = in_process("cache", "info")
     assert result.returncode == 0 and "capped at 0.1 MB" in result.stdout and str(tmp_path) in result.stdout
-    result = subprocess.run([sys.executable, "-m", "nndyn", "cache", "clear"], env=env, capture_output=True, text=True)
+    result = in_process("cache", "clear")
     assert result.returncode == 0 and not tmp_path.exists()
 
 
