@@ -36,7 +36,7 @@ from .spec import (
     VariantSpec,
 )
 from .special import SignQuadruple
-from .verify import verify, verify_exact_with_mixture, verify_mixture, verify_mixtures, verify_quadrature
+from .verify import RANDOM_BLOCKS, verify, verify_exact_with_mixture, verify_mixture, verify_mixtures, verify_quadrature
 
 #: The argument of a generic closed form that stands for the sign quadruple of its own block.
 QUADRUPLE = sp.Symbol("quadruple")
@@ -68,12 +68,25 @@ def _radial(integrals: tuple[IntegralSpec, ...]) -> tuple[tuple[int, str], ...]:
     return tuple((n, repr(radial(n))) for n in points)
 
 
-def check(form: DerivedIntegral) -> tuple[DerivedIntegral, str]:
-    """Verify one derived form (`.verify`): the form (with its quadrature steps chosen, when
-    it has quadrature terms) and the record of its checks. Raises when a check fails."""
+def check(task: tuple[DerivedIntegral, int | None]) -> tuple[DerivedIntegral, str]:
+    """Verify one derived form (`.verify`) at one of its random blocks, `task` = (form, block),
+    or a quadrature form (block None) at all of them: the form (with its quadrature steps
+    chosen, when it has quadrature terms) and the record of its checks. Raises when a check
+    fails."""
+    form, block = task
     if form.quadrature:
         return verify_quadrature(form)
-    return form, verify(form)
+    return form, verify(form, block)
+
+
+def _checks(forms: tuple[DerivedIntegral, ...], map) -> list[tuple[DerivedIntegral, str]]:
+    """`check` of each of `forms` over `map`, a closed form's random blocks as tasks apart (a
+    sign quadruple's I4, one form, is a minute of mpmath and SymPy per block: a pool checks its
+    blocks side by side); per form, the form and the record of its checks."""
+    parts = [(None,) if form.quadrature else tuple(range(RANDOM_BLOCKS)) for form in forms]
+    results = list(map(check, [(form, part) for form, each in zip(forms, parts) for part in each]))
+    firsts = (0, *itertools.accumulate(len(each) for each in parts[:-1]))  # `map` is the caller's
+    return [results[first] for first in firsts]
 
 
 def _integral(derived: DerivedIntegral, checked: list[tuple[DerivedIntegral, str]], key: str) -> IntegralSpec:
@@ -117,12 +130,12 @@ def _verified(form: DerivedIntegral, key: str, say, map) -> IntegralSpec:
     """The spec of a derived form after verifying it and its variants (`check` over `map`)."""
     checks = "the quadrature's step against its reference" if form.quadrature else "Price's identity and Monte Carlo"
     say("step", f"{key.strip(chr(34))}: verifying {1 + len(form.variants)} form(s) by {checks}")
-    return _integral(form, list(map(check, (form, *form.variants))), key)
+    return _integral(form, _checks((form, *form.variants), map), key)
 
 
 def kernel_spec(activation: Activation, command: str, map=map, report=None) -> KernelSpec:
     """Derive, verify and print every integral of `activation`. Each integral's forms (its
-    generic closed form and coincidence variants) are verified by `map(check, forms)`: pass a
+    generic closed form and coincidence variants) are verified by `map(check, tasks)`: pass a
     process pool's map to verify them in parallel (the results do not depend on it). Integrals
     without a closed form take the erf or smoothed-ReLU mixture where g admits one (`.mixture`), else
     quadrature.
