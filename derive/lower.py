@@ -68,23 +68,32 @@ def _radial(integrals: tuple[IntegralSpec, ...]) -> tuple[tuple[int, str], ...]:
     return tuple((n, repr(radial(n))) for n in points)
 
 
-def check(task: tuple[DerivedIntegral, int | None]) -> tuple[DerivedIntegral, str]:
-    """Verify one derived form (`.verify`) at one of its random blocks, `task` = (form, block),
-    or a quadrature form (block None) at all of them: the form (with its quadrature steps
-    chosen, when it has quadrature terms) and the record of its checks. Raises when a check
-    fails."""
-    form, block = task
+def check(task: tuple[DerivedIntegral, int | None, int | None]) -> tuple[DerivedIntegral, str]:
+    """One part of the verification of a derived form (`.verify`), `task` = (form, block,
+    entry), or of a quadrature form (block None) at all of its blocks: the form (with its
+    quadrature steps chosen, when it has quadrature terms) and the record of its checks. Raises
+    when a check fails."""
+    form, block, entry = task
     if form.quadrature:
         return verify_quadrature(form)
-    return form, verify(form, block)
+    return form, verify(form, block, entry)
+
+
+def _parts(form: DerivedIntegral) -> list[tuple[int | None, int | None]]:
+    """The (block, entry) parts of `form`'s verification (`check`): per random block, Price's
+    identity entry by entry and the rest; one part for a quadrature form."""
+    if form.quadrature:
+        return [(None, None)]
+    entries = (*range(len(block_entries(form.size))), None)
+    return [(block, entry) for block in range(RANDOM_BLOCKS) for entry in entries]
 
 
 def _checks(forms: tuple[DerivedIntegral, ...], map) -> list[tuple[DerivedIntegral, str]]:
-    """`check` of each of `forms` over `map`, a closed form's random blocks as tasks apart (a
-    sign quadruple's I4, one form, is a minute of mpmath and SymPy per block: a pool checks its
-    blocks side by side); per form, the form and the record of its checks."""
-    parts = [(None,) if form.quadrature else tuple(range(RANDOM_BLOCKS)) for form in forms]
-    results = list(map(check, [(form, part) for form, each in zip(forms, parts) for part in each]))
+    """`check` of each of `forms` over `map`, part by part (`_parts`), so that a process pool
+    checks one form's parts side by side (a sign quadruple's I4 is one form whose checks take a
+    minute); per form, the form and the record of its checks."""
+    parts = [_parts(form) for form in forms]
+    results = list(map(check, [(form, *part) for form, each in zip(forms, parts) for part in each]))
     firsts = (0, *itertools.accumulate(len(each) for each in parts[:-1]))  # `map` is the caller's
     return [results[first] for first in firsts]
 
